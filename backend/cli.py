@@ -1,0 +1,202 @@
+"""`python -m backend`: reconstruct, interpolate, list models, show versions. Exit status 0 only on success."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .api import Latent, Model, interpolate, load_model
+from .device import DEVICE_CHOICES, describe_devices, resolve_device
+from .errors import OccNetError
+from .extract.mise import valid_resolutions
+from .inputs import load_observation
+from .inputs.files import IMAGE_SUFFIXES
+from .registry import default_model, list_models
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except OccNetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; nothing more was written", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Occupancy Networks for meshes.")
+    sub = parser.add_subparsers(title="commands")
+
+    rec = sub.add_parser("reconstruct", help="reconstruct a mesh from a point cloud, mesh or image")
+    rec.add_argument("input", help="point cloud (.ply .xyz .npy .npz), mesh file, or image (.png .jpg)")
+    rec.add_argument("--out", required=True, help="output mesh (.obj .ply .stl .glb ...)")
+    rec.add_argument("--save-latent", metavar="FILE.npz", help="also save the shape's latent code")
+    _model_options(rec)
+    rec.set_defaults(run=_reconstruct)
+
+    interp = sub.add_parser("interpolate", help="meshes along the blend between two shapes")
+    interp.add_argument("a", help="input or saved latent (.npz from --save-latent)")
+    interp.add_argument("b", help="input or saved latent")
+    interp.add_argument("--steps", type=int, default=5, help="number of meshes, endpoints included (>= 2)")
+    interp.add_argument("--out", required=True, help="output folder")
+    interp.add_argument("--format", default="obj", help="mesh format of the outputs")
+    interp.add_argument("--method", choices=("linear", "spherical"), default="linear")
+    _model_options(interp)
+    interp.set_defaults(run=_interpolate)
+
+    models = sub.add_parser("models", help="list the available models and their measured quality")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.set_defaults(run=_models)
+
+    info = sub.add_parser("info", help="versions and compute devices")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model name or .safetensors path (default: the shipped model for the input)")
+    p.add_argument("--resolution", type=int, default=128, choices=valid_resolutions(), help="grid resolution")
+    p.add_argument("--threshold", type=float, help="occupancy threshold in (0, 1) (default: the model's)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--refine-steps", type=int, default=0, help="gradient-based mesh refinement steps")
+    p.add_argument("--faces", type=int, default=0, help="simplify to at most this many faces (0: keep all)")
+    p.add_argument("--no-normals", action="store_true", help="skip normals from the field's gradient")
+
+
+def _extract_options(args: argparse.Namespace) -> dict:
+    return {
+        "resolution": args.resolution,
+        "threshold": args.threshold,
+        "refine_steps": args.refine_steps,
+        "faces": args.faces,
+        "normals": not args.no_normals,
+    }
+
+
+def _load_for(args: argparse.Namespace, *inputs: str) -> Model:
+    name = args.model
+    if name is None:
+        kinds = {_kind_of(path) for path in inputs}
+        name = default_model(kinds.pop() if len(kinds) == 1 else "pointcloud")
+    return load_model(name, args.device)
+
+
+def _kind_of(path: str) -> str:
+    if Latent.is_latent_file(path):
+        return "pointcloud"
+    return "image" if Path(path).suffix.lower() in IMAGE_SUFFIXES else "pointcloud"
+
+
+class _Bar:
+    """tqdm on stderr, one bar per stage."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.stage = ""
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=100, desc=f"{stage:>8}", unit="%", file=sys.stderr, leave=False)
+        self.bar.n = round(100 * fraction)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    observation = load_observation(args.input)
+    model = _load_for(args, args.input)
+    bar = _Bar()
+    try:
+        result = model.reconstruct(observation, progress=bar, **_extract_options(args))
+    finally:
+        bar.close()
+    out = result.mesh.save(args.out)
+    if args.save_latent:
+        result.latent.save(args.save_latent)
+    stats = result.stats
+    seconds = ", ".join(f"{k} {v:.2f}s" for k, v in stats["seconds"].items())
+    print(
+        f"{out}: {len(result.mesh.vertices)} vertices, {len(result.mesh.faces)} faces "
+        f"({model.name} on {model.device}, {stats['points_evaluated']} points evaluated; {seconds})"
+    )
+    return 0
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    if args.steps < 2:
+        raise OccNetError("--steps must be at least 2 (the two endpoints).")
+    model = _load_for(args, args.a, args.b)
+    a, b = (Latent.load(p) if Latent.is_latent_file(p) else model.encode(p) for p in (args.a, args.b))
+    out_dir = Path(args.out)
+    bar = _Bar()
+    try:
+        for i, t in enumerate(np.linspace(0.0, 1.0, args.steps)):
+            result = model.extract(interpolate(a, b, float(t), args.method), progress=bar, **_extract_options(args))
+            path = result.mesh.save(out_dir / f"blend_{i:03d}.{args.format.lstrip('.')}")
+            print(f"{path}: t={t:.3f}, {len(result.mesh.faces)} faces")
+    finally:
+        bar.close()
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    entries = list_models()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": e.name,
+                        "path": str(e.path),
+                        "input_kind": e.config.input_kind,
+                        "size_mb": round(e.size_mb, 2),
+                        "threshold": e.config.threshold,
+                        "evaluation": e.config.evaluation,
+                    }
+                    for e in entries
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    if not entries:
+        print("No models found. Put .safetensors checkpoints in backend/weights/ or a folder on OCCNET_MODELS_PATH.")
+        return 0
+    print(f"{'name':<24}{'input':<12}{'size':>9}{'threshold':>11}  evaluation")
+    for e in entries:
+        evaluation = ", ".join(f"{k} {v}" for k, v in e.config.evaluation.items() if not isinstance(v, dict))
+        print(
+            f"{e.name:<24}{e.config.input_kind:<12}{e.size_mb:>7.1f}MB{e.config.threshold:>11.2f}  "
+            f"{evaluation or 'not evaluated'}"
+        )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(f"occnet backend {__version__}")
+    print(f"python {platform.python_version()} ({sys.executable})")
+    print(f"torch {torch.__version__}, default device {resolve_device('auto')}")
+    print(f"devices: {', '.join(describe_devices())}")
+    print(f"platform: {platform.platform()}, {platform.processor() or platform.machine()}")
+    return 0

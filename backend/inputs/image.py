@@ -1,0 +1,63 @@
+"""Images: any size and pixel format to the square, normalised tensor the image encoder was trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.transform import resize
+
+from ..errors import InputError
+
+CROP_MARGIN = 0.1  # fraction of the object's size kept around its mask when alpha gives one
+
+
+def to_rgb_and_alpha(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float RGB (H, W, 3) in [0, 1], and the alpha mask (H, W) when the image has one."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype == np.uint8:
+        data = pixels.astype(np.float32) / 255.0
+    elif pixels.dtype == np.uint16:
+        data = pixels.astype(np.float32) / 65535.0
+    elif pixels.dtype == bool:
+        data = pixels.astype(np.float32)
+    elif np.issubdtype(pixels.dtype, np.floating):
+        data = np.nan_to_num(pixels.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0).clip(0.0, 1.0)
+    else:
+        raise InputError(f"Unsupported pixel type {pixels.dtype}; use 8- or 16-bit or floating-point images.")
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim != 3 or data.shape[2] not in (1, 2, 3, 4) or min(data.shape[:2]) < 1:
+        raise InputError(f"An image must be H x W with 1 to 4 channels; got shape {pixels.shape}.")
+    channels = data.shape[2]
+    alpha = data[:, :, -1] if channels in (2, 4) else None
+    color = data[:, :, :3] if channels >= 3 else np.repeat(data[:, :, :1], 3, axis=2)
+    return color, alpha
+
+
+def prepare_image(pixels: np.ndarray, size: int, background: float, mean: float, std: float) -> np.ndarray:
+    """(3, size, size) float32: composited on the training background, cropped to the object, resized."""
+    color, alpha = to_rgb_and_alpha(pixels)
+    if alpha is not None:
+        if alpha.max() <= 0.0:
+            raise InputError("The image is fully transparent: its alpha channel masks out everything.")
+        color = color * alpha[:, :, None] + background * (1.0 - alpha[:, :, None])
+        color = _crop_to_mask(color, alpha > 0.5 if (alpha > 0.5).any() else alpha > 0)
+    color = _pad_square(color, background)
+    color = resize(color, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
+    return np.ascontiguousarray(((color - mean) / std).transpose(2, 0, 1))
+
+
+def _crop_to_mask(color: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    margin = int(CROP_MARGIN * max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
+    r0, r1 = max(rows[0] - margin, 0), min(rows[-1] + margin + 1, color.shape[0])
+    c0, c1 = max(cols[0] - margin, 0), min(cols[-1] + margin + 1, color.shape[1])
+    return color[r0:r1, c0:c1]
+
+
+def _pad_square(color: np.ndarray, background: float) -> np.ndarray:
+    h, w = color.shape[:2]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return np.pad(
+        color, ((top, side - h - top), (left, side - w - left), (0, 0)), mode="constant", constant_values=background
+    )

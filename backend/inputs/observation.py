@@ -1,0 +1,39 @@
+"""The three kinds of observation, and the similarity transform that maps a source into the canonical frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """canonical = (source - center) / scale, so a mesh goes back with vertices * scale + center."""
+
+    center: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    scale: float = 1.0
+
+    def as_array(self) -> np.ndarray:
+        return np.asarray(self.center, dtype=np.float32)
+
+
+@dataclass
+class PointCloudInput:
+    points: np.ndarray  # (N, 3), any frame
+    kind: str = field(default="pointcloud", init=False)
+
+
+@dataclass
+class ImageInput:
+    pixels: np.ndarray  # (H, W), (H, W, C) with C in 1..4; uint8, uint16, bool or float in [0, 1]
+    kind: str = field(default="image", init=False)
+
+
+@dataclass
+class VoxelInput:
+    grid: np.ndarray  # (R, R, R) occupancy covering the unit cube [-0.5, 0.5]^3
+    kind: str = field(default="voxels", init=False)
+
+
+Observation = PointCloudInput | ImageInput | VoxelInput

@@ -1,0 +1,41 @@
+"""The mesh every part of the backend hands around, and writing it in any format trimesh knows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from .errors import InputError
+
+
+@dataclass
+class Mesh:
+    vertices: np.ndarray  # (V, 3) float32
+    faces: np.ndarray  # (F, 3) int32
+    normals: np.ndarray | None = None  # (V, 3) float32, unit length
+
+    def __post_init__(self) -> None:
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32).reshape(-1, 3)
+        self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
+        if self.normals is not None:
+            self.normals = np.ascontiguousarray(self.normals, dtype=np.float32).reshape(-1, 3)
+
+    def to_trimesh(self) -> trimesh.Trimesh:
+        return trimesh.Trimesh(self.vertices, self.faces, vertex_normals=self.normals, process=False)
+
+    def transformed(self, center: np.ndarray, scale: float) -> Mesh:
+        """Map from the canonical frame back to the source's frame (x * scale + center)."""
+        return Mesh(self.vertices * np.float32(scale) + np.asarray(center, np.float32), self.faces, self.normals)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        suffix = path.suffix.lower().lstrip(".")
+        if suffix not in trimesh.exchange.export._mesh_exporters:
+            writable = ", ".join(sorted(trimesh.exchange.export._mesh_exporters))
+            raise InputError(f"{path}: cannot write '.{suffix}' meshes. Use one of: {writable}.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.to_trimesh().export(str(path))
+        return path

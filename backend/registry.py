@@ -1,0 +1,66 @@
+"""Where models are found: the shipped `weights/` folder, then folders the user adds."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import read_config
+from .config import ModelConfig
+from .errors import ModelLoadError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MODELS_PATH_ENV = "OCCNET_MODELS_PATH"
+DEFAULT_MODELS = {"pointcloud": "onet-pointcloud", "image": "onet-image", "voxels": "onet-voxels"}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    config: ModelConfig
+
+    @property
+    def size_mb(self) -> float:
+        return self.path.stat().st_size / 1e6
+
+
+def search_dirs(extra: list[str | Path] | None = None) -> list[Path]:
+    """Shipped weights first, then OCCNET_MODELS_PATH (os.pathsep separated), then `extra`."""
+    env = [Path(p) for p in os.environ.get(MODELS_PATH_ENV, "").split(os.pathsep) if p]
+    return [WEIGHTS_DIR, *env, *(Path(p) for p in extra or [])]
+
+
+def list_models(extra: list[str | Path] | None = None) -> list[ModelEntry]:
+    """Every readable checkpoint; unreadable files are skipped here and reported when named."""
+    entries: dict[str, ModelEntry] = {}
+    for folder in search_dirs(extra):
+        for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+            try:
+                entries.setdefault(path.stem, ModelEntry(path.stem, path, read_config(path)))
+            except ModelLoadError:
+                continue
+    return list(entries.values())
+
+
+def find_model(name_or_path: str | Path, extra: list[str | Path] | None = None) -> Path:
+    """A path to a checkpoint, given a model name or a path to a file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".safetensors" or candidate.is_file():
+        if not candidate.is_file():
+            raise ModelLoadError(f"{candidate}: no such model file.")
+        return candidate
+    for folder in search_dirs(extra):
+        path = folder / f"{name_or_path}.safetensors"
+        if path.is_file():
+            return path
+    available = ", ".join(e.name for e in list_models(extra)) or "none installed"
+    raise ModelLoadError(
+        f"No model named '{name_or_path}' (available: {available}). "
+        "Pass a path to a .safetensors file or add its folder to OCCNET_MODELS_PATH."
+    )
+
+
+def default_model(input_kind: str) -> str:
+    return DEFAULT_MODELS[input_kind]

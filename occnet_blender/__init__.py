@@ -1,0 +1,1 @@
+"""OccNet for Blender, the add-on half: runs inside Blender with bpy, numpy and the standard library only."""
