@@ -13,9 +13,9 @@ from ..mesh import Mesh
 def grid_to_mesh(values: np.ndarray, threshold_logit: float) -> Mesh:
     """Surface of {values >= threshold} with outward-facing triangles, in the canonical frame."""
     resolution = values.shape[0] - 1
-    if not (values.max() >= threshold_logit > values.min()):
+    if not values.max() >= threshold_logit:
         raise EmptySurfaceError(
-            "The predicted occupancy never crosses the threshold, so there is no surface. "
+            "The predicted occupancy never reaches the threshold, so there is no surface. "
             "Try a lower threshold, or check that the input shows an object."
         )
     padded = np.pad(values, 1, mode="constant", constant_values=threshold_logit - 1e3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,12 @@ def _read_image(path: Path) -> np.ndarray:
 
 def _read_text_cloud(path: Path) -> np.ndarray:
     delimiter = "," if path.suffix.lower() == ".csv" else None
-    try:
-        data = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2, usecols=(0, 1, 2))
-    except ValueError:
-        data = np.loadtxt(path, delimiter=",", comments="#", ndmin=2, usecols=(0, 1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an empty file is reported below, in words
+        try:
+            data = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2, usecols=(0, 1, 2))
+        except ValueError:
+            data = np.loadtxt(path, delimiter=",", comments="#", ndmin=2, usecols=(0, 1, 2))
     if data.size == 0:
         raise InputError(f"{path}: the file holds no points.")
     return data

@@ -1,0 +1,53 @@
+"""A tiny point-cloud Occupancy Network fitted in seconds on analytic ellipsoids, for tests that need a learned model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.checkpoint import save_checkpoint
+from backend.config import ModelConfig
+from backend.models import build_model
+
+TINY = dict(c_dim=32, decoder_hidden=64, decoder_blocks=3, encoder_hidden=64, encoder_blocks=3, n_points=300)
+
+
+def random_axes(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Semi-axes of ellipsoids whose longest side is 1, as the input normalisation makes it."""
+    axes = rng.uniform(0.2, 0.5, size=(count, 3))
+    axes[np.arange(count), rng.integers(0, 3, count)] = 0.5
+    return axes
+
+
+def ellipsoid_surface(axes: np.ndarray, count: int, rng: np.random.Generator, noise: float = 0.005) -> np.ndarray:
+    direction = rng.normal(size=(count, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    return direction * axes + rng.normal(scale=noise, size=(count, 3))
+
+
+def ellipsoid_occupancy(points: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    return ((points / axes) ** 2).sum(-1) <= 1.0
+
+
+def fit_tiny_pointcloud_model(path: Path, steps: int = 500, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_model(ModelConfig(input_kind="pointcloud", threshold=0.5, **TINY))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        axes = random_axes(rng, 8)
+        clouds = np.stack([ellipsoid_surface(a, 300, rng) for a in axes])
+        uniform = rng.uniform(-0.55, 0.55, size=(8, 512, 3))
+        near = np.stack([ellipsoid_surface(a, 512, rng, noise=0.05) for a in axes])
+        queries = np.concatenate([uniform, near], axis=1)
+        labels = np.stack([ellipsoid_occupancy(q, a) for q, a in zip(queries, axes, strict=True)])
+        logits = model(torch.tensor(queries, dtype=torch.float32), torch.tensor(clouds, dtype=torch.float32))
+        loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels, dtype=torch.float32))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return save_checkpoint(model.eval(), path)

@@ -1,0 +1,88 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from backend import load_model
+from backend.checkpoint import METADATA_KEY, load_checkpoint, read_config, save_checkpoint
+from backend.config import ModelConfig, preset
+from backend.device import resolve_device
+from backend.errors import DeviceError, ModelLoadError
+from backend.models import build_model
+from backend.registry import find_model, list_models
+
+SMALL = ModelConfig(c_dim=16, decoder_hidden=16, decoder_blocks=1, encoder_hidden=16, encoder_blocks=2)
+
+
+def test_round_trip_gives_identical_outputs_in_eval_mode(tmp_path):
+    model = build_model(SMALL)
+    model.train()
+    model(torch.rand(4, 64, 3), torch.rand(4, 100, 3))  # moves the batch-norm running statistics
+    model.eval()
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    loaded = load_checkpoint(path)
+    assert not loaded.training
+    p, cloud = torch.rand(1, 50, 3), torch.rand(1, 100, 3)
+    torch.testing.assert_close(loaded(p, cloud), model(p, cloud))
+    assert read_config(path) == SMALL
+    assert not (tmp_path / "m.safetensors.partial").exists()
+
+
+def test_presets_build_the_paper_architecture():
+    paper = preset("paper")
+    assert (paper.c_dim, paper.decoder_hidden, paper.decoder_blocks) == (256, 256, 5)
+    small = build_model(preset("small"))
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in build_model(paper).parameters()) / 4
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "damaged|truncated|readable"),
+        (lambda p: p.write_bytes(b"\x00garbage" * 10), "readable"),
+        (lambda p: save_file({"w": torch.zeros(2)}, str(p)), "without an OccNet config"),
+        (
+            lambda p: save_file({"w": torch.zeros(2)}, str(p), metadata={METADATA_KEY: json.dumps({"version": 99})}),
+            "version 99",
+        ),
+        (lambda p: save_file({"w": torch.zeros(2)}, str(p), metadata={METADATA_KEY: SMALL.to_json()}), "do not match"),
+    ],
+    ids=["truncated", "not-safetensors", "no-metadata", "future-version", "wrong-tensors"],
+)
+def test_bad_files_get_a_clear_error_naming_the_file(tmp_path, damage, message):
+    path = save_checkpoint(build_model(SMALL), tmp_path / "model.safetensors")
+    damage(path)
+    with pytest.raises(ModelLoadError, match=message) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+def test_mismatched_shapes_are_reported(tmp_path):
+    path = save_checkpoint(build_model(SMALL), tmp_path / "m.safetensors")
+    other = build_model(ModelConfig(c_dim=8, decoder_hidden=16, decoder_blocks=1, encoder_hidden=16, encoder_blocks=2))
+    state = {k: v.contiguous() for k, v in other.state_dict().items()}
+    save_file(state, str(path), metadata={METADATA_KEY: SMALL.to_json()})
+    with pytest.raises(ModelLoadError, match="shape"):
+        load_checkpoint(path)
+
+
+def test_unknown_model_names_list_what_exists(tmp_path, monkeypatch):
+    save_checkpoint(build_model(SMALL), tmp_path / "mine.safetensors")
+    monkeypatch.setenv("OCCNET_MODELS_PATH", str(tmp_path))
+    assert find_model("mine") == tmp_path / "mine.safetensors"
+    assert "mine" in [e.name for e in list_models()]
+    with pytest.raises(ModelLoadError, match="available: .*mine"):
+        load_model("nonexistent")
+    with pytest.raises(ModelLoadError, match="no such model file"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_devices():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    with pytest.raises(DeviceError, match="Unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA was requested"):
+            resolve_device("cuda")

@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from backend.errors import InputError
+from backend.inputs import ImageInput, PointCloudInput, VoxelInput, load_observation
+from backend.inputs.image import prepare_image
+from backend.inputs.pointcloud import normalize_points
+
+
+def test_normalisation_centres_and_scales_the_bounding_box():
+    rng = np.random.default_rng(0)
+    cloud = rng.uniform(-1, 1, (5000, 3)) * [3, 1, 2] + [10, -5, 7]
+    points, frame, dropped = normalize_points(cloud, 300)
+    assert points.shape == (300, 3) and points.dtype == np.float32 and dropped == 0
+    assert np.abs(points).max() <= 0.5 + 1e-6
+    assert frame.scale == pytest.approx(6.0, rel=1e-2)
+    np.testing.assert_allclose(frame.center, [10, -5, 7], atol=0.05)
+
+
+def test_tiny_and_huge_clouds_become_the_encoder_size():
+    assert normalize_points(np.array([[0, 0, 0], [1, 1, 1.0]]), 300)[0].shape == (300, 3)
+    huge = np.random.default_rng(0).normal(size=(10_000_000, 3)).astype(np.float32)
+    assert normalize_points(huge, 300)[0].shape == (300, 3)
+
+
+def test_non_finite_points_are_dropped_and_counted():
+    cloud = np.random.default_rng(0).normal(size=(100, 3))
+    cloud[:10, 0] = np.nan
+    cloud[10:12, 2] = np.inf
+    assert normalize_points(cloud, 300)[2] == 12
+
+
+@pytest.mark.parametrize(
+    "cloud, message",
+    [
+        (np.full((1, 3), 2.0), "same place"),
+        (np.ones((500, 3)), "same place"),
+        (np.full((5, 3), np.nan), "no usable points"),
+        (np.zeros((0, 3)), "no usable points"),
+        (np.zeros((10, 2)), r"\(N, 3\)"),
+    ],
+    ids=["one-point", "identical", "all-nan", "empty", "2d"],
+)
+def test_unusable_clouds_get_clear_messages(cloud, message):
+    with pytest.raises(InputError, match=message):
+        normalize_points(cloud, 300)
+
+
+def test_collinear_and_planar_clouds_are_accepted():
+    t = np.linspace(0, 1, 200)
+    line = np.stack([t, 2 * t, 3 * t], axis=1)
+    plane = np.random.default_rng(0).uniform(size=(200, 3)) * [1, 1, 0]
+    for cloud in (line, plane):
+        points, frame, _ = normalize_points(cloud, 300)
+        assert np.isfinite(points).all() and frame.scale > 0
+
+
+def test_point_cloud_files(tmp_path):
+    cloud = np.random.default_rng(1).normal(size=(1000, 3))
+    np.savetxt(tmp_path / "a.xyz", cloud, header="x y z")
+    np.save(tmp_path / "a.npy", cloud)
+    np.savez(tmp_path / "a.npz", points=cloud, normals=cloud)
+    trimesh.PointCloud(cloud).export(tmp_path / "a.ply")
+    for name in ("a.xyz", "a.npy", "a.npz", "a.ply"):
+        observation = load_observation(tmp_path / name)
+        assert isinstance(observation, PointCloudInput)
+        np.testing.assert_allclose(observation.points[:, :3], cloud, rtol=1e-5, atol=1e-5)
+
+
+def test_mesh_files_are_sampled_on_their_surface(tmp_path):
+    trimesh.creation.box((2, 2, 2)).export(tmp_path / "box.obj")
+    observation = load_observation(tmp_path / "box.obj")
+    assert len(observation.points) == 100_000
+    assert np.allclose(np.abs(observation.points).max(axis=1), 1.0, atol=1e-6)
+
+
+def test_voxel_arrays(tmp_path):
+    np.save(tmp_path / "v.npy", np.zeros((32, 32, 32), bool))
+    assert isinstance(load_observation(tmp_path / "v.npy"), VoxelInput)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("scan.fbx", b"x", "unsupported file type"),
+        ("broken.png", b"not a png", "could not be read"),
+        ("empty.xyz", b"# nothing\n", "no points"),
+        ("weird.npy", None, "neither a point cloud"),
+    ],
+)
+def test_bad_files_get_clear_messages(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.zeros((4, 5, 6)))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        load_observation(path)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_observation(tmp_path / "nope.ply")
+    with pytest.raises(InputError, match="folder"):
+        load_observation(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "mode, shape, dtype",
+    [
+        ("RGB", (40, 90, 3), np.uint8),
+        ("RGBA", (300, 200, 4), np.uint8),
+        ("L", (17, 23), np.uint8),
+        ("I;16", (64, 64), np.uint16),
+        ("LA", (50, 50, 2), np.uint8),
+    ],
+)
+def test_image_files_of_any_format_become_the_encoder_input(tmp_path, mode, shape, dtype):
+    pixels = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype)
+    if mode in ("RGBA", "LA"):
+        pixels[..., -1] = 0
+        pixels[10:30, 10:30, -1] = np.iinfo(dtype).max
+    Image.fromarray(pixels, mode=mode if mode != "I;16" else None).save(tmp_path / "img.png")
+    observation = load_observation(tmp_path / "img.png")
+    assert isinstance(observation, ImageInput)
+    tensor = prepare_image(observation.pixels, 64, background=1.0, mean=0.5, std=0.5)
+    assert tensor.shape == (3, 64, 64) and tensor.dtype == np.float32
+    assert -1.0 - 1e-5 <= tensor.min() and tensor.max() <= 1.0 + 1e-5
+
+
+def test_alpha_is_the_object_mask():
+    pixels = np.zeros((100, 100, 4), np.uint8)
+    pixels[40:60, 40:60] = [0, 0, 0, 255]  # a black square, everything else transparent
+    tensor = prepare_image(pixels, 32, background=1.0, mean=0.0, std=1.0)
+    assert tensor[:, 0, 0].min() == pytest.approx(1.0)  # background where alpha is zero
+    assert tensor[:, 16, 16].max() == pytest.approx(0.0)  # the object fills the centre after the crop
+
+
+def test_fully_transparent_image_is_refused():
+    with pytest.raises(InputError, match="fully transparent"):
+        prepare_image(np.zeros((10, 10, 4), np.uint8), 32, 1.0, 0.5, 0.5)
