@@ -47,8 +47,8 @@ class Latent:
             **{LATENT_MARKER: np.int32(1)},
             code=self.code.astype(np.float32),
             model=np.str_(self.model),
-            center=self.frame.as_array(),
-            scale=np.float32(self.frame.scale),
+            center=np.asarray(self.frame.center, np.float64),
+            scale=np.float64(self.frame.scale),
         )
         return path
 

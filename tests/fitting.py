@@ -1,4 +1,4 @@
-"""A tiny point-cloud Occupancy Network fitted in seconds on analytic ellipsoids, for tests that need a learned model."""
+"""A tiny point-cloud Occupancy Network fitted in seconds on analytic ellipsoids, for tests needing a model."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def fit_tiny_pointcloud_model(path: Path, steps: int = 500, seed: int = 0) -> Pa
     rng = np.random.default_rng(seed)
     model = build_model(ModelConfig(input_kind="pointcloud", threshold=0.5, **TINY))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     model.train()
     for _ in range(steps):
         axes = random_axes(rng, 8)
@@ -50,4 +51,5 @@ def fit_tiny_pointcloud_model(path: Path, steps: int = 500, seed: int = 0) -> Pa
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     return save_checkpoint(model.eval(), path)
