@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -12,8 +13,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, evaluate, train
 from .api import Latent, Model, interpolate, load_model
+from .data.mesh_folder import prepare_mesh_folder
+from .data.procedural import DEFAULT_COUNTS, generate
+from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
 from .errors import OccNetError
 from .extract.mise import valid_resolutions
@@ -62,6 +66,29 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the available models and their measured quality")
     models.add_argument("--json", action="store_true", help="machine-readable output")
     models.set_defaults(run=_models)
+
+    training = sub.add_parser("train", help="train a model on a data set (see backend/train.py)")
+    train.add_arguments(training)
+    training.set_defaults(run=train.train)
+
+    scoring = sub.add_parser("evaluate", help="IoU, Chamfer-L1, normal consistency, F-score on a held-out split")
+    evaluate.add_arguments(scoring)
+    scoring.set_defaults(run=evaluate.evaluate)
+
+    data = sub.add_parser("data", help="make training data")
+    data_sub = data.add_subparsers(title="sources")
+    procedural = data_sub.add_parser("procedural", help="generate the procedural shape families")
+    procedural.add_argument("--out", required=True, help="data set folder (resumes if it exists)")
+    procedural.add_argument("--categories", nargs="*", help=f"default: all of {', '.join(CATEGORIES)}")
+    for split, count in DEFAULT_COUNTS.items():
+        procedural.add_argument(f"--{split}", type=int, default=count, help=f"shapes per category in {split}")
+    procedural.add_argument("--views", type=int, default=4, help="rendered images per shape")
+    procedural.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    procedural.set_defaults(run=_procedural)
+    meshes = data_sub.add_parser("meshes", help="preprocess a folder of your own meshes (sub-folders = categories)")
+    meshes.add_argument("source", help="folder of meshes in any format trimesh reads")
+    meshes.add_argument("--out", required=True, help="data set folder; already processed meshes are kept")
+    meshes.set_defaults(run=_meshes)
 
     info = sub.add_parser("info", help="versions and compute devices")
     info.set_defaults(run=_info)
@@ -190,6 +217,19 @@ def _models(args: argparse.Namespace) -> int:
             f"{e.name:<24}{e.config.input_kind:<12}{e.size_mb:>7.1f}MB{e.config.threshold:>11.2f}  "
             f"{evaluation or 'not evaluated'}"
         )
+    return 0
+
+
+def _procedural(args: argparse.Namespace) -> int:
+    counts = {split: getattr(args, split) for split in DEFAULT_COUNTS}
+    root = generate(args.out, args.categories, counts, views=args.views, workers=args.workers)
+    print(f"{root}: procedural data set ready ({', '.join(f'{k} {v}' for k, v in counts.items())} per category)")
+    return 0
+
+
+def _meshes(args: argparse.Namespace) -> int:
+    root = prepare_mesh_folder(args.source, args.out)
+    print(f"{root}: mesh data set ready; train with python -m backend train --data {root} --out runs/mine")
     return 0
 
 

@@ -67,7 +67,7 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
             decoder_blocks=4,
             encoder_hidden=128,
             encoder_blocks=4,
-            image_size=96,
+            image_size=64,
             image_widths=(32, 64, 128, 256),
         )
     raise ValueError(f"unknown preset {name!r}; choose 'paper' or 'small'")

@@ -65,3 +65,24 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boolean occupancy arrays over the same points."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def winding_number(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, budget: int = 400_000) -> np.ndarray:
+    """Generalized winding number (Jacobson et al. 2013): ~1 inside, ~0 outside, robust to holes.
+
+    Sums the solid angle every triangle subtends at each point: cost grows with points x triangles,
+    so callers keep meshes small. `budget` bounds the pairs per chunk, sized to stay in cache.
+    """
+    import torch
+
+    tri = torch.from_numpy(np.asarray(vertices, np.float32)[np.asarray(faces)])
+    out = np.empty(len(points), dtype=np.float64)
+    chunk = max(1, budget // max(1, len(tri)))
+    for start in range(0, len(points), chunk):
+        p = torch.from_numpy(np.asarray(points[start : start + chunk], np.float32))[:, None, :]
+        a, b, c = tri[None, :, 0] - p, tri[None, :, 1] - p, tri[None, :, 2] - p
+        la, lb, lc = a.norm(dim=-1), b.norm(dim=-1), c.norm(dim=-1)
+        det = (a * torch.linalg.cross(b, c)).sum(-1)
+        denom = la * lb * lc + (a * b).sum(-1) * lc + (b * c).sum(-1) * la + (c * a).sum(-1) * lb
+        out[start : start + len(p)] = (torch.atan2(det, denom).sum(-1) / (2 * np.pi)).double().numpy()
+    return out

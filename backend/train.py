@@ -1,0 +1,196 @@
+"""Training an Occupancy Network on a stored data set: `python -m backend train --data DIR --out RUN`.
+
+BCE on occupancy logits with Adam, as in the paper. Runs on the CPU, on one GPU, or unchanged under
+`torchrun --nproc_per_node=K` (DistributedDataParallel). Writes to the run folder:
+    last.safetensors, best.safetensors (by validation IoU), state.pt (optimizer, step: for --resume),
+    log.csv (step, loss, learning rate, validation IoU, seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig, preset
+from .data.dataset import Sampling, Shape, load_split, make_batch
+from .device import resolve_device
+from .errors import OccNetError
+from .metrics import iou
+from .models import OccupancyNetwork, build_model
+
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
+VAL_POINTS = 20_000
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="data set folder (python -m backend data ...)")
+    p.add_argument("--out", required=True, help="run folder for checkpoints and the log")
+    p.add_argument("--input", choices=("pointcloud", "image", "voxels"), default="pointcloud")
+    p.add_argument("--preset", choices=("small", "paper"), default="small")
+    p.add_argument("--categories", nargs="*", help="train on these categories only")
+    p.add_argument("--steps", type=int, default=20_000)
+    p.add_argument("--batch", type=int, default=32, help="shapes per step (split across processes under torchrun)")
+    p.add_argument("--queries", type=int, default=2048, help="query points per shape")
+    p.add_argument("--uniform-fraction", type=float, default=0.5, help="share of query points uniform in the box")
+    p.add_argument("--cloud-points", type=int, nargs=2, default=(300, 3000), metavar=("MIN", "MAX"))
+    p.add_argument("--noise", type=float, default=0.005, help="std of the noise added to input clouds")
+    p.add_argument("--partial", type=float, default=0.0, help="share of clouds seen from one side only")
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--max-minutes", type=float, help="stop (with checkpoints) after this much training time")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def train(args: argparse.Namespace) -> int:
+    rank, world = _init_distributed()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(
+        f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if world > 1 and torch.cuda.is_available() else args.device
+    )
+    out = Path(args.out)
+    state_path = out / "state.pt"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if not args.resume and (out / "last.safetensors").exists():
+            raise OccNetError(f"{out} already holds a run; pass --resume to continue it or choose another --out.")
+    config = preset(args.preset, args.input)
+    config.n_points = args.cloud_points[0]
+    config.training = {
+        "data": str(args.data),
+        "preset": args.preset,
+        "steps": args.steps,
+        "batch": args.batch,
+        "queries": args.queries,
+        "uniform_fraction": args.uniform_fraction,
+        "cloud_points": list(args.cloud_points),
+        "noise": args.noise,
+        "partial": args.partial,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "seed": args.seed,
+    }
+    sampling = Sampling(args.queries, args.uniform_fraction, tuple(args.cloud_points), args.noise, args.partial)
+    train_set = load_split(args.data, "train", config, args.categories)
+    val_set = load_split(args.data, "val", config, args.categories) if rank == 0 else []
+    config.training["train_shapes"] = len(train_set)
+    config.training["categories"] = sorted({s.category for s in train_set})
+
+    torch.manual_seed(args.seed)
+    model = build_model(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    start, best = 0, -1.0
+    if args.resume:
+        if not state_path.is_file():
+            raise OccNetError(f"{state_path}: nothing to resume. Start without --resume.")
+        model.load_state_dict(load_checkpoint(out / "last.safetensors").state_dict())
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        start, best = int(state["step"]), float(state["best_iou"])
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    rng = np.random.default_rng([args.seed, rank, start])
+    per_rank = max(1, args.batch // world)
+    log = _Log(out / "log.csv", resume=args.resume) if rank == 0 else None
+    began = time.monotonic()
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train", disable=rank != 0)
+    step = start
+    for step in bar:
+        lr = _learning_rate(args, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        batch = make_batch([train_set[i] for i in rng.integers(0, len(train_set), per_rank)], config, sampling, rng)
+        logits = trained(batch["queries"].to(device), batch["inputs"].to(device))
+        loss = F.binary_cross_entropy_with_logits(logits, batch["labels"].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done = step + 1
+        stop = args.max_minutes is not None and time.monotonic() - began > 60 * args.max_minutes
+        if rank == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", best_iou=f"{best:.3f}")
+            row = {"step": done, "loss": loss.item(), "lr": lr, "seconds": round(time.monotonic() - began, 1)}
+            if done % args.val_every == 0 or done == args.steps or stop:
+                scores = validate(model, val_set, config, device)
+                row.update({f"val_iou@{t}": s for t, s in scores.items()})
+                threshold, score = max(scores.items(), key=lambda kv: kv[1])
+                if score > best:
+                    best = score
+                    config.threshold = threshold
+                    config.evaluation = {"val_iou": round(score, 4), "val_shapes": len(val_set), "step": done}
+                    save_checkpoint(model, out / "best.safetensors")
+            if done % args.checkpoint_every == 0 or done == args.steps or stop:
+                save_checkpoint(model, out / "last.safetensors")
+                torch.save({"step": done, "optimizer": optimizer.state_dict(), "best_iou": best}, state_path)
+            log.write(row)
+        if stop:
+            break
+    if rank == 0:
+        print(f"{out}: {step + 1} steps, best validation IoU {best:.4f} (best.safetensors)")
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    if world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+@torch.no_grad()
+def validate(model: OccupancyNetwork, shapes: list[Shape], config: ModelConfig, device: torch.device) -> dict:
+    """Mean IoU over the validation shapes at each candidate threshold, on their uniform points."""
+    model.eval()
+    rng = np.random.default_rng(1234)
+    sampling = Sampling(queries=VAL_POINTS, uniform_fraction=1.0, cloud_points=(config.n_points, config.n_points))
+    totals = dict.fromkeys(THRESHOLDS, 0.0)
+    for shape in shapes:
+        batch = make_batch([shape], config, sampling, rng)
+        prob = torch.sigmoid(model(batch["queries"].to(device), batch["inputs"].to(device)))[0].cpu().numpy()
+        truth = batch["labels"][0].numpy() > 0.5
+        for t in THRESHOLDS:
+            totals[t] += iou(prob >= t, truth)
+    return {t: total / max(1, len(shapes)) for t, total in totals.items()}
+
+
+def _learning_rate(args: argparse.Namespace, step: int) -> float:
+    if args.schedule == "constant":
+        return args.lr
+    return 0.5 * args.lr * (1 + math.cos(math.pi * min(step, args.steps) / args.steps))
+
+
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+class _Log:
+    FIELDS = ["step", "loss", "lr", "seconds", *(f"val_iou@{t}" for t in THRESHOLDS)]
+
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        if not (resume and path.exists()):
+            with path.open("w", newline="") as f:
+                csv.DictWriter(f, self.FIELDS).writeheader()
+
+    def write(self, row: dict) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.FIELDS).writerow(row)

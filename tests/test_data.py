@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from backend.data.mesh_folder import prepare_mesh_folder, split_of
+from backend.data.procedural import canonical_shape, occupancy, shape_mesh, surface_samples, write_shape
+from backend.data.render import render
+from backend.data.samplers import partial_cloud, query_points
+from backend.data.shapes import CATEGORIES, make_tree
+from backend.metrics import winding_number
+
+RNG = np.random.default_rng(0)
+
+
+def test_generators_are_seeded_and_varied():
+    p = torch.from_numpy(RNG.uniform(-1, 1, (2000, 3)).astype(np.float32))
+    for category in CATEGORIES:
+        assert torch.equal(make_tree(category, 7)(p), make_tree(category, 7)(p)), category
+        assert not torch.equal(make_tree(category, 7)(p), make_tree(category, 8)(p)), category
+
+
+@pytest.mark.parametrize("category", sorted(CATEGORIES))
+def test_each_category_is_a_closed_upright_unit_object(category):
+    shape = canonical_shape(category, 3)
+    mesh = shape_mesh(shape)
+    extent = mesh.vertices.max(0) - mesh.vertices.min(0)
+    assert extent.max() == pytest.approx(1.0, abs=0.02)
+    np.testing.assert_allclose((mesh.vertices.max(0) + mesh.vertices.min(0)) / 2, 0, atol=0.02)
+    assert mesh.to_trimesh().is_watertight
+
+
+@pytest.mark.parametrize("category", ["chair", "mug", "airplane"])
+def test_sdf_occupancy_agrees_with_winding_number_of_the_exported_mesh(category, tmp_path):
+    shape = canonical_shape(category, 11)
+    shape_mesh(shape, resolution=48).save(tmp_path / "shape.ply")
+    exported = trimesh.load(tmp_path / "shape.ply")
+    points = RNG.uniform(-0.55, 0.55, (4000, 3))
+    by_sdf = occupancy(shape, points)
+    by_winding = winding_number(exported.vertices, exported.faces, points) > 0.5
+    assert (by_sdf == by_winding).mean() >= 0.99
+    near, _ = surface_samples(shape, shape_mesh(shape), 1000, RNG)
+    near = near + RNG.normal(scale=0.05, size=near.shape)
+    assert (occupancy(shape, near) == (winding_number(exported.vertices, exported.faces, near) > 0.5)).mean() >= 0.95
+
+
+def test_shape_files_follow_the_occupancy_networks_layout_and_resume(tmp_path):
+    folder = tmp_path / "mug" / "0000001"
+    write_shape(folder, "mug", 1, n_uniform=1000, n_near=500, n_surface=800, views=2, image_size=48)
+    with np.load(folder / "points.npz") as data:
+        assert data["points"].shape == (1500, 3) and data["points"].dtype == np.float16
+        labels = np.unpackbits(data["occupancies"])[:1500]
+        assert 0.01 < labels[:1000].mean() < 0.5 and labels[1000:].mean() > labels[:1000].mean()
+    with np.load(folder / "pointcloud.npz") as data:
+        assert data["points"].shape == data["normals"].shape == (800, 3)
+    image = np.asarray(Image.open(folder / "img" / "01.png"))
+    assert image.shape == (48, 48, 4)
+    stamp = (folder / "points.npz").stat().st_mtime_ns
+    write_shape(folder, "mug", 1, n_uniform=1000, n_near=500, n_surface=800, views=2, image_size=48)
+    assert (folder / "points.npz").stat().st_mtime_ns == stamp  # complete shapes are not redone
+
+
+def test_surface_samples_lie_on_the_exact_surface():
+    shape = canonical_shape("vase", 2)
+    points, normals = surface_samples(shape, shape_mesh(shape), 2000, RNG)
+    with torch.no_grad():
+        assert shape(torch.from_numpy(points)).abs().max() < 1e-3
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1, atol=1e-3)
+
+
+def test_renderer_shows_the_object_on_a_plain_background():
+    image = render(canonical_shape("chair", 0), azimuth=0.3, elevation=0.4, size=64)
+    alpha = image[..., 3] > 0
+    assert 0.05 < alpha.mean() < 0.7
+    assert (image[~alpha, :3] == 255).all() and image[alpha, 0].mean() < 230
+    np.testing.assert_array_equal(image, render(canonical_shape("chair", 0), 0.3, 0.4, 64))
+
+
+def test_samplers():
+    points = RNG.uniform(size=(300, 3)).astype(np.float16)
+    labels = np.arange(300) >= 200
+    q, y = query_points(points, labels, 200, 100, 0.25, RNG)
+    assert q.shape == (100, 3) and y[:25].sum() == 0 and y[25:].all()
+    surface = RNG.normal(size=(5000, 3))
+    surface /= np.linalg.norm(surface, axis=1, keepdims=True)
+    partial = partial_cloud(surface, surface, 300, 0.0, RNG)
+    assert np.linalg.svd(partial - partial.mean(0))[1][-1] > 0  # 3-D, yet one-sided:
+    assert np.abs(partial.mean(0)).max() > 0.3
+
+
+def test_mesh_folder_with_a_hole_is_labelled_by_winding_number(tmp_path):
+    src = tmp_path / "meshes" / "boxes"
+    src.mkdir(parents=True)
+    box = trimesh.creation.box((2, 1, 1))
+    open_box = trimesh.Trimesh(box.vertices, box.faces[:-1])  # one triangle missing: not watertight
+    open_box.export(src / "open.obj")
+    trimesh.creation.icosphere().export(src / "ball.stl")
+    root = prepare_mesh_folder(tmp_path / "meshes", tmp_path / "data", n_uniform=2000, n_near=500, n_surface=1000)
+    with np.load(root / "boxes" / "open" / "points.npz") as data:
+        p = data["points"][:2000].astype(np.float32)
+        labels = np.unpackbits(data["occupancies"])[:2000].astype(bool)
+    truth = (np.abs(p) <= [0.5, 0.25, 0.25]).all(axis=1)
+    assert (labels == truth).mean() > 0.99
+    listed = [
+        n
+        for s in ("train", "val", "test")
+        if (root / "boxes" / f"{s}.lst").exists()
+        for n in (root / "boxes" / f"{s}.lst").read_text().split()
+    ]
+    assert sorted(listed) == ["ball", "open"]
+    assert split_of("boxes/open") == split_of("boxes/open")
