@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m demo
+	$(PY) scripts/demo.py
 
 test: setup
 	$(PY) -m pytest

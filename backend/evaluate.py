@@ -18,9 +18,11 @@ from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from .api import Model, load_model
+from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import EmptySurfaceError, OccNetError
 from .mesh import Mesh
 from .metrics import iou, mesh_contains
+from .registry import find_model
 
 SURFACE_SAMPLES = 100_000
 FSCORE_THRESHOLD = 0.01
@@ -41,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", choices=("poisson",), help="also score Screened Poisson on the same inputs")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write the full results as JSON here")
+    p.add_argument(
+        "--write-metadata",
+        action="store_true",
+        help="store the mean scores in the checkpoint's metadata (what 'models' lists)",
+    )
 
 
 def surface_metrics(pred: Mesh, gt_points: np.ndarray, gt_normals: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -130,7 +137,26 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
+    if args.write_metadata:
+        store_summary(find_model(args.model), results)
     return 0
+
+
+def store_summary(path: Path, results: dict) -> None:
+    """Rewrite the checkpoint with the test scores in its config; the tensors are unchanged."""
+    network = load_checkpoint(path)
+    summary = {f"test_{k}": round(v, 4) for k, v in results["mean"].items()}
+    summary.update(
+        {
+            "test_shapes": results["shapes"],
+            "test_split": f"{results['data']}:{results['split']}",
+            "test_resolution": results["resolution"],
+        }
+    )
+    if results["points"]:
+        summary["test_points"] = results["points"]
+    network.config.evaluation = {**network.config.evaluation, **summary}
+    save_checkpoint(network, path)
 
 
 def summarize(rows: list[dict], model: Model, args: argparse.Namespace) -> dict:

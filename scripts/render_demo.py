@@ -1,0 +1,81 @@
+"""The README picture: input scan and photo beside their reconstructions and a chair-to-sofa blend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+
+def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, location) -> bpy.types.Object:
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.update()
+    obj = bpy.data.objects.new(name, mesh)
+    obj.location = location
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+def _load_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import trimesh
+
+    mesh = trimesh.load(path, process=False)
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+
+
+def _points_as_dots(points: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """A small tetrahedron per point, so Workbench can draw the cloud."""
+    corners = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], np.float64) * size
+    vertices = (points[:, None, :] + corners[None]).reshape(-1, 3)
+    base = np.arange(len(points))[:, None] * 4
+    faces = (base[:, None, :] + np.array([[0, 1, 2], [0, 3, 1], [0, 2, 3], [1, 3, 2]])[None]).reshape(-1, 3)
+    return vertices, faces
+
+
+def render_picture(out: Path, scan: Path, photo: Path) -> None:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    cloud = np.loadtxt(scan)
+    _mesh_object("scan", *_points_as_dots(cloud - [0, 0, 0.6], 0.006), (-2.4, 0, 0))
+    _mesh_object("chair.occnet", *(lambda v, f: (v - [0, 0, 0.6], f))(*_load_obj(out / "chair.obj")), (-1.2, 0, 0))
+    for i, path in enumerate(sorted((out / "blend").glob("*.obj"))):
+        v, f = _load_obj(path)
+        _mesh_object(f"blend{i}", v, f, (0.1 + i * 1.05, 0, 0))
+    v, f = _load_obj(out / "lamp.obj")
+    _mesh_object("lamp.occnet", v, f, (6.3, 0, 0))
+    image = bpy.data.images.load(str(photo.resolve()))
+    plane_mesh = bpy.data.meshes.new("photo")
+    plane_mesh.from_pydata([(-0.5, 0, -0.5), (0.5, 0, -0.5), (0.5, 0, 0.5), (-0.5, 0, 0.5)], [], [(0, 1, 2, 3)])
+    plane_mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
+    material = bpy.data.materials.new("photo")
+    material.use_nodes = True
+    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    plane = bpy.data.objects.new("photo", plane_mesh)
+    plane.data.materials.append(material)
+    plane.location = (5.2, 0, 0)
+    scene.collection.objects.link(plane)
+
+    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    camera.data.type = "ORTHO"
+    camera.data.ortho_scale = 9.6
+    camera.location = (2.0, -12.0, 4.0)
+    camera.rotation_euler = (np.radians(72), 0, 0)
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.display.shading.light = "STUDIO"
+    scene.display.shading.color_type = "TEXTURE"
+    scene.display.shading.show_cavity = True
+    scene.render.resolution_x, scene.render.resolution_y = 1600, 420
+    scene.render.film_transparent = False
+    scene.world = bpy.data.worlds.new("world")
+    scene.render.filepath = str((out / "demo.png").resolve())
+    bpy.ops.render.render(write_still=True)
