@@ -43,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", choices=("poisson",), help="also score Screened Poisson on the same inputs")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="write the full results as JSON here")
+    p.add_argument("--markdown", help="write the table as Markdown here")
     p.add_argument(
         "--write-metadata",
         action="store_true",
@@ -137,6 +138,9 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(markdown_table(results))
     if args.write_metadata:
         store_summary(find_model(args.model), results)
     return 0
@@ -202,6 +206,23 @@ def print_table(results: dict) -> None:
                 f"{category:<12}{name:<9}{s['iou']:>8.3f}{s['chamfer_l1']:>12.4f}"
                 f"{s['normal_consistency']:>11.3f}{s['fscore']:>8.3f}"
             )
+
+
+def markdown_table(results: dict) -> str:
+    methods = [("OccNet", results)] + ([("Poisson", results["poisson"])] if "poisson" in results else [])
+    lines = [
+        "| category | method | IoU | Chamfer-L1 | normal consistency | F-score@1% |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for category in [*results["per_category"], "mean"]:
+        for name, scores in methods:
+            s = scores["mean"] if category == "mean" else scores["per_category"][category]
+            label = f"**{category}**" if category == "mean" else category
+            lines.append(
+                f"| {label} | {name} | {s['iou']:.3f} | {s['chamfer_l1']:.4f} | "
+                f"{s['normal_consistency']:.3f} | {s['fscore']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def _poisson():

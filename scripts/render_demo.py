@@ -27,7 +27,13 @@ def _load_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
     import trimesh
 
     mesh = trimesh.load(path, process=False)
-    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    return _on_ground(np.asarray(mesh.vertices)), np.asarray(mesh.faces)
+
+
+def _on_ground(vertices: np.ndarray) -> np.ndarray:
+    """Centred in X and Y and standing on Z = 0, so the row of objects lines up in the picture."""
+    low, high = vertices.min(axis=0), vertices.max(axis=0)
+    return vertices - [(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]]
 
 
 def _points_as_dots(points: np.ndarray, size: float) -> tuple[np.ndarray, np.ndarray]:
@@ -43,8 +49,8 @@ def render_picture(out: Path, scan: Path, photo: Path) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     cloud = np.loadtxt(scan)
-    _mesh_object("scan", *_points_as_dots(cloud - [0, 0, 0.6], 0.006), (-2.4, 0, 0))
-    _mesh_object("chair.occnet", *(lambda v, f: (v - [0, 0, 0.6], f))(*_load_obj(out / "chair.obj")), (-1.2, 0, 0))
+    _mesh_object("scan", *_points_as_dots(_on_ground(cloud), 0.006), (-2.4, 0, 0))
+    _mesh_object("chair.occnet", *_load_obj(out / "chair.obj"), (-1.2, 0, 0))
     for i, path in enumerate(sorted((out / "blend").glob("*.obj"))):
         v, f = _load_obj(path)
         _mesh_object(f"blend{i}", v, f, (0.1 + i * 1.05, 0, 0))
@@ -60,7 +66,7 @@ def render_picture(out: Path, scan: Path, photo: Path) -> None:
     texture.image = image
     plane = bpy.data.objects.new("photo", plane_mesh)
     plane.data.materials.append(material)
-    plane.location = (5.2, 0, 0)
+    plane.location = (5.2, 0, 0.5)
     scene.collection.objects.link(plane)
 
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
