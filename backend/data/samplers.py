@@ -1,0 +1,38 @@
+"""Drawing training examples from stored shapes: query points, input clouds (full or partial), views."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def query_points(
+    points: np.ndarray, labels: np.ndarray, n_uniform: int, count: int, uniform_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` labelled points: a `uniform_fraction` from the box, the rest from near the surface."""
+    n_box = int(round(count * uniform_fraction)) if n_uniform < len(points) else count
+    box = rng.integers(0, n_uniform, n_box)
+    near = rng.integers(n_uniform, len(points), count - n_box) if count > n_box else np.empty(0, np.int64)
+    chosen = np.concatenate([box, near])
+    return points[chosen].astype(np.float32), labels[chosen]
+
+
+def noisy_cloud(surface: np.ndarray, count: int, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """`count` surface points with Gaussian noise of standard deviation `noise` (the paper uses 0.005)."""
+    chosen = surface[rng.integers(0, len(surface), count)].astype(np.float32)
+    return chosen + rng.normal(scale=noise, size=chosen.shape).astype(np.float32)
+
+
+def partial_cloud(
+    surface: np.ndarray, normals: np.ndarray, count: int, noise: float, rng: np.random.Generator
+) -> np.ndarray:
+    """What a scanner sees from one random direction: the surface points facing it."""
+    view = rng.normal(size=3)
+    view /= np.linalg.norm(view)
+    visible = surface[normals.astype(np.float32) @ view > 0.1]
+    return noisy_cloud(visible if len(visible) >= 16 else surface, count, noise, rng)
+
+
+def voxel_centres(resolution: int) -> np.ndarray:
+    """Centres of the resolution^3 voxels that tile the unit cube [-0.5, 0.5]^3, in C order."""
+    index = np.stack(np.meshgrid(*[np.arange(resolution)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    return (index + 0.5) / resolution - 0.5
