@@ -62,11 +62,18 @@ def _load_shape(folder: Path, category: str, config: ModelConfig) -> Shape:
     shape = Shape(category, folder.name, points, labels, n_uniform, surface, normals)
     if config.input_kind == "image":
         files = sorted((folder / "img").glob("*.png"))
-        shape.views = np.stack([
-            prepare_image(np.asarray(Image.open(f)), config.image_size, config.image_background, config.image_mean,
-                          config.image_std)
-            for f in files
-        ]).astype(np.float16)
+        shape.views = np.stack(
+            [
+                prepare_image(
+                    np.asarray(Image.open(f)),
+                    config.image_size,
+                    config.image_background,
+                    config.image_mean,
+                    config.image_std,
+                )
+                for f in files
+            ]
+        ).astype(np.float16)
     elif config.input_kind == "voxels":
         with np.load(folder / "voxels.npz") as data:
             r = int(data["resolution"])
@@ -80,8 +87,9 @@ def make_batch(shapes: list[Shape], config: ModelConfig, sampling: Sampling, rng
     n_cloud = int(rng.integers(sampling.cloud_points[0], sampling.cloud_points[1] + 1))
     inputs, queries, labels = [], [], []
     for shape in shapes:
-        q, y = query_points(shape.points, shape.labels, shape.n_uniform, sampling.queries, sampling.uniform_fraction,
-                            rng)
+        q, y = query_points(
+            shape.points, shape.labels, shape.n_uniform, sampling.queries, sampling.uniform_fraction, rng
+        )
         if config.input_kind == "pointcloud":
             if rng.random() < sampling.partial_fraction:
                 cloud = partial_cloud(shape.surface, shape.normals, n_cloud, sampling.noise, rng)

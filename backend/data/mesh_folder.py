@@ -36,8 +36,14 @@ def split_of(name: str) -> str:
     return SPLITS[-1][0]
 
 
-def prepare_mesh_folder(src: str | Path, dst: str | Path, n_uniform: int = 50_000, n_near: int = 50_000,
-                        n_surface: int = 100_000, seed: int = 0) -> Path:
+def prepare_mesh_folder(
+    src: str | Path,
+    dst: str | Path,
+    n_uniform: int = 50_000,
+    n_near: int = 50_000,
+    n_surface: int = 100_000,
+    seed: int = 0,
+) -> Path:
     """Preprocess every mesh under src; sub-folders become categories ('default' for loose files)."""
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -92,8 +98,14 @@ def prepare_mesh(path: Path, folder: Path, n_uniform: int, n_near: int, n_surfac
     centres = voxel_centres(32)
     labels, voxels = np.split(inside(mesh, np.concatenate([points, centres])), [len(points)])
     folder.mkdir(parents=True, exist_ok=True)
-    save_npz(folder / "points.npz", points=points.astype(np.float16), occupancies=np.packbits(labels),
-          n_uniform=np.int64(n_uniform), loc=((low + high) / 2).astype(np.float32), scale=np.float32(scale))
+    save_npz(
+        folder / "points.npz",
+        points=points.astype(np.float16),
+        occupancies=np.packbits(labels),
+        n_uniform=np.int64(n_uniform),
+        loc=((low + high) / 2).astype(np.float32),
+        scale=np.float32(scale),
+    )
     save_npz(folder / "pointcloud.npz", points=surface.astype(np.float16), normals=normals.astype(np.float16))
     save_npz(folder / "voxels.npz", occupancies=np.packbits(voxels), resolution=np.int64(32))
     (folder / "done").touch()

@@ -6,7 +6,12 @@ import numpy as np
 
 
 def query_points(
-    points: np.ndarray, labels: np.ndarray, n_uniform: int, count: int, uniform_fraction: float, rng: np.random.Generator
+    points: np.ndarray,
+    labels: np.ndarray,
+    n_uniform: int,
+    count: int,
+    uniform_fraction: float,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`count` labelled points: a `uniform_fraction` from the box, the rest from near the surface."""
     n_box = int(round(count * uniform_fraction)) if n_uniform < len(points) else count
