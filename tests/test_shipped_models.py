@@ -33,23 +33,28 @@ def test_shipped_models_are_listed_small_and_evaluated():
         assert entry.config.training["train_shapes"] > 0
 
 
-def test_pointcloud_model_on_held_out_noisy_scans():
-    model = load_model("onet-pointcloud", "cpu")
+def _held_out_scores(model, observe) -> list[float]:
+    """IoU of each held-out shape's reconstruction from `observe(shape, rng)`."""
     rng = np.random.default_rng(0)
     scores = []
     for category, index in HELD_OUT:
         shape = canonical_shape(category, int(shape_id("test", index)))
-        cloud, _ = surface_samples(shape, shape_mesh(shape), 300, rng)
-        scores.append(_score(model, cloud + rng.normal(scale=0.005, size=cloud.shape), shape, rng))
+        scores.append(_score(model, observe(shape, rng), shape, rng))
+    return scores
+
+
+def _noisy_scan(shape, rng):
+    cloud, _ = surface_samples(shape, shape_mesh(shape), 300, rng)
+    return cloud + rng.normal(scale=0.005, size=cloud.shape)
+
+
+def test_pointcloud_model_on_held_out_noisy_scans():
+    scores = _held_out_scores(load_model("onet-pointcloud", "cpu"), _noisy_scan)
     assert np.mean(scores) > POINTCLOUD_MEAN_IOU, scores
 
 
 @pytest.mark.slow
 def test_image_model_on_held_out_renders():
-    model = load_model("onet-image", "cpu")
-    rng = np.random.default_rng(0)
-    scores = []
-    for category, index in HELD_OUT:
-        shape = canonical_shape(category, int(shape_id("test", index)))
-        scores.append(_score(model, render(shape, math.radians(40), math.radians(25), 128), shape, rng))
+    view = lambda shape, rng: render(shape, math.radians(40), math.radians(25), 128)  # noqa: E731
+    scores = _held_out_scores(load_model("onet-image", "cpu"), view)
     assert np.mean(scores) > IMAGE_MEAN_IOU, scores
