@@ -17,10 +17,9 @@ import torch
 from .checkpoint import load_checkpoint
 from .config import ModelConfig
 from .device import resolve_device
-from .errors import InputError, OccNetError
+from .errors import InputError
 from .extract import ExtractOptions, ExtractStats, extract_mesh
 from .extract.evaluate import CancelCheck, Field, Progress
-from .extract.mise import valid_resolutions
 from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput, load_observation
 from .inputs.image import prepare_image
 from .inputs.pointcloud import normalize_points
@@ -57,7 +56,7 @@ class Latent:
         with np.load(path, allow_pickle=False) as data:
             if LATENT_MARKER not in data.files:
                 raise InputError(f"{path}: not a saved latent (write one with 'reconstruct --save-latent').")
-            frame = Frame(tuple(float(c) for c in data["center"]), float(data["scale"]))
+            frame = Frame.of(data["center"], data["scale"])
             return cls(data["code"].astype(np.float32), str(data["model"]), frame)
 
     @staticmethod
@@ -133,7 +132,6 @@ class Model:
             faces=faces,
             normals=normals,
         )
-        _validate(options)
         mesh, stats = extract_mesh(self.field(latent), options, self.device, progress, cancel, stats)
         return Reconstruction(mesh.transformed(latent.frame.as_array(), latent.frame.scale), latent, stats.as_dict())
 
@@ -196,7 +194,7 @@ def interpolate(a: Latent, b: Latent, t: float, method: str = "linear") -> Laten
         raise ValueError(f"method must be 'linear' or 'spherical', not {method!r}")
     center = (1 - t) * a.frame.as_array() + t * b.frame.as_array()
     scale = float(a.frame.scale ** (1 - t) * b.frame.scale**t)
-    return Latent(code.astype(np.float32), a.model, Frame(tuple(float(c) for c in center), scale))
+    return Latent(code.astype(np.float32), a.model, Frame.of(center, scale))
 
 
 def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
@@ -217,12 +215,3 @@ def _prepare_voxels(grid: np.ndarray, resolution: int) -> np.ndarray:
     if grid.shape != (resolution,) * 3:
         raise InputError(f"The voxel model expects a {resolution}^3 grid; got shape {grid.shape}.")
     return (np.nan_to_num(grid.astype(np.float32)) > 0.5).astype(np.float32)
-
-
-def _validate(options: ExtractOptions) -> None:
-    if options.resolution not in valid_resolutions():
-        raise OccNetError(f"Resolution {options.resolution} is not supported; choose one of {valid_resolutions()}.")
-    if not 0.0 < options.threshold < 1.0:
-        raise OccNetError(f"Threshold {options.threshold} must lie strictly between 0 and 1.")
-    if options.refine_steps < 0 or options.faces < 0:
-        raise OccNetError("Refinement steps and the face budget cannot be negative.")

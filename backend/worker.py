@@ -225,7 +225,7 @@ def _latent_fields(latent: Latent) -> dict:
 
 
 def _latent_from(fields: dict, code: np.ndarray, model: str) -> Latent:
-    frame = Frame(tuple(float(c) for c in fields.get("center", (0, 0, 0))), float(fields.get("scale", 1.0)))
+    frame = Frame.of(fields.get("center", (0, 0, 0)), fields.get("scale", 1.0))
     return Latent(np.asarray(code, np.float32).copy(), str(fields.get("latent_model", model)), frame)
 
 

@@ -1,19 +1,12 @@
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import trimesh
+from commands import run_cli
 from fitting import ellipsoid_surface
 
 from backend.metrics import mesh_contains
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "backend", *map(str, args)], capture_output=True, text=True, timeout=300, env=env
-    )
 
 
 def test_reconstruct_writes_a_mesh_in_the_input_frame(tiny_model, tmp_path):

@@ -7,14 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from commands import run_cli
 
 from backend.checkpoint import read_config
-
-
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "backend", *map(str, args)], capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")

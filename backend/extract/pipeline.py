@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 import torch
 
 from ..device import points_per_batch
+from ..errors import OccNetError
 from ..mesh import Mesh
 from .evaluate import CancelCheck, Evaluator, Field, Progress
 from .marching import grid_to_mesh
-from .mise import BASE_RESOLUTION, dense_grid, mise_grid
+from .mise import BASE_RESOLUTION, dense_grid, mise_grid, valid_resolutions
 from .refine import field_normals, refine_mesh
 from .simplify import simplify_mesh
 
@@ -27,9 +28,17 @@ class ExtractOptions:
     faces: int = 0  # face budget; 0 keeps every face
     normals: bool = True
 
-    def threshold_logit(self) -> float:
+    def validate(self) -> None:
+        """Reject settings with a message for the user, before any work is done."""
+        resolutions = valid_resolutions(self.base_resolution)
+        if self.use_mise and self.resolution not in resolutions:
+            raise OccNetError(f"Resolution {self.resolution} is not supported; choose one of {resolutions}.")
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
+            raise OccNetError(f"Threshold {self.threshold} must lie strictly between 0 and 1.")
+        if self.refine_steps < 0 or self.faces < 0:
+            raise OccNetError("Refinement steps and the face budget cannot be negative.")
+
+    def threshold_logit(self) -> float:
         return math.log(self.threshold / (1.0 - self.threshold))
 
 
@@ -51,6 +60,7 @@ def extract_mesh(
     stats: ExtractStats | None = None,
 ) -> tuple[Mesh, ExtractStats]:
     """Mesh of the level set {sigmoid(field) = threshold}, in the canonical frame."""
+    options.validate()
     device = device or torch.device("cpu")
     stats = stats or ExtractStats()
     evaluate = Evaluator(field_fn, device, points_per_batch(device), progress, cancel)

@@ -14,6 +14,11 @@ class Frame:
     center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     scale: float = 1.0
 
+    @classmethod
+    def of(cls, center, scale) -> Frame:
+        """From any sequence of three numbers and a number (arrays, JSON lists, npz entries)."""
+        return cls(tuple(float(c) for c in np.asarray(center).reshape(3)), float(scale))
+
     def as_array(self) -> np.ndarray:
         return np.asarray(self.center, dtype=np.float32)
 

@@ -37,4 +37,4 @@ def normalize_points(points: np.ndarray, n_points: int, seed: int = 0) -> tuple[
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(points), size=n_points, replace=len(points) < n_points)
     canonical = ((points[chosen] - center) / scale).astype(np.float32)
-    return canonical, Frame(tuple(float(c) for c in center), scale), dropped
+    return canonical, Frame.of(center, scale), dropped
