@@ -10,7 +10,7 @@ one frame:
 Requests (add-on -> worker); every one carries an integer "id" that its replies repeat:
     hello        -> hello {protocol, backend, torch, device, devices}
     models       -> result {models: [{name, input_kind, size_mb, threshold, c_dim, evaluation}]}
-    reconstruct  {model, input_path? | arrays points/pixels/voxels, resolution, threshold, refine_steps, faces,
+    reconstruct  {model ("auto": the default for the input's kind), input_path? | arrays points/pixels/voxels, resolution, threshold, refine_steps, faces,
                   normals} -> result MESH + LATENT
     encode       {model, input_path? | arrays ...} -> result LATENT
     extract      {model, LATENT, resolution, ...} -> result MESH

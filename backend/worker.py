@@ -23,11 +23,12 @@ from . import __version__
 from .api import Latent, Model, Reconstruction, interpolate, load_model
 from .device import describe_devices, resolve_device
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
-from .inputs import Frame, ImageInput, PointCloudInput, VoxelInput
+from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput, load_observation
 from .protocol import PROTOCOL_VERSION, Message, ProtocolError, read_message, write_message
-from .registry import list_models
+from .registry import default_model, list_models
 
 PARENT_POLL_SECONDS = 1.0
+AUTO_MODEL = "auto"
 _HANDLED = ("hello", "models", "reconstruct", "encode", "extract", "interpolate")
 _OBSERVATION_ARRAYS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}
 
@@ -155,14 +156,14 @@ class Worker:
         return {"models": models}, {}
 
     def do_reconstruct(self, message: Message) -> tuple[dict, dict]:
-        model = self.model(message)
-        result = model.reconstruct(
-            self.observation(message), progress=self.progress(message), **self.extract_options(message)
-        )
+        observation = self.observation(message)
+        model = self.model(message, observation)
+        result = model.reconstruct(observation, progress=self.progress(message), **self.extract_options(message))
         return _mesh_reply(result)
 
     def do_encode(self, message: Message) -> tuple[dict, dict]:
-        latent = self.model(message).encode(self.observation(message))
+        observation = self.observation(message)
+        latent = self.model(message, observation).encode(observation)
         return _latent_fields(latent), {"code": latent.code}
 
     def do_extract(self, message: Message) -> tuple[dict, dict]:
@@ -179,17 +180,22 @@ class Worker:
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    def model(self, message: Message) -> Model:
+    def model(self, message: Message, observation: Observation | None = None) -> Model:
+        """The requested model, loaded once; "auto" is the shipped default for the observation's kind."""
         name = str(message.fields["model"])
+        if name == AUTO_MODEL:
+            if observation is None:
+                raise InputError("Name the model: 'auto' only works where there is an input to choose by.")
+            name = default_model(observation.kind)
         device = str(message.fields.get("device") or self.device)
         key = (name, device)
         if key not in self.models:
             self.models[key] = load_model(name, device)
         return self.models[key]
 
-    def observation(self, message: Message):
+    def observation(self, message: Message) -> Observation:
         if "input_path" in message.fields:
-            return str(message.fields["input_path"])
+            return load_observation(message.fields["input_path"])
         for name, kind in _OBSERVATION_ARRAYS.items():
             if name in message.arrays:
                 return kind(message.arrays[name])

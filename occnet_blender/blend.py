@@ -1,0 +1,208 @@
+"""Blend objects: a mesh that shows the interpolation of two reconstructions' latents at `obj.occnet.factor`.
+
+Dragging the slider is latest-wins: one job per blend in flight, a coarse preview while the factor keeps
+changing and the full resolution once it has settled. Keyframed factors are followed on frame change;
+in background runs and renders every update is synchronous, so each frame shows its exact shape.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+from bpy.app.handlers import persistent
+
+from .client import BackendError, Message
+from .jobs import JOBS, Job
+from .meshes import as_matrix, collection_names, fill_mesh, flat_matrix, new_mesh_object, store_latent
+from .properties import BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, LATENT_KEY, PREVIEW_RESOLUTION, latent_of
+
+SETTLE_SECONDS = 0.3
+FRAME_KEYS = ("occnet_frame_a", "occnet_frame_b")
+_rendering = False
+
+
+class BlendError(Exception):
+    """The selection cannot be blended; the message says why."""
+
+
+@dataclass
+class Pending:
+    changed_at: float
+    job: Job | None = None
+    failed: tuple[float, int] | None = None
+
+
+_pending: dict[str, Pending] = {}
+
+
+def create_blend(a: bpy.types.Object, b: bpy.types.Object, factor: float = 0.5) -> bpy.types.Object:
+    for obj in (a, b):
+        if obj.occnet.kind != "RECONSTRUCTION":
+            raise BlendError(f"'{obj.name}' is not an OccNet reconstruction. Reconstruct it first, then blend.")
+    if a.occnet.model != b.occnet.model:
+        raise BlendError(
+            f"'{a.name}' was made by '{a.occnet.model}' and '{b.name}' by '{b.occnet.model}': only shapes from "
+            "the same model can be blended. Reconstruct both with one model."
+        )
+    empty = np.zeros((0, 3))
+    obj = new_mesh_object(f"{a.name} to {b.name}", empty, empty, flat_matrix(a.matrix_world), collection_names(a), True)
+    state = obj.occnet
+    state.kind, state.model, state.input_kind = "BLEND", a.occnet.model, a.occnet.input_kind
+    state.blend_a, state.blend_b = a.name, b.name
+    for key in ("resolution", "threshold", "refine_steps", "faces"):
+        setattr(state, key, getattr(a.occnet, key))
+    for end, latent_key, matrix_key, frame_key in zip(
+        (a, b), BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, FRAME_KEYS, strict=True
+    ):
+        store_latent(obj, latent_of(end, LATENT_KEY), latent_key)
+        obj[matrix_key] = flat_matrix(end.matrix_world)
+        obj[frame_key] = [*end.occnet.frame_center, end.occnet.frame_scale]
+    state.factor = factor  # runs factor_changed: the first shape
+    return obj
+
+
+def factor_changed(obj: bpy.types.Object) -> None:
+    """The slider moved (or a frame changed it): show the new shape."""
+    if obj.occnet.kind != "BLEND":
+        return
+    if bpy.app.background or _rendering:
+        update_now(obj)
+        return
+    pending = _pending.setdefault(obj.name, Pending(time.monotonic()))
+    pending.changed_at, pending.failed = time.monotonic(), None
+    JOBS.ensure_polling()
+
+
+def update_now(obj: bpy.types.Object) -> None:
+    """Synchronous update at full resolution; errors are reported, never raised into Blender."""
+    state = obj.occnet
+    job = _job(obj, state.factor, state.resolution)
+    try:
+        JOBS.run_now(job)
+    except BackendError as exc:
+        JOBS.report(f"{obj.name}: {exc}")
+
+
+def tick() -> bool:
+    """From the poller: start the next job of each blend whose shown shape is behind its slider."""
+    now, busy = time.monotonic(), False
+    for name, pending in list(_pending.items()):
+        obj = bpy.data.objects.get(name)
+        if obj is None or obj.occnet.kind != "BLEND":
+            del _pending[name]
+            continue
+        if pending.job is not None:
+            busy = True
+            continue
+        state = obj.occnet
+        settled = now - pending.changed_at >= SETTLE_SECONDS
+        resolution = state.resolution if settled else min(PREVIEW_RESOLUTION, state.resolution)
+        wanted = (round(state.factor, 6), resolution)
+        if wanted == (round(state.shown_factor, 6), state.shown_resolution) or wanted == pending.failed:
+            if settled:
+                del _pending[name]
+            else:
+                busy = True
+            continue
+        pending.job = _job(obj, state.factor, resolution, pending)
+        JOBS.start(pending.job)
+        busy = True
+    return busy
+
+
+def _job(obj: bpy.types.Object, factor: float, resolution: int, pending: Pending | None = None) -> Job:
+    state = obj.occnet
+    name = obj.name
+    ends = [
+        {"latent_model": state.model, "center": list(obj[key][:3]), "scale": float(obj[key][3])} for key in FRAME_KEYS
+    ]
+    fields = {
+        "model": state.model,
+        **state.settings_fields(),
+        "resolution": resolution,
+        "t": float(factor),
+        "method": "linear",
+        "a": ends[0],
+        "b": ends[1],
+    }
+    arrays = {"code_a": latent_of(obj, BLEND_LATENT_KEYS[0]), "code_b": latent_of(obj, BLEND_LATENT_KEYS[1])}
+
+    def apply(message: Message) -> None:
+        if pending is not None:
+            pending.job = None
+        target = bpy.data.objects.get(name)
+        if target is not None:
+            show(target, message, factor, resolution)
+
+    def failed(error: BackendError) -> None:
+        if pending is not None:
+            pending.job, pending.failed = None, (round(factor, 6), resolution)
+
+    return Job(name, "interpolate", fields, arrays, apply, failed)
+
+
+def show(obj: bpy.types.Object, message: Message, factor: float, resolution: int) -> None:
+    fill_mesh(obj.data, message.arrays["vertices"], message.arrays["faces"], smooth=True)
+    a, b = (as_matrix(list(obj[key])) for key in BLEND_MATRIX_KEYS)
+    obj.matrix_world = a.lerp(b, factor)
+    store_latent(obj, message.arrays["code"])
+    obj.occnet.shown_factor, obj.occnet.shown_resolution = factor, resolution
+
+
+def bake(obj: bpy.types.Object) -> bpy.types.Object:
+    """A plain mesh copy of what the blend shows now; the blend itself stays."""
+    if obj.occnet.kind != "BLEND":
+        raise BlendError(f"'{obj.name}' is not an OccNet blend. Select a blend object (made with Blend) to bake.")
+    baked = bpy.data.objects.new(f"{obj.name}.baked", obj.data.copy())
+    baked.matrix_world = obj.matrix_world.copy()
+    for collection in obj.users_collection:
+        collection.objects.link(baked)
+    return baked
+
+
+@persistent
+def _follow_frame(scene: bpy.types.Scene, depsgraph=None) -> None:
+    for obj in scene.objects:
+        state = obj.occnet
+        if state.kind == "BLEND" and (
+            abs(state.factor - state.shown_factor) > 1e-6 or state.shown_resolution != state.resolution
+        ):
+            factor_changed(obj)
+
+
+@persistent
+def _render_started(*args) -> None:
+    global _rendering
+    _rendering = True
+
+
+@persistent
+def _render_ended(*args) -> None:
+    global _rendering
+    _rendering = False
+
+
+_HANDLERS = (
+    (bpy.app.handlers.frame_change_post, _follow_frame),
+    (bpy.app.handlers.render_init, _render_started),
+    (bpy.app.handlers.render_complete, _render_ended),
+    (bpy.app.handlers.render_cancel, _render_ended),
+)
+
+
+def register() -> None:
+    JOBS.ticks.append(tick)
+    for handlers, handler in _HANDLERS:
+        handlers.append(handler)
+
+
+def unregister() -> None:
+    for handlers, handler in _HANDLERS:
+        if handler in handlers:
+            handlers.remove(handler)
+    if tick in JOBS.ticks:
+        JOBS.ticks.remove(tick)
+    _pending.clear()

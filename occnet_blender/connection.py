@@ -1,0 +1,175 @@
+"""The one backend worker the add-on talks to: which interpreter runs it, its state, its model list.
+
+The interpreter is the first that starts the worker: the "Backend Python" preference, the
+environment the installer made, then Blender's own Python. In the UI the start runs on a thread (a
+torch import takes seconds); background runs start it synchronously.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from .client import BackendClient, BackendError
+from .preferences import ADDON_ID, ENV_FOLDER, preferences
+
+ROOT = Path(__file__).resolve().parent.parent  # holds backend/ both in the extension and in a checkout
+WEIGHTS_DIR = ROOT / "backend" / "weights"
+AUTO_MODEL = "auto"
+MODELS_PATH_ENV = "OCCNET_MODELS_PATH"
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """Read from the preferences on the main thread, used on the starting thread."""
+
+    interpreters: tuple[tuple[str, str], ...]
+    device: str
+    models_dir: str
+
+
+def env_python(env: Path) -> Path:
+    return env / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def installed_env() -> Path | None:
+    if not preferences():
+        return None
+    return Path(bpy.utils.extension_path_user(ADDON_ID, path=ENV_FOLDER, create=False))
+
+
+def launch_settings() -> LaunchSettings:
+    prefs = preferences()
+    interpreters = []
+    if prefs is not None and prefs.backend_python.strip():
+        interpreters.append(("the Backend Python preference", bpy.path.abspath(prefs.backend_python.strip())))
+    env = installed_env()
+    if env is not None and env_python(env).is_file():
+        interpreters.append(("the installed backend", str(env_python(env))))
+    interpreters.append(("Blender's Python", sys.executable))
+    models_dir = bpy.path.abspath(prefs.models_dir) if prefs is not None and prefs.models_dir else ""
+    return LaunchSettings(tuple(interpreters), prefs.device if prefs is not None else "auto", models_dir)
+
+
+class Backend:
+    def __init__(self) -> None:
+        self.state = "stopped"  # stopped | starting | ready | failed
+        self.message = ""
+        self.client: BackendClient | None = None
+        self.hello: dict = {}
+        self.models: list[dict] = []
+        self._items: list[tuple[str, str, str]] = []
+        self._thread: threading.Thread | None = None
+        self.launch_override: LaunchSettings | None = None  # the batch script's --backend-python
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def start_async(self) -> None:
+        """Start the worker on a thread unless it is running or starting (UI mode)."""
+        if self.state == "starting" or (self.state == "ready" and self.client is not None and self.client.alive):
+            return
+        settings = self.launch_override or launch_settings()
+        self.state, self.message = "starting", "Starting the backend…"
+        self._thread = threading.Thread(target=self._start, args=(settings,), daemon=True)
+        self._thread.start()
+
+    def require(self) -> BackendClient:
+        """The running client, started here if needed (background mode); BackendError if none starts."""
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join()
+        if self.state != "ready" or self.client is None or not self.client.alive:
+            self._start(self.launch_override or launch_settings())
+        if self.state != "ready":
+            raise BackendError(self.message, "device")
+        return self.client
+
+    def restart(self) -> None:
+        self.stop()
+        self.start_async() if not bpy.app.background else self.require()
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client, self.state, self.message = None, "stopped", ""
+
+    def _start(self, settings: LaunchSettings) -> None:
+        self.state = "starting"
+        env = {MODELS_PATH_ENV: settings.models_dir} if settings.models_dir else {}
+        tried = []
+        for label, python in settings.interpreters:
+            if not Path(python).is_file():
+                tried.append(f"{label} ({python}: no such file)")
+                continue
+            client = BackendClient(python, ROOT, settings.device, env)
+            try:
+                self.hello = client.start()
+                models = client.wait(client.submit("models"), timeout=60).fields["models"]
+            except BackendError as exc:
+                client.close()
+                tried.append(f"{label} ({python}): {_first_line(exc)}")
+                continue
+            self.client, self.models = client, sorted(models, key=lambda m: m["name"])
+            self.state = "ready"
+            self.message = f"Ready on {self.hello['device'].upper()} (PyTorch {self.hello['torch']})"
+            return
+        self.state = "failed"
+        self.message = (
+            "No Python with PyTorch could run the backend. Tried " + "; ".join(tried) + ". "
+            "Fix: press 'Install Backend' in the add-on preferences, or set 'Backend Python' to an "
+            "interpreter that has PyTorch."
+        )
+
+    # --- what the UI shows ----------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        return {"stopped": "not started (starts on the first Reconstruct)"}.get(self.state, self.message)
+
+    def model_info(self, name: str) -> dict | None:
+        return next((m for m in self.models if m["name"] == name), None)
+
+    def model_items(self) -> list[tuple[str, str, str]]:
+        """Enum items (kept referenced, as Blender requires): Automatic, then every model found."""
+        if self.models:
+            found = [(m["name"], f"{m['name']} ({m['input_kind']})", _describe(m)) for m in self.models]
+        else:
+            found = [(name, name, "Found on disk; details show once the backend runs") for name in _model_files()]
+        items = [(AUTO_MODEL, "Automatic", "The shipped model for each input: point clouds and meshes, or images")]
+        items += found
+        if items != self._items:
+            self._items = items
+        return self._items
+
+
+def _model_files() -> list[str]:
+    prefs = preferences()
+    folders = [WEIGHTS_DIR] + (
+        [Path(bpy.path.abspath(prefs.models_dir))] if prefs is not None and prefs.models_dir else []
+    )
+    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.safetensors")})
+
+
+def _describe(model: dict) -> str:
+    text = f"Reads {model['input_kind']} input, {model['size_mb']:.1f} MB"
+    scores = model.get("evaluation") or {}
+    if "test_iou" in scores:
+        text += f"; held-out IoU {scores['test_iou']:.3f}"
+    return text
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+BACKEND = Backend()
+
+
+def register() -> None:
+    pass
+
+
+def unregister() -> None:
+    BACKEND.stop()

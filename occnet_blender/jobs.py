@@ -1,0 +1,163 @@
+"""Backend jobs: queued and polled from a bpy.app.timers callback in the UI, run to the end in background mode.
+
+Every bpy change happens in a job's callback on the main thread. The poller only drains a queue, so the
+main thread never waits on the worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import bpy
+
+from .client import BackendError, Message, raise_if_error
+from .connection import BACKEND
+
+POLL_SECONDS = 0.05
+PROBLEMS_KEPT = 5
+
+
+@dataclass
+class Job:
+    label: str
+    request: str  # a protocol request type
+    fields: dict
+    arrays: dict = field(default_factory=dict)
+    on_result: Callable[[Message], object] = lambda message: None
+    on_error: Callable[[BackendError], None] | None = None
+    undo_message: str = ""
+    id: int | None = None
+    stage: str = "waiting for the backend"
+    fraction: float = 0.0
+    cancelled: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Jobs:
+    def __init__(self) -> None:
+        self.queue: list[Job] = []
+        self.problems: list[str] = []
+        self.ticks: list[Callable[[], bool]] = []  # called every poll; True keeps the poller alive
+
+    @property
+    def current(self) -> Job | None:
+        return self.queue[0] if self.queue else None
+
+    def start(self, job: Job) -> None:
+        """UI mode: queue the job and make sure the backend and the poller run."""
+        self.queue.append(job)
+        BACKEND.start_async()
+        self.ensure_polling()
+
+    def run_now(self, job: Job) -> object:
+        """Background mode: run the job to its end and return what its on_result made; BackendError if it fails."""
+        client = BACKEND.require()
+        job.id = client.submit(job.request, job.fields, job.arrays)
+        message = client.wait(job.id, on_progress=lambda stage, fraction: _print_progress(job, stage, fraction))
+        return job.on_result(message)
+
+    def cancel(self) -> int:
+        """Cancel every queued and running job; the scene stays as it was. Returns how many."""
+        count = 0
+        for job in list(self.queue):
+            if job.cancelled:
+                continue
+            job.cancelled, job.stage, count = True, "cancelling", count + 1
+            if job.id is None:
+                self.queue.remove(job)
+            elif BACKEND.client is not None:
+                BACKEND.client.cancel(job.id)
+        _redraw()
+        return count
+
+    def report(self, problem: str) -> None:
+        print(f"OccNet: {problem}")
+        self.problems = [problem, *self.problems][:PROBLEMS_KEPT]
+
+    def ensure_polling(self) -> None:
+        if not bpy.app.background and not bpy.app.timers.is_registered(_poll):
+            bpy.app.timers.register(_poll, first_interval=0.0)
+
+    def poll(self) -> float | None:
+        """One timer step: submit what can go, apply what came back. Returns the next interval or None."""
+        if BACKEND.state == "failed":
+            for job in [j for j in self.queue if j.id is None]:
+                self._fail(job, BackendError(BACKEND.message, "device"))
+        elif BACKEND.state == "ready":
+            for job in [j for j in self.queue if j.id is None]:
+                try:
+                    job.id = BACKEND.client.submit(job.request, job.fields, job.arrays)
+                    job.stage = "queued"
+                except BackendError as exc:
+                    self._fail(job, exc)
+        if BACKEND.client is not None:
+            for message in BACKEND.client.events():
+                self._dispatch(message)
+        busy = [tick() for tick in self.ticks]
+        _redraw()
+        return POLL_SECONDS if self.queue or any(busy) or BACKEND.state == "starting" else None
+
+    def _dispatch(self, message: Message) -> None:
+        job = next((j for j in self.queue if j.id is not None and j.id == message.id), None)
+        if job is None:
+            return
+        if message.type == "progress":
+            job.stage, job.fraction = message.fields["stage"], message.fields["fraction"]
+            return
+        self.queue.remove(job)
+        if job.cancelled:
+            return
+        try:
+            raise_if_error(message)
+            job.on_result(message)
+        except BackendError as exc:
+            self._fail(job, exc)
+            return
+        if job.undo_message:
+            _push_undo(job.undo_message)
+
+    def _fail(self, job: Job, error: BackendError) -> None:
+        if job in self.queue:
+            self.queue.remove(job)
+        if job.on_error is not None:
+            job.on_error(error)
+        if error.kind != "cancelled":
+            self.report(f"{job.label}: {error}")
+
+
+def _poll() -> float | None:
+    return JOBS.poll()
+
+
+def _push_undo(message: str) -> None:
+    try:
+        bpy.ops.ed.undo_push(message=message)
+    except RuntimeError as exc:  # no window to push from; the result stays, only the undo step is missing
+        print(f"OccNet: no undo step for '{message}' ({exc})")
+
+
+def _print_progress(job: Job, stage: str, fraction: float) -> None:
+    if fraction in (0.0, 1.0):
+        print(f"OccNet: {job.label}: {stage} {fraction:.0%}", flush=True)
+
+
+def _redraw() -> None:
+    for window in getattr(bpy.context.window_manager, "windows", []):
+        for area in window.screen.areas:
+            if area.type in ("VIEW_3D", "PREFERENCES"):
+                area.tag_redraw()
+
+
+JOBS = Jobs()
+
+
+def register() -> None:
+    pass
+
+
+def unregister() -> None:
+    JOBS.cancel()
+    if bpy.app.timers.is_registered(_poll):
+        bpy.app.timers.unregister(_poll)

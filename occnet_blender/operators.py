@@ -1,0 +1,164 @@
+"""Operators: Reconstruct, Cancel, Blend, Bake, Restart Backend. In background mode they run to the end."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import blend
+from .client import BackendError
+from .connection import AUTO_MODEL, BACKEND
+from .gather import GatherError, Source, gather_file, gather_object
+from .jobs import JOBS
+from .reconstruct import reconstruct_job
+
+
+def _check_model(source: Source, model: str) -> None:
+    info = BACKEND.model_info(model) if model != AUTO_MODEL else None
+    if info is not None and info["input_kind"] != source.kind:
+        raise GatherError(
+            f"'{source.name}' is a {source.kind} input but the model '{model}' reads {info['input_kind']} input. "
+            "Pick a matching model, or Automatic."
+        )
+
+
+class OCCNET_OT_reconstruct(bpy.types.Operator):
+    """Reconstruct a clean mesh from each selected point cloud, mesh or reference image"""
+
+    bl_idname = "occnet.reconstruct"
+    bl_label = "Reconstruct"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: bpy.props.StringProperty(
+        name="File",
+        description="Reconstruct this image or scan file instead of the selection",
+        subtype="FILE_PATH",
+        options={"SKIP_SAVE"},
+    )
+
+    def execute(self, context):
+        settings = context.scene.occnet
+        sources, problems = [], []
+        if self.filepath:
+            candidates = [lambda: gather_file(self.filepath, context.scene.cursor.location)]
+        else:
+            depsgraph = context.evaluated_depsgraph_get()
+            candidates = [lambda obj=obj: gather_object(obj, depsgraph) for obj in context.selected_objects]
+        if not candidates:
+            self.report({"ERROR"}, "Nothing is selected. Select a point cloud, a mesh or a reference image.")
+            return {"CANCELLED"}
+        for gather in candidates:
+            try:
+                source = gather()
+                _check_model(source, settings.model)
+                sources.append(source)
+            except GatherError as exc:
+                problems.append(str(exc))
+        for problem in problems:
+            JOBS.report(problem)
+        if not sources:
+            self.report({"ERROR"}, " ".join(problems))
+            return {"CANCELLED"}
+        if problems:
+            self.report({"WARNING"}, f"Skipped {len(problems)}: " + " ".join(problems))
+        jobs = [reconstruct_job(source, settings) for source in sources]
+        if not bpy.app.background:
+            for job in jobs:
+                JOBS.start(job)
+            self.report({"INFO"}, f"Reconstructing {len(jobs)} object(s); Cancel in the OccNet panel stops it.")
+            return {"FINISHED"}
+        failures = []
+        for job in jobs:
+            try:
+                JOBS.run_now(job)
+            except BackendError as exc:
+                failures.append(f"{job.label}: {exc}")
+                JOBS.report(failures[-1])
+        if failures:
+            self.report({"ERROR"}, " ".join(failures))
+        return {"FINISHED"} if len(failures) < len(jobs) else {"CANCELLED"}
+
+
+class OCCNET_OT_cancel(bpy.types.Operator):
+    """Stop the running and queued reconstructions; nothing is added to the scene"""
+
+    bl_idname = "occnet.cancel"
+    bl_label = "Cancel"
+
+    def execute(self, context):
+        count = JOBS.cancel()
+        self.report({"INFO"}, f"Cancelled {count} job(s)." if count else "Nothing was running.")
+        return {"FINISHED"}
+
+
+class OCCNET_OT_blend(bpy.types.Operator):
+    """Blend the two selected reconstructions: a new object whose Factor slider morphs one into the other"""
+
+    bl_idname = "occnet.blend"
+    bl_label = "Blend"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        selected = list(context.selected_objects)
+        if len(selected) != 2:
+            self.report({"ERROR"}, f"Select exactly two reconstructions to blend ({len(selected)} selected).")
+            return {"CANCELLED"}
+        active = context.active_object
+        a, b = (active, next(o for o in selected if o != active)) if active in selected else selected
+        try:
+            obj = blend.create_blend(a, b)
+        except blend.BlendError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Created '{obj.name}': drag its Factor in the OccNet panel.")
+        return {"FINISHED"}
+
+
+class OCCNET_OT_bake(bpy.types.Operator):
+    """Make a plain mesh copy of what the active blend shows now"""
+
+    bl_idname = "occnet.bake"
+    bl_label = "Bake Blend"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        obj = context.active_object
+        if obj is None:
+            self.report({"ERROR"}, "No active object. Click a blend object to bake it.")
+            return {"CANCELLED"}
+        try:
+            baked = blend.bake(obj)
+        except blend.BlendError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Baked '{obj.name}' into '{baked.name}'.")
+        return {"FINISHED"}
+
+
+class OCCNET_OT_restart_backend(bpy.types.Operator):
+    """Stop the backend worker (freeing its memory, GPU memory included) and start it again"""
+
+    bl_idname = "occnet.restart_backend"
+    bl_label = "Restart Backend"
+
+    def execute(self, context):
+        JOBS.cancel()
+        try:
+            BACKEND.restart()
+        except BackendError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        JOBS.ensure_polling()
+        return {"FINISHED"}
+
+
+classes = (OCCNET_OT_reconstruct, OCCNET_OT_cancel, OCCNET_OT_blend, OCCNET_OT_bake, OCCNET_OT_restart_backend)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

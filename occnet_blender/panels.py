@@ -1,0 +1,97 @@
+"""View3D > Sidebar > OccNet: settings, Reconstruct, progress with Cancel, problems, and the blend slider."""
+
+from __future__ import annotations
+
+import textwrap
+
+import bpy
+
+from .connection import BACKEND
+from .jobs import JOBS
+
+STATE_ICONS = {"stopped": "RADIOBUT_OFF", "starting": "SORTTIME", "ready": "CHECKMARK", "failed": "ERROR"}
+WRAP = 44
+
+
+def _wrapped(layout, text: str, icon: str = "NONE") -> None:
+    for i, line in enumerate(textwrap.wrap(text, WRAP) or [""]):
+        layout.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+class OccNetPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "OccNet"
+
+
+class OCCNET_PT_main(OccNetPanel, bpy.types.Panel):
+    bl_label = "OccNet"
+
+    def draw(self, context) -> None:
+        layout = self.layout
+        settings = context.scene.occnet
+        _wrapped(layout.box(), f"Backend: {BACKEND.summary()}", STATE_ICONS[BACKEND.state])
+        if BACKEND.state == "failed":
+            layout.operator("screen.userpref_show", text="Open Preferences", icon="PREFERENCES")
+        layout.prop(settings, "model")
+        layout.prop(settings, "resolution")
+        row = layout.row(align=True)
+        row.prop(settings, "use_model_threshold")
+        sub = row.row(align=True)
+        sub.enabled = not settings.use_model_threshold
+        sub.prop(settings, "threshold", text="")
+        job = JOBS.current
+        if job is None:
+            layout.operator("occnet.reconstruct", icon="MESH_ICOSPHERE")
+        else:
+            layout.progress(factor=job.fraction, type="BAR", text=f"{job.label}: {job.stage} {job.fraction:.0%}")
+            if len(JOBS.queue) > 1:
+                layout.label(text=f"{len(JOBS.queue) - 1} more queued")
+            layout.operator("occnet.cancel", icon="CANCEL")
+        if JOBS.problems:
+            box = layout.box()
+            for problem in JOBS.problems[:2]:
+                _wrapped(box, problem, "ERROR")
+
+
+class OCCNET_PT_advanced(OccNetPanel, bpy.types.Panel):
+    bl_label = "Advanced"
+    bl_parent_id = "OCCNET_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context) -> None:
+        settings = context.scene.occnet
+        self.layout.prop(settings, "refine_steps")
+        self.layout.prop(settings, "faces")
+        self.layout.prop(settings, "smooth")
+
+
+class OCCNET_PT_blend(OccNetPanel, bpy.types.Panel):
+    bl_label = "Blend"
+    bl_parent_id = "OCCNET_PT_main"
+
+    def draw(self, context) -> None:
+        layout = self.layout
+        obj = context.active_object
+        if obj is not None and obj.occnet.kind == "BLEND":
+            layout.label(text=f"{obj.occnet.blend_a}  ->  {obj.occnet.blend_b}")
+            layout.prop(obj.occnet, "factor", slider=True)
+            layout.operator("occnet.bake", icon="MESH_DATA")
+            return
+        if obj is not None and obj.occnet.kind == "RECONSTRUCTION":
+            layout.label(text=f"{obj.occnet.model}, from {obj.occnet.source}")
+        layout.label(text="Select two reconstructions:")
+        layout.operator("occnet.blend", icon="IPO_EASE_IN_OUT")
+
+
+classes = (OCCNET_PT_main, OCCNET_PT_advanced, OCCNET_PT_blend)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,77 @@
+"""Add-on preferences: which Python runs the backend, on which device, and where extra models live."""
+
+from __future__ import annotations
+
+import bpy
+
+ADDON_ID = __package__.rpartition(".")[0]  # the extension's module, e.g. "bl_ext.user_default.occnet"
+ENV_FOLDER = "backend-env"
+
+
+def preferences() -> bpy.types.AddonPreferences | None:
+    """The add-on's preferences, or None when it runs from a source checkout (the batch script)."""
+    addon = bpy.context.preferences.addons.get(ADDON_ID) if ADDON_ID else None
+    return addon.preferences if addon is not None else None
+
+
+class OCCNET_AP_preferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    backend_python: bpy.props.StringProperty(
+        name="Backend Python",
+        description="A Python interpreter that has PyTorch (empty: the installed backend, then Blender's own)",
+        subtype="FILE_PATH",
+    )
+    device: bpy.props.EnumProperty(
+        name="Device",
+        items=[
+            ("auto", "Auto", "CUDA when there is a GPU, otherwise the CPU"),
+            ("cuda", "CUDA", "An NVIDIA GPU"),
+            ("cpu", "CPU", "The processor: slower, works everywhere"),
+        ],
+        default="auto",
+    )
+    models_dir: bpy.props.StringProperty(
+        name="Extra Models",
+        description="A folder with more .safetensors models (for example your own)",
+        subtype="DIR_PATH",
+    )
+    install_build: bpy.props.EnumProperty(
+        name="PyTorch Build",
+        items=[
+            ("cpu", "CPU", "Works on every machine (about 200 MB)"),
+            ("cuda", "CUDA", "For NVIDIA GPUs (several GB)"),
+        ],
+        default="cpu",
+    )
+
+    def draw(self, context) -> None:
+        from . import connection, installer
+
+        layout = self.layout
+        layout.prop(self, "backend_python")
+        layout.prop(self, "device")
+        layout.prop(self, "models_dir")
+        box = layout.box()
+        box.label(text=f"Backend: {connection.BACKEND.summary()}")
+        row = box.row()
+        row.prop(self, "install_build", expand=True)
+        row.operator("occnet.install_backend", icon="IMPORT")
+        box.operator("occnet.restart_backend", icon="FILE_REFRESH")
+        if installer.INSTALL.message:
+            box.label(text=installer.INSTALL.message)
+        if not bpy.app.online_access:
+            box.label(text="Online access is off (Preferences > System): the installer cannot download.", icon="INFO")
+
+
+classes = (OCCNET_AP_preferences,) if ADDON_ID else ()
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

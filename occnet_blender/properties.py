@@ -1,0 +1,148 @@
+"""Settings: what the artist picks on the scene (`scene.occnet`) and what a result remembers (`obj.occnet`).
+
+A latent is longer than 32 floats, so it is stored as an ID-property array (`obj[LATENT_KEY]`), next to
+the PropertyGroup that carries the provenance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+
+from . import connection
+
+LATENT_KEY = "occnet_latent"
+BLEND_LATENT_KEYS = ("occnet_latent_a", "occnet_latent_b")
+BLEND_MATRIX_KEYS = ("occnet_matrix_a", "occnet_matrix_b")
+BASE_RESOLUTION = 32
+MAX_RESOLUTION = 512
+PREVIEW_RESOLUTION = 32
+
+
+def snap_resolution(value: int) -> int:
+    """MISE doubles from 32, so the grid is 32, 64, 128, 256 or 512: the nearest of those."""
+    steps = round(math.log2(max(value, BASE_RESOLUTION) / BASE_RESOLUTION))
+    return min(BASE_RESOLUTION * 2**steps, MAX_RESOLUTION)
+
+
+def _model_items(self, context):
+    return connection.BACKEND.model_items()
+
+
+def _factor_changed(self, context) -> None:
+    from . import blend
+
+    blend.factor_changed(self.id_data)
+
+
+class OCCNET_PG_scene(bpy.types.PropertyGroup):
+    model: bpy.props.EnumProperty(
+        name="Model", description="Trained network; each reads one kind of input", items=_model_items
+    )
+    resolution: bpy.props.IntProperty(
+        name="Resolution",
+        description="Grid resolution of the extracted surface (32, 64, 128, 256 or 512; other values snap)",
+        default=128,
+        min=BASE_RESOLUTION,
+        max=MAX_RESOLUTION,
+    )
+    use_model_threshold: bpy.props.BoolProperty(
+        name="Model's Threshold", description="Use the threshold the model was validated with", default=True
+    )
+    threshold: bpy.props.FloatProperty(
+        name="Threshold",
+        description="Occupancy probability of the surface: lower gives thicker shapes, higher thinner ones",
+        default=0.5,
+        min=0.0,
+        max=1.0,
+    )
+    refine_steps: bpy.props.IntProperty(
+        name="Refinement Steps",
+        description="Gradient steps that move vertices onto the surface (0 = off; slower, sharper)",
+        default=0,
+        min=0,
+        max=50,
+    )
+    faces: bpy.props.IntProperty(
+        name="Face Budget", description="Simplify to at most this many faces (0 = keep all)", default=0, min=0
+    )
+    smooth: bpy.props.BoolProperty(name="Smooth Shading", default=True)
+
+    def request_fields(self) -> dict:
+        """The extraction settings as the worker's request fields."""
+        return {
+            "resolution": snap_resolution(self.resolution),
+            "threshold": None if self.use_model_threshold else float(self.threshold),
+            "refine_steps": int(self.refine_steps),
+            "faces": int(self.faces),
+            "normals": False,
+        }
+
+
+class OCCNET_PG_object(bpy.types.PropertyGroup):
+    kind: bpy.props.EnumProperty(
+        name="OccNet Kind",
+        items=[
+            ("NONE", "None", "Not made by OccNet"),
+            ("RECONSTRUCTION", "Reconstruction", "Reconstructed from a source object or file"),
+            ("BLEND", "Blend", "Interpolates between two reconstructions"),
+        ],
+        default="NONE",
+    )
+    model: bpy.props.StringProperty(name="Model")
+    input_kind: bpy.props.StringProperty(name="Input")
+    source: bpy.props.StringProperty(name="Source", description="Object or file it was reconstructed from")
+    resolution: bpy.props.IntProperty(name="Resolution", default=128)
+    threshold: bpy.props.FloatProperty(name="Threshold", default=-1.0, description="-1: the model's own")
+    refine_steps: bpy.props.IntProperty(name="Refinement Steps", default=0)
+    faces: bpy.props.IntProperty(name="Face Budget", default=0)
+    frame_center: bpy.props.FloatVectorProperty(name="Frame Center", size=3)
+    frame_scale: bpy.props.FloatProperty(name="Frame Scale", default=1.0)
+    blend_a: bpy.props.StringProperty(name="From")
+    blend_b: bpy.props.StringProperty(name="To")
+    factor: bpy.props.FloatProperty(
+        name="Factor",
+        description="0 shows the first shape, 1 the second; keyframe it to animate the blend",
+        default=0.5,
+        min=0.0,
+        max=1.0,
+        update=_factor_changed,
+        options={"ANIMATABLE"},
+    )
+    shown_factor: bpy.props.FloatProperty(default=-1.0, options={"HIDDEN", "SKIP_SAVE"})
+    shown_resolution: bpy.props.IntProperty(default=0, options={"HIDDEN", "SKIP_SAVE"})
+
+    def settings_fields(self) -> dict:
+        return {
+            "resolution": self.resolution,
+            "threshold": None if self.threshold < 0 else float(self.threshold),
+            "refine_steps": self.refine_steps,
+            "faces": self.faces,
+            "normals": False,
+        }
+
+    def latent_fields(self) -> dict:
+        return {"latent_model": self.model, "center": list(self.frame_center), "scale": self.frame_scale}
+
+
+def latent_of(obj: bpy.types.Object, key: str = LATENT_KEY) -> np.ndarray:
+    return np.asarray(obj[key], dtype=np.float32)
+
+
+classes = (OCCNET_PG_scene, OCCNET_PG_object)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.occnet = bpy.props.PointerProperty(type=OCCNET_PG_scene)
+    bpy.types.Object.occnet = bpy.props.PointerProperty(type=OCCNET_PG_object)
+
+
+def unregister() -> None:
+    del bpy.types.Object.occnet
+    del bpy.types.Scene.occnet
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
