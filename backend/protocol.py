@@ -10,8 +10,8 @@ one frame:
 Requests (add-on -> worker); every one carries an integer "id" that its replies repeat:
     hello        -> hello {protocol, backend, torch, device, devices}
     models       -> result {models: [{name, input_kind, size_mb, threshold, c_dim, evaluation}]}
-    reconstruct  {model ("auto": the default for the input's kind), input_path? | arrays points/pixels/voxels, resolution, threshold, refine_steps, faces,
-                  normals} -> result MESH + LATENT
+    reconstruct  {model, input_path? | arrays points/pixels/voxels, resolution, threshold, refine_steps, faces,
+                  normals} -> result MESH + LATENT       (model "auto": the shipped default for the input's kind)
     encode       {model, input_path? | arrays ...} -> result LATENT
     extract      {model, LATENT, resolution, ...} -> result MESH
     interpolate  {model, a: LATENT, b: LATENT, t, method, resolution, ...} -> result MESH + LATENT (the blend)

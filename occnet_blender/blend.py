@@ -68,12 +68,17 @@ def factor_changed(obj: bpy.types.Object) -> None:
     """The slider moved (or a frame changed it): show the new shape."""
     if obj.occnet.kind != "BLEND":
         return
-    if bpy.app.background or _rendering:
+    if synchronous():
         update_now(obj)
         return
     pending = _pending.setdefault(obj.name, Pending(time.monotonic()))
     pending.changed_at, pending.failed = time.monotonic(), None
     JOBS.ensure_polling()
+
+
+def synchronous() -> bool:
+    """Background runs and renders have no timers to wait for: every update finishes before returning."""
+    return bpy.app.background or _rendering
 
 
 def update_now(obj: bpy.types.Object) -> None:

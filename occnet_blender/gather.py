@@ -11,6 +11,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Matrix
 
 from .meshes import collection_names, flat_matrix
 
@@ -58,7 +59,7 @@ def gather_file(path: str, location) -> Source:
     if not file.is_file():
         raise GatherError(f"{file}: no such file. Check the path.")
     kind = "image" if file.suffix.lower() in IMAGE_SUFFIXES else "pointcloud"
-    matrix = [1.0, 0, 0, location[0], 0, 1.0, 0, location[1], 0, 0, 1.0, location[2], 0, 0, 0, 1.0]
+    matrix = flat_matrix(Matrix.Translation(location))
     return Source(file.stem, kind, matrix, [], fields={"input_path": str(file)})
 
 
@@ -124,8 +125,8 @@ def _image_pixels(obj: bpy.types.Object) -> np.ndarray:
     return np.ascontiguousarray(np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
-def _upright_matrix(obj: bpy.types.Object) -> list[float]:
+def _upright_matrix(obj: bpy.types.Object) -> Matrix:
     """Image models predict an upright object: the empty's place and size, not its (view-facing) rotation."""
     location, _, scale = obj.matrix_world.decompose()
     size = obj.empty_display_size * float(np.mean(np.abs(scale)))
-    return [size, 0, 0, location.x, 0, size, 0, location.y, 0, 0, size, location.z, 0, 0, 0, 1.0]
+    return Matrix.Translation(location) @ Matrix.Scale(size, 4)

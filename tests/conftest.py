@@ -1,4 +1,7 @@
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,56 @@ def untrained_image_model(tmp_path_factory) -> Path:
         threshold=0.5,
     )
     return save_checkpoint(build_model(config).eval(), tmp_path_factory.mktemp("models") / "tiny-image.safetensors")
+
+
+@pytest.fixture(scope="session")
+def extension_zip(tmp_path_factory) -> Path:
+    import build
+
+    return build.build(tmp_path_factory.mktemp("dist"))
+
+
+def pytest_configure(config):
+    """Blender reads its user folder when bpy is first imported: a temporary one, before any test imports bpy."""
+    config.blender_user = tempfile.mkdtemp(prefix="occnet-blender-user-")
+    os.environ["BLENDER_USER_RESOURCES"] = config.blender_user
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(config.blender_user, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def addon(extension_zip, pytestconfig):
+    """Real Blender (bpy 5.0.1) with the built extension installed by Blender's own installer into a
+    temporary user folder; returns the add-on package (`bl_ext.user_default.occnet.occnet_blender`)."""
+    import importlib
+
+    import bpy
+
+    assert bpy.utils.user_resource("EXTENSIONS").startswith(pytestconfig.blender_user)
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(extension_zip), repo="user_default", enable_on_install=True
+    )
+    assert result == {"FINISHED"}
+    package = importlib.import_module("bl_ext.user_default.occnet.occnet_blender")
+    yield package
+    package.connection.BACKEND.stop()
+
+
+@pytest.fixture
+def blender(addon):
+    """An empty scene with default OccNet settings; the backend worker stays up between tests."""
+    import bpy
+
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    for mesh in list(bpy.data.meshes):
+        bpy.data.meshes.remove(mesh)
+    scene = bpy.context.scene
+    for name in ("model", "resolution", "use_model_threshold", "threshold", "refine_steps", "faces", "smooth"):
+        scene.occnet.property_unset(name)
+    scene.occnet.resolution = 64
+    scene.frame_set(1)
+    addon.jobs.JOBS.problems.clear()
+    return bpy
