@@ -1,7 +1,8 @@
 """`make demo`: reconstruct held-out shapes with the shipped models and render the result to out/demo.png.
 
-Makes its own inputs (a noisy 3,000-point scan placed away from the origin, and a photo-like render),
-runs the same CLI a user runs, writes meshes to out/, and renders them with Blender's Workbench.
+Makes its own inputs (a noisy 3,000-point scan placed away from the origin, another scan, and a photo-like
+render), runs the add-on's headless batch on them (meshes and out/demo.blend, with a keyframed chair-to-sofa
+blend), and renders the meshes with Blender's Workbench.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ SCAN_OFFSET = np.array([0.0, 0.0, 0.6])
 SCAN_SCALE = 1.2
 
 
-def cli(*args: str) -> None:
-    print("$ python -m backend " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "backend", *args], check=True)
+def batch(*args: str) -> None:
+    """The headless batch a pipeline runs (`blender --background --python occnet_blender/batch.py -- ...`)."""
+    print("$ python occnet_blender/batch.py -- " + " ".join(args), flush=True)
+    subprocess.run([sys.executable, "occnet_blender/batch.py", "--", *args], check=True)
 
 
 def make_inputs() -> tuple[Path, Path, Path]:
@@ -46,27 +48,15 @@ def make_inputs() -> tuple[Path, Path, Path]:
 
 def main() -> int:
     chair, sofa, lamp = make_inputs()
-    cli("reconstruct", str(chair), "--out", str(OUT / "chair.obj"), "--save-latent", str(OUT / "chair_latent.npz"))
-    cli("reconstruct", str(sofa), "--out", str(OUT / "sofa.obj"), "--save-latent", str(OUT / "sofa_latent.npz"))
-    cli("reconstruct", str(lamp), "--out", str(OUT / "lamp.obj"))
-    cli(
-        "interpolate",
-        str(OUT / "chair_latent.npz"),
-        str(OUT / "sofa_latent.npz"),
-        "--steps",
-        "5",
-        "--out",
-        str(OUT / "blend"),
-        "--resolution",
-        "64",
-    )
-    try:
-        from render_demo import render_picture
-    except ImportError:
-        print("bpy is not installed: skipped out/demo.png (make setup installs it)")
-        return 0
+    batch(
+        "--input", str(chair), str(lamp),
+        "--interpolate", str(chair), str(sofa), "--steps", "5",
+        "--out", str(OUT), "--save-blend", str(OUT / "demo.blend"),
+    )  # fmt: skip
+    from render_demo import render_picture
+
     render_picture(OUT, chair, lamp)
-    print(f"wrote {OUT / 'demo.png'}")
+    print(f"wrote {OUT / 'demo.png'} and {OUT / 'demo.blend'}")
     return 0
 
 

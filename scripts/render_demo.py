@@ -50,11 +50,11 @@ def render_picture(out: Path, scan: Path, photo: Path) -> None:
     scene = bpy.context.scene
     cloud = np.loadtxt(scan)
     _mesh_object("scan", *_points_as_dots(_on_ground(cloud), 0.006), (-2.4, 0, 0))
-    _mesh_object("chair.occnet", *_load_obj(out / "chair.obj"), (-1.2, 0, 0))
-    for i, path in enumerate(sorted((out / "blend").glob("*.obj"))):
+    _mesh_object("chair.occnet", *_load_obj(out / f"{scan.stem}.obj"), (-1.2, 0, 0))
+    for i, path in enumerate(sorted(out.glob(f"{scan.stem}_to_*.obj"))):
         v, f = _load_obj(path)
         _mesh_object(f"blend{i}", v, f, (0.1 + i * 1.05, 0, 0))
-    v, f = _load_obj(out / "lamp.obj")
+    v, f = _load_obj(out / f"{photo.stem}.obj")
     _mesh_object("lamp.occnet", v, f, (6.3, 0, 0))
     image = bpy.data.images.load(str(photo.resolve()))
     plane_mesh = bpy.data.meshes.new("photo")
