@@ -119,8 +119,8 @@ class Backend:
         self.state = "failed"
         self.message = (
             "No Python with PyTorch could run the backend. Tried " + "; ".join(tried) + ". "
-            "Fix: press 'Install Backend' in the add-on preferences, or set 'Backend Python' to an "
-            "interpreter that has PyTorch."
+            "Fix: press 'Install Backend' in the add-on preferences, or set 'Backend Python' there (the batch "
+            "script: --backend-python) to an interpreter that has PyTorch."
         )
 
     # --- what the UI shows ----------------------------------------------------------------------------

@@ -82,19 +82,23 @@ class Jobs:
 
     def poll(self) -> float | None:
         """One timer step: submit what can go, apply what came back. Returns the next interval or None."""
+        client = BACKEND.client
+        if client is not None:
+            for message in client.events():
+                self._dispatch(message)
+        waiting = [j for j in self.queue if j.id is None]
         if BACKEND.state == "failed":
-            for job in [j for j in self.queue if j.id is None]:
+            for job in waiting:
                 self._fail(job, BackendError(BACKEND.message, "device"))
-        elif BACKEND.state == "ready":
-            for job in [j for j in self.queue if j.id is None]:
+        elif waiting and BACKEND.state == "ready" and client.alive:
+            for job in waiting:
                 try:
-                    job.id = BACKEND.client.submit(job.request, job.fields, job.arrays)
+                    job.id = client.submit(job.request, job.fields, job.arrays)
                     job.stage = "queued"
                 except BackendError as exc:
                     self._fail(job, exc)
-        if BACKEND.client is not None:
-            for message in BACKEND.client.events():
-                self._dispatch(message)
+        elif waiting and BACKEND.state == "ready" and all(j.id is None for j in self.queue):
+            BACKEND.start_async()  # the worker died: start another off the main thread, once its jobs are answered
         busy = [tick() for tick in self.ticks]
         _redraw()
         return POLL_SECONDS if self.queue or any(busy) or BACKEND.state == "starting" else None

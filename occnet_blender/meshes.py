@@ -10,15 +10,21 @@ from .properties import LATENT_KEY
 
 
 def fill_mesh(mesh: bpy.types.Mesh, vertices: np.ndarray, faces: np.ndarray, smooth: bool = True) -> None:
-    """Replace the mesh's geometry; the datablock (and every object and keyframe using it) stays."""
+    """Replace the mesh's geometry; the datablock (and every object and keyframe using it) stays.
+
+    Writes the position and corner-vertex attributes directly (Blender 4.2+): for a million triangles that
+    is less than half the time of `loops.foreach_set("vertex_index")`, see bench/addon.py.
+    """
     vertices = np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1)
     faces = np.ascontiguousarray(faces, dtype=np.int32).reshape(-1)
     count = len(faces) // 3
     mesh.clear_geometry()
+    if not len(vertices):
+        return
     mesh.vertices.add(len(vertices) // 3)
-    mesh.vertices.foreach_set("co", vertices)
+    mesh.attributes["position"].data.foreach_set("vector", vertices)
     mesh.loops.add(len(faces))
-    mesh.loops.foreach_set("vertex_index", faces)
+    mesh.attributes[".corner_vert"].data.foreach_set("value", faces)
     mesh.polygons.add(count)
     mesh.polygons.foreach_set("loop_start", np.arange(0, len(faces), 3, dtype=np.int32))
     mesh.update(calc_edges=True)

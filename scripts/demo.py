@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from backend.data.procedural import canonical_shape, shape_id, shape_mesh, surface_samples
-from backend.data.render import render
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # occnet_blender/, for the render in bpy
+
+from backend.data.procedural import canonical_shape, shape_id, shape_mesh, surface_samples  # noqa: E402
+from backend.data.render import render  # noqa: E402
 
 OUT = Path("out")
 SCAN_OFFSET = np.array([0.0, 0.0, 0.6])

@@ -6,21 +6,13 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Matrix
+
+from occnet_blender.meshes import flat_matrix, new_mesh_object
 
 
 def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, location) -> bpy.types.Object:
-    mesh = bpy.data.meshes.new(name)
-    mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-    mesh.update()
-    obj = bpy.data.objects.new(name, mesh)
-    obj.location = location
-    bpy.context.scene.collection.objects.link(obj)
-    return obj
+    return new_mesh_object(name, vertices, faces, flat_matrix(Matrix.Translation(location)), [], smooth=True)
 
 
 def _load_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -236,3 +236,15 @@ def test_mesh_insertion_uses_flat_arrays(blender, addon):
     assert obj.data.polygons[5].vertices[:] == tuple(faces[5])
     assert Vector(obj.data.vertices[301].co) == Vector(vertices[301])
     assert obj.rotation_euler == Euler()
+
+
+def test_ui_path_restarts_a_dead_worker_off_the_main_thread(blender, addon):
+    scan, _ = _placed_scan()
+    client = addon.connection.BACKEND.require()
+    client.process.kill()
+    client.process.wait()
+    source = addon.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
+    job = addon.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
+    _run_ui_job(addon, job, lambda: not addon.jobs.JOBS.queue)
+    assert "scan.occnet" in bpy.data.objects
+    assert addon.connection.BACKEND.client is not client and addon.connection.BACKEND.client.alive
