@@ -1,0 +1,111 @@
+"""The sidebar and the preferences draw in every state (idle, running, failed backend, a blend selected).
+
+Headless Blender has no window to draw in, so each draw() runs against a layout that checks every call
+against Blender's own UILayout definition: method names, keyword arguments, icons, operators, properties.
+"""
+
+import bpy
+import pytest
+from blender_scenes import held_out, scan_of, select, vertex_cloud
+
+UI = bpy.types.UILayout.bl_rna.functions
+ICONS = set(UI["label"].parameters["icon"].enum_items.keys())
+
+
+class CheckedLayout:
+    """Records what a draw() asks for and fails on anything Blender's UILayout would reject."""
+
+    def __init__(self, log):
+        self.log = log
+        self.enabled = True
+
+    def __getattr__(self, name):
+        if name not in UI:
+            raise AttributeError(f"UILayout has no '{name}'")
+        parameters = {p.identifier for p in UI[name].parameters}
+
+        def call(*args, **kwargs):
+            unknown = set(kwargs) - parameters
+            assert not unknown, f"{name}() has no parameters {unknown}"
+            if "icon" in kwargs:
+                assert kwargs["icon"] in ICONS, f"unknown icon {kwargs['icon']}"
+            if name == "operator":
+                module, op = args[0].split(".")
+                assert hasattr(getattr(bpy.ops, module), op), f"no operator {args[0]}"
+            if name == "prop":
+                assert args[1] in args[0].bl_rna.properties, f"no property {args[1]}"
+            self.log.append((name, args[1] if name == "prop" else args[0] if args else kwargs.get("text")))
+            return CheckedLayout(self.log)
+
+        return call
+
+
+def _draw(panel_class, context=None):
+    log = []
+    panel_class.draw(_Self(CheckedLayout(log)), context or bpy.context)
+    return log
+
+
+class _Self:
+    def __init__(self, layout):
+        self.layout = layout
+
+
+def test_main_panel_idle_running_and_failed(blender, addon):
+    log = _draw(bpy.types.OCCNET_PT_main)
+    assert ("operator", "occnet.reconstruct") in log and ("prop", "model") in log and ("prop", "resolution") in log
+
+    job = addon.jobs.Job("scan", "reconstruct", {})
+    job.stage, job.fraction = "evaluate", 0.4
+    addon.jobs.JOBS.queue.append(job)
+    try:
+        log = _draw(bpy.types.OCCNET_PT_main)
+    finally:
+        addon.jobs.JOBS.queue.remove(job)
+    assert ("progress", "scan: evaluate 40%") in log
+    assert ("operator", "occnet.cancel") in log
+
+    backend = addon.connection.BACKEND
+    state, message = backend.state, backend.message
+    backend.state, backend.message = "failed", "No Python with PyTorch could run the backend."
+    addon.jobs.JOBS.report("scan: something went wrong")
+    try:
+        log = _draw(bpy.types.OCCNET_PT_main)
+    finally:
+        backend.state, backend.message = state, message
+    assert ("operator", "screen.userpref_show") in log
+    assert any(n == "label" and "something went wrong" in str(a) for n, a in log)
+
+
+def test_advanced_blend_and_preferences_draw(blender, addon):
+    assert [a for n, a in _draw(bpy.types.OCCNET_PT_advanced) if n == "prop"] == ["refine_steps", "faces", "smooth"]
+    assert ("operator", "occnet.blend") in _draw(bpy.types.OCCNET_PT_blend)
+    a = vertex_cloud("a", scan_of(held_out("bottle", 0)))
+    b = vertex_cloud("b", scan_of(held_out("mug", 0)))
+    select(a, b)
+    bpy.context.scene.occnet.resolution = 32
+    bpy.ops.occnet.reconstruct()
+    select(bpy.data.objects["a.occnet"], bpy.data.objects["b.occnet"])
+    bpy.ops.occnet.blend()
+    blend = next(o for o in bpy.data.objects if o.occnet.kind == "BLEND")
+    bpy.context.view_layer.objects.active = blend
+    log = _draw(bpy.types.OCCNET_PT_blend)
+    assert ("prop", "factor") in log and ("operator", "occnet.bake") in log
+    prefs = addon.preferences.preferences()
+    log = []
+    type(prefs).draw(_PrefsSelf(prefs, CheckedLayout(log)), bpy.context)
+    assert ("operator", "occnet.install_backend") in log and ("prop", "backend_python") in log
+
+
+class _PrefsSelf:
+    def __init__(self, prefs, layout):
+        self._prefs, self.layout = prefs, layout
+
+    def __getattr__(self, name):
+        return getattr(self._prefs, name)
+
+
+@pytest.fixture(autouse=True)
+def _clear_problems(addon):
+    yield
+    addon.jobs.JOBS.problems.clear()
