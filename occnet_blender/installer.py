@@ -85,12 +85,4 @@ class OCCNET_OT_install_backend(bpy.types.Operator):
 
 classes = (OCCNET_OT_install_backend,)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -153,12 +153,4 @@ class OCCNET_OT_restart_backend(bpy.types.Operator):
 
 classes = (OCCNET_OT_reconstruct, OCCNET_OT_cancel, OCCNET_OT_blend, OCCNET_OT_bake, OCCNET_OT_restart_backend)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -86,12 +86,4 @@ class OCCNET_PT_blend(OccNetPanel, bpy.types.Panel):
 
 classes = (OCCNET_PT_main, OCCNET_PT_advanced, OCCNET_PT_blend)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -66,12 +66,4 @@ class OCCNET_AP_preferences(bpy.types.AddonPreferences):
 
 classes = (OCCNET_AP_preferences,) if ADDON_ID else ()
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

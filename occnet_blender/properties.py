@@ -134,9 +134,11 @@ def latent_of(obj: bpy.types.Object, key: str = LATENT_KEY) -> np.ndarray:
 classes = (OCCNET_PG_scene, OCCNET_PG_object)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
 def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.occnet = bpy.props.PointerProperty(type=OCCNET_PG_scene)
     bpy.types.Object.occnet = bpy.props.PointerProperty(type=OCCNET_PG_object)
 
@@ -144,5 +146,4 @@ def register() -> None:
 def unregister() -> None:
     del bpy.types.Object.occnet
     del bpy.types.Scene.occnet
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

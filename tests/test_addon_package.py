@@ -76,3 +76,25 @@ def test_first_click_in_a_fresh_blender_without_torch_in_blender(extension_zip):
     )
     assert "result {'FINISHED'} True" in done.stdout, done.stdout + done.stderr
     assert "torch imported by the add-on: False" in done.stdout
+
+
+DISABLE_ENABLE = """
+import os, sys, tempfile
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp()
+import bpy
+bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
+module = "bl_ext.user_default.occnet"
+bpy.ops.preferences.addon_disable(module=module)
+handlers = [h.__name__ for h in bpy.app.handlers.frame_change_post]
+print("disabled:", hasattr(bpy.types.Scene, "occnet"), hasattr(bpy.types, "OCCNET_PT_main"), handlers)
+bpy.ops.preferences.addon_enable(module=module)
+print("enabled:", hasattr(bpy.types.Scene, "occnet"), hasattr(bpy.types, "OCCNET_PT_main"))
+"""
+
+
+def test_disable_removes_everything_and_enable_brings_it_back(extension_zip):
+    done = subprocess.run(
+        [sys.executable, "-c", DISABLE_ENABLE, str(extension_zip)], capture_output=True, text=True, timeout=120
+    )
+    assert "disabled: False False []" in done.stdout, done.stdout + done.stderr
+    assert "enabled: True True" in done.stdout
