@@ -8,6 +8,15 @@ ADDON_ID = __package__.rpartition(".")[0]  # the extension's module, e.g. "bl_ex
 ENV_FOLDER = "backend-env"
 
 
+def _launch_changed(self, context) -> None:
+    """A new interpreter, device or models folder takes effect with the next worker; stop an idle one now."""
+    from .connection import BACKEND
+    from .jobs import JOBS
+
+    if not JOBS.queue:
+        BACKEND.stop()
+
+
 def preferences() -> bpy.types.AddonPreferences | None:
     """The add-on's preferences, or None when it runs from a source checkout (the batch script)."""
     addon = bpy.context.preferences.addons.get(ADDON_ID) if ADDON_ID else None
@@ -21,6 +30,7 @@ class OCCNET_AP_preferences(bpy.types.AddonPreferences):
         name="Backend Python",
         description="A Python interpreter that has PyTorch (empty: the installed backend, then Blender's own)",
         subtype="FILE_PATH",
+        update=_launch_changed,
     )
     device: bpy.props.EnumProperty(
         name="Device",
@@ -30,11 +40,13 @@ class OCCNET_AP_preferences(bpy.types.AddonPreferences):
             ("cpu", "CPU", "The processor: slower, works everywhere"),
         ],
         default="auto",
+        update=_launch_changed,
     )
     models_dir: bpy.props.StringProperty(
         name="Extra Models",
         description="A folder with more .safetensors models (for example your own)",
         subtype="DIR_PATH",
+        update=_launch_changed,
     )
     install_build: bpy.props.EnumProperty(
         name="PyTorch Build",
