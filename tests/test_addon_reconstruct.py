@@ -3,6 +3,7 @@ the UI's job path (poller, progress, Cancel), undo, and the messages for every s
 
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -248,3 +249,39 @@ def test_ui_path_restarts_a_dead_worker_off_the_main_thread(blender, addon):
     _run_ui_job(addon, job, lambda: not addon.jobs.JOBS.queue)
     assert "scan.occnet" in bpy.data.objects
     assert addon.connection.BACKEND.client is not client and addon.connection.BACKEND.client.alive
+
+
+def test_models_from_the_extra_folder_are_listed_and_used(blender, addon, tiny_model, tmp_path):
+    import shutil
+
+    folder = tmp_path / "my-models"
+    folder.mkdir()
+    shutil.copy(tiny_model, folder / "my-ellipsoids.safetensors")
+    prefs = addon.preferences.preferences()
+    prefs.models_dir = str(folder)
+    try:
+        addon.connection.BACKEND.require()
+        items = {item[0]: item[1] for item in addon.connection.BACKEND.model_items()}
+        assert items["my-ellipsoids"] == "my-ellipsoids (pointcloud)"
+        blender.context.scene.occnet.model = "my-ellipsoids"
+        scan = vertex_cloud("scan", scan_of(held_out(*MUG)))
+        select(scan)
+        assert bpy.ops.occnet.reconstruct() == {"FINISHED"}
+        assert bpy.data.objects["scan.occnet"].occnet.model == "my-ellipsoids"
+    finally:
+        blender.context.scene.occnet.model = "auto"
+        prefs.models_dir = ""
+
+
+def test_installer_runs_its_steps_and_names_the_one_that_failed(blender, addon, tmp_path):
+    installer = addon.installer
+    env = tmp_path / "env"
+    steps = installer.install_steps(env, "cpu")
+    assert steps[1][1][-2:] == ["--index-url", "https://download.pytorch.org/whl/cpu"]
+    assert steps[2][1][-1].endswith("backend/requirements.txt") and installer.REQUIREMENTS.is_file()
+    offline = [sys.executable, "-c", "import sys; sys.exit('ERROR: Could not find a version that satisfies torch')"]
+    run = installer.Installation()
+    run.run([("Creating the environment", [*steps[0][1], "--without-pip"]), ("Installing PyTorch", offline)])
+    assert addon.connection.env_python(env).exists()
+    assert run.message == "Install failed at 'Installing PyTorch': ERROR: Could not find a version that satisfies torch"
+    assert not run.running
