@@ -9,10 +9,10 @@ from blender_scenes import held_out, is_closed, other_iou, scan_of, select, vert
 ENDPOINT_IOU = 0.95
 
 
-def _two_reconstructions():
+def _two_reconstructions(offset=(0.0, 0.0, 0.0)):
     a = vertex_cloud("bottle", scan_of(held_out("bottle", 0)))
     b = vertex_cloud("mug", scan_of(held_out("mug", 1)))
-    b.location = (1.5, 0.5, 0.0)
+    b.location = offset
     select(a, b)
     assert bpy.ops.occnet.reconstruct() == {"FINISHED"}
     return bpy.data.objects["bottle.occnet"], bpy.data.objects["mug.occnet"]
@@ -28,15 +28,25 @@ def test_factor_reproduces_the_endpoints_and_blends_between(blender):
     a, b = _two_reconstructions()
     blend = _blend_of(a, b)
     assert blend.occnet.blend_a == "bottle.occnet" and blend.occnet.blend_b == "mug.occnet"
+    apart = other_iou(a, b)
 
     blend.occnet.factor = 0.0
     assert other_iou(blend, a) >= ENDPOINT_IOU
     blend.occnet.factor = 1.0
     assert other_iou(blend, b) >= ENDPOINT_IOU
-    assert tuple(blend.matrix_world.translation) == pytest.approx((1.5, 0.5, 0.0))
     blend.occnet.factor = 0.5
     assert is_closed(blend)
-    assert other_iou(blend, a) < ENDPOINT_IOU and other_iou(blend, b) < ENDPOINT_IOU
+    to_a, to_b = other_iou(blend, a), other_iou(blend, b)
+    assert apart < to_a < ENDPOINT_IOU and apart < to_b < ENDPOINT_IOU, (apart, to_a, to_b)
+
+
+def test_blend_moves_between_the_two_places(blender):
+    a, b = _two_reconstructions(offset=(1.5, 0.5, 0.0))
+    blend = _blend_of(a, b)
+    for factor, where in ((0.0, (0.0, 0.0, 0.0)), (0.5, (0.75, 0.25, 0.0)), (1.0, (1.5, 0.5, 0.0))):
+        blend.occnet.factor = factor
+        assert tuple(blend.matrix_world.translation) == pytest.approx(where)
+    assert other_iou(blend, b) >= ENDPOINT_IOU
 
 
 def test_keyframed_factor_follows_the_frame(blender):
