@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import bpy
+from bpy.app.handlers import persistent
 
 from .client import BackendError, Message, raise_if_error
 from .connection import BACKEND
@@ -135,6 +136,12 @@ def _poll() -> float | None:
     return JOBS.poll()
 
 
+@persistent
+def _cancel_on_load(*args) -> None:
+    """A result must not land in another file than the one it was asked for in."""
+    JOBS.cancel()
+
+
 def _push_undo(message: str) -> None:
     try:
         bpy.ops.ed.undo_push(message=message)
@@ -158,10 +165,12 @@ JOBS = Jobs()
 
 
 def register() -> None:
-    pass
+    bpy.app.handlers.load_pre.append(_cancel_on_load)
 
 
 def unregister() -> None:
+    if _cancel_on_load in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(_cancel_on_load)
     JOBS.cancel()
     if bpy.app.timers.is_registered(_poll):
         bpy.app.timers.unregister(_poll)

@@ -85,7 +85,8 @@ import bpy
 bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
 module = "bl_ext.user_default.occnet"
 bpy.ops.preferences.addon_disable(module=module)
-handlers = [h.__name__ for h in bpy.app.handlers.frame_change_post]
+lists = ("frame_change_post", "load_pre", "render_init", "render_complete", "render_cancel")
+handlers = [h.__name__ for name in lists for h in getattr(bpy.app.handlers, name) if "occnet" in h.__module__]
 print("disabled:", hasattr(bpy.types.Scene, "occnet"), hasattr(bpy.types, "OCCNET_PT_main"), handlers)
 bpy.ops.preferences.addon_enable(module=module)
 print("enabled:", hasattr(bpy.types.Scene, "occnet"), hasattr(bpy.types, "OCCNET_PT_main"))
