@@ -21,8 +21,8 @@ from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
 from .errors import OccNetError
 from .extract.mise import valid_resolutions
+from .formats import input_kind
 from .inputs import load_observation
-from .inputs.files import IMAGE_SUFFIXES
 from .registry import default_model, list_models
 
 
@@ -126,7 +126,7 @@ def _load_for(args: argparse.Namespace, *inputs: str) -> Model:
 def _kind_of(path: str) -> str:
     if Latent.is_latent_file(path):
         return "pointcloud"
-    return "image" if Path(path).suffix.lower() in IMAGE_SUFFIXES else "pointcloud"
+    return input_kind(path)
 
 
 class _Bar:

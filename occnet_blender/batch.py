@@ -27,9 +27,8 @@ from occnet_blender.connection import AUTO_MODEL, BACKEND, LaunchSettings  # noq
 from occnet_blender.gather import GatherError, gather_file  # noqa: E402
 from occnet_blender.jobs import JOBS  # noqa: E402
 from occnet_blender.reconstruct import reconstruct_job  # noqa: E402
+from occnet_blender.shared import SUPPORTED  # noqa: E402
 
-INPUT_SUFFIXES = {".xyz", ".txt", ".pts", ".csv", ".npy", ".npz", ".ply", ".obj", ".stl", ".off", ".glb", ".gltf"}
-INPUT_SUFFIXES |= {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 FORMATS = ("obj", "ply", "glb", "stl")
 
 
@@ -59,7 +58,7 @@ def expand(paths: list[Path]) -> list[Path]:
     found = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
+            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED)
         else:
             found.append(path)
     return found
@@ -83,7 +82,7 @@ def export(obj: bpy.types.Object, path: Path) -> None:
         bpy.ops.export_scene.gltf(filepath=target, export_format="GLB", use_selection=True)
 
 
-def reconstruct(path: Path, args: argparse.Namespace) -> bpy.types.Object:
+def reconstruct(path: Path) -> bpy.types.Object:
     source = gather_file(str(path.resolve()), (0.0, 0.0, 0.0))
     job = reconstruct_job(source, bpy.context.scene.occnet)
     return JOBS.run_now(job)
@@ -114,7 +113,7 @@ def main(argv: list[str]) -> int:
             rows.append(f"FAILED  {label}: {exc}")
 
     def one(path: Path):
-        obj = reconstruct(path, args)
+        obj = reconstruct(path)
         results[path] = obj.name
         target = args.out / f"{path.stem}.{args.format}"
         export(obj, target)
@@ -134,7 +133,7 @@ def main(argv: list[str]) -> int:
 
 
 def interpolate(args: argparse.Namespace, results: dict[Path, str]) -> str:
-    ends = [bpy.data.objects[results[p]] if p in results else reconstruct(p, args) for p in args.interpolate]
+    ends = [bpy.data.objects[results[p]] if p in results else reconstruct(p) for p in args.interpolate]
     blend = create_blend(*ends, factor=0.0)
     written = []
     for step, factor in enumerate(np.linspace(0.0, 1.0, args.steps)):

@@ -20,10 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-try:  # inside the installed extension, backend/ is a sibling package
-    from ..backend.protocol import Message, ProtocolError, read_message, write_message
-except ImportError:  # a source checkout, where both halves are top-level packages
-    from backend.protocol import Message, ProtocolError, read_message, write_message
+from .shared import Message, ProtocolError, read_message, write_message
 
 STDERR_LINES_KEPT = 40
 

@@ -89,7 +89,10 @@ class Backend:
 
     def restart(self) -> None:
         self.stop()
-        self.start_async() if not bpy.app.background else self.require()
+        if bpy.app.background:
+            self.require()
+        else:
+            self.start_async()
 
     def stop(self) -> None:
         if self.client is not None:

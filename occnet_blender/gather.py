@@ -14,9 +14,9 @@ import numpy as np
 from mathutils import Matrix
 
 from .meshes import collection_names, flat_matrix
+from .shared import input_kind
 
 SURFACE_SAMPLES = 20_000
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class GatherError(Exception):
@@ -58,9 +58,8 @@ def gather_file(path: str, location) -> Source:
     file = Path(bpy.path.abspath(path))
     if not file.is_file():
         raise GatherError(f"{file}: no such file. Check the path.")
-    kind = "image" if file.suffix.lower() in IMAGE_SUFFIXES else "pointcloud"
     matrix = flat_matrix(Matrix.Translation(location))
-    return Source(file.stem, kind, matrix, [], fields={"input_path": str(file)})
+    return Source(file.stem, input_kind(file), matrix, [], fields={"input_path": str(file)})
 
 
 def _mesh_points(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.ndarray:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..config import BOX_SIZE
 from ..errors import InputError
-from ..inputs.files import MESH_SUFFIXES
+from ..formats import MESH_SUFFIXES
 from ..metrics import mesh_contains, winding_number
 from .procedural import save_npz
 from .samplers import voxel_centres

@@ -10,13 +10,9 @@ import trimesh
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+from ..formats import ARRAY_SUFFIXES, IMAGE_SUFFIXES, MESH_SUFFIXES, SUPPORTED, TEXT_CLOUD_SUFFIXES
 from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-TEXT_CLOUD_SUFFIXES = {".xyz", ".txt", ".pts", ".csv"}
-MESH_SUFFIXES = {".ply", ".obj", ".stl", ".off", ".glb", ".gltf"}
-ARRAY_SUFFIXES = {".npy", ".npz"}
-SUPPORTED = sorted(IMAGE_SUFFIXES | TEXT_CLOUD_SUFFIXES | MESH_SUFFIXES | ARRAY_SUFFIXES)
 SURFACE_SAMPLES = 100_000
 
 

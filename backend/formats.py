@@ -1,0 +1,16 @@
+"""Which files the backend reads, by extension. Standard library only: the add-on shares it without torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+TEXT_CLOUD_SUFFIXES = {".xyz", ".txt", ".pts", ".csv"}
+MESH_SUFFIXES = {".ply", ".obj", ".stl", ".off", ".glb", ".gltf"}
+ARRAY_SUFFIXES = {".npy", ".npz"}
+SUPPORTED = sorted(IMAGE_SUFFIXES | TEXT_CLOUD_SUFFIXES | MESH_SUFFIXES | ARRAY_SUFFIXES)
+
+
+def input_kind(path: str | Path) -> str:
+    """The model input a file gives: "image" for pictures, "pointcloud" for clouds, meshes and arrays."""
+    return "image" if Path(path).suffix.lower() in IMAGE_SUFFIXES else "pointcloud"

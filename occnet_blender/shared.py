@@ -1,0 +1,10 @@
+"""The torch-free parts of the backend that the add-on shares: the worker protocol and the input file types."""
+
+try:  # inside the installed extension, backend/ is a sibling package
+    from ..backend.formats import SUPPORTED, input_kind
+    from ..backend.protocol import Message, ProtocolError, read_message, write_message
+except ImportError:  # a source checkout, where both halves are top-level packages
+    from backend.formats import SUPPORTED, input_kind
+    from backend.protocol import Message, ProtocolError, read_message, write_message
+
+__all__ = ["SUPPORTED", "Message", "ProtocolError", "input_kind", "read_message", "write_message"]
