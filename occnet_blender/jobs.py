@@ -17,6 +17,7 @@ from .client import BackendError, Message, raise_if_error
 from .connection import BACKEND
 
 POLL_SECONDS = 0.05
+CANCELLED = BackendError("Cancelled; nothing was changed.", "cancelled")
 PROBLEMS_KEPT = 5
 
 
@@ -67,7 +68,7 @@ class Jobs:
                 continue
             job.cancelled, job.stage, count = True, "cancelling", count + 1
             if job.id is None:
-                self.queue.remove(job)
+                self._fail(job, CANCELLED)
             elif BACKEND.client is not None:
                 BACKEND.client.cancel(job.id)
         _redraw()
@@ -112,7 +113,8 @@ class Jobs:
             job.stage, job.fraction = message.fields["stage"], message.fields["fraction"]
             return
         self.queue.remove(job)
-        if job.cancelled:
+        if job.cancelled:  # whatever came back: its owner learns it ended, the scene does not change
+            self._fail(job, CANCELLED)
             return
         try:
             raise_if_error(message)

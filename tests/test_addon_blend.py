@@ -116,3 +116,23 @@ def test_blend_refuses_what_it_cannot_blend(blender):
     select(a)
     with pytest.raises(RuntimeError, match="is not an OccNet blend"):
         bpy.ops.occnet.bake()
+
+
+def test_cancel_while_dragging_does_not_freeze_the_slider(blender, addon, monkeypatch):
+    a, b = _two_reconstructions()
+    blend = _blend_of(a, b)
+    jobs = addon.jobs.JOBS
+    monkeypatch.setattr(addon.blend, "synchronous", lambda: False)
+    blend.occnet.factor = 0.3
+    jobs.poll()
+    assert jobs.queue, "the slider started a job"
+    jobs.cancel()
+    deadline = time.monotonic() + 30
+    while jobs.queue and time.monotonic() < deadline:
+        jobs.poll()
+    blend.occnet.factor = 0.8
+    deadline = time.monotonic() + 60
+    while (jobs.queue or addon.blend._pending) and time.monotonic() < deadline:
+        jobs.poll()
+        time.sleep(0.02)
+    assert blend.occnet.shown_factor == pytest.approx(0.8)
