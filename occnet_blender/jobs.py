@@ -7,6 +7,7 @@ main thread never waits on the worker.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -121,6 +122,10 @@ class Jobs:
             job.on_result(message)
         except BackendError as exc:
             self._fail(job, exc)
+            return
+        except Exception as exc:  # an escaped error would end the timer and strand every other job
+            traceback.print_exc()
+            self._fail(job, BackendError(f"the result could not be added ({exc!r}); details are in the console"))
             return
         if job.undo_message:
             _push_undo(job.undo_message)
