@@ -285,3 +285,17 @@ def test_installer_runs_its_steps_and_names_the_one_that_failed(blender, addon, 
     assert addon.connection.env_python(env).exists()
     assert run.message == "Install failed at 'Installing PyTorch': ERROR: Could not find a version that satisfies torch"
     assert not run.running
+
+
+def test_point_cloud_object(blender):
+    shape = held_out(*MUG)
+    obj = vertex_cloud("cloud", scan_of(shape))
+    obj.location = (0.0, 0.0, 2.0)
+    select(obj)
+    assert bpy.ops.object.convert(target="POINTCLOUD") == {"FINISHED"}
+    cloud = bpy.data.objects["cloud"]
+    assert cloud.type == "POINTCLOUD"
+    select(cloud)
+    assert bpy.ops.occnet.reconstruct() == {"FINISHED"}
+    score = world_iou(bpy.data.objects["cloud.occnet"], shape, np.array(cloud.matrix_world))
+    assert score > POINTCLOUD_IOU, score
