@@ -82,10 +82,9 @@ def export(obj: bpy.types.Object, path: Path) -> None:
         bpy.ops.export_scene.gltf(filepath=target, export_format="GLB", use_selection=True)
 
 
-def reconstruct(path: Path) -> bpy.types.Object:
+def reconstruct(path: Path, model: str) -> bpy.types.Object:
     source = gather_file(str(path.resolve()), (0.0, 0.0, 0.0))
-    job = reconstruct_job(source, bpy.context.scene.occnet)
-    return JOBS.run_now(job)
+    return JOBS.run_now(reconstruct_job(source, bpy.context.scene.occnet, model))
 
 
 def main(argv: list[str]) -> int:
@@ -93,9 +92,11 @@ def main(argv: list[str]) -> int:
     if not hasattr(bpy.types.Scene, "occnet"):
         register()
     python = args.backend_python or sys.executable
-    BACKEND.launch_override = LaunchSettings((("--backend-python", python),), args.device, "")
+    model, models_dir = args.model, ""
+    if model.endswith(".safetensors"):  # a file: the worker finds it by name in its folder, blends included
+        model, models_dir = Path(model).stem, str(Path(model).resolve().parent)
+    BACKEND.launch_override = LaunchSettings((("--backend-python", python),), args.device, models_dir)
     settings = bpy.context.scene.occnet
-    settings.model = args.model
     settings.resolution = args.resolution
     settings.use_model_threshold = args.threshold is None
     settings.threshold = args.threshold if args.threshold is not None else 0.5
@@ -113,16 +114,16 @@ def main(argv: list[str]) -> int:
             rows.append(f"FAILED  {label}: {exc}")
 
     def one(path: Path):
-        obj = reconstruct(path)
+        obj = reconstruct(path, model)
         results[path] = obj.name
         target = args.out / f"{path.stem}.{args.format}"
         export(obj, target)
-        return f"{target} ({len(obj.data.vertices)} vertices, {len(obj.data.polygons)} faces)"
+        return f"{target} ({len(obj.data.vertices)} vertices, {len(obj.data.polygons)} faces, {obj.occnet.model})"
 
     for path in expand(args.input):
         attempt(str(path), lambda path=path: one(path))
     if args.interpolate:
-        attempt(f"interpolate {args.interpolate[0]} {args.interpolate[1]}", lambda: interpolate(args, results))
+        attempt(f"interpolate {args.interpolate[0]} {args.interpolate[1]}", lambda: interpolate(args, model, results))
     if args.save_blend:
         attempt(f"save {args.save_blend}", lambda: save_blend(args.save_blend))
     print("\nOccNet batch summary")
@@ -132,8 +133,8 @@ def main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-def interpolate(args: argparse.Namespace, results: dict[Path, str]) -> str:
-    ends = [bpy.data.objects[results[p]] if p in results else reconstruct(p) for p in args.interpolate]
+def interpolate(args: argparse.Namespace, model: str, results: dict[Path, str]) -> str:
+    ends = [bpy.data.objects[results[p]] if p in results else reconstruct(p, model) for p in args.interpolate]
     blend = create_blend(*ends, factor=0.0)
     written = []
     for step, factor in enumerate(np.linspace(0.0, 1.0, args.steps)):

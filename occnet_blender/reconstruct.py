@@ -13,9 +13,10 @@ from .meshes import new_mesh_object, store_latent
 RESULT_SUFFIX = ".occnet"
 
 
-def reconstruct_job(source: Source, settings) -> Job:
-    """`settings` is the scene's OCCNET_PG_scene; it is read now, so later edits do not change the job."""
-    fields = {"model": settings.model, **settings.request_fields(), **source.fields}
+def reconstruct_job(source: Source, settings, model: str | None = None) -> Job:
+    """`settings` is the scene's OCCNET_PG_scene, read now so later edits do not change the job; `model`
+    overrides its model (the batch script names any model, not only those in the panel's list)."""
+    fields = {"model": model or settings.model, **settings.request_fields(), **source.fields}
     smooth = settings.smooth
 
     def apply(message: Message) -> bpy.types.Object:

@@ -70,10 +70,16 @@ for obj in bpy.data.objects:
 """
 
 
-def test_batch_writes_glb_and_rejects_bad_arguments(tmp_path):
+def test_batch_with_a_model_file_writes_glb_and_rejects_bad_arguments(tmp_path, tiny_model):
     cloud = tmp_path / "bottle.npy"
     np.save(cloud, scan_of(held_out("bottle", 0)))
-    done = _batch("--input", str(cloud), "--out", str(tmp_path / "out"), "--format", "glb", "--resolution", "32")
+    out = tmp_path / "out"
+    done = _batch(
+        "--input", str(cloud), "--out", str(out), "--format", "glb", "--resolution", "32",
+        "--model", str(tiny_model), "--interpolate", str(cloud), str(cloud), "--steps", "2",
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert len(trimesh.load(tmp_path / "out/bottle.glb", force="mesh").faces) > 100
+    assert "faces, tiny-pointcloud)" in done.stdout
+    assert len(trimesh.load(out / "bottle.glb", force="mesh").faces) > 100
+    assert (out / "bottle_to_bottle_01.glb").is_file()
     assert _batch("--out", str(tmp_path)).returncode == 2
