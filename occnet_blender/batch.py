@@ -5,14 +5,18 @@
 
 Each input (point clouds, meshes, images; folders expand) becomes a mesh file in --out and, with
 --save-blend, an object in a .blend. One summary line per input; the exit status is 1 if any failed.
+Where Blender has the OccNet extension enabled, its code and preferences (Backend Python) are used;
+otherwise the add-on next to this file is registered for the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 if __package__ in (None, ""):  # run as a script: the folder above holds occnet_blender/ and backend/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -20,16 +24,23 @@ if __package__ in (None, ""):  # run as a script: the folder above holds occnet_
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from occnet_blender import register  # noqa: E402
-from occnet_blender.blend import BlendError, create_blend  # noqa: E402
-from occnet_blender.client import BackendError  # noqa: E402
-from occnet_blender.connection import AUTO_MODEL, BACKEND, LaunchSettings  # noqa: E402
-from occnet_blender.gather import GatherError, gather_file  # noqa: E402
-from occnet_blender.jobs import JOBS  # noqa: E402
-from occnet_blender.reconstruct import reconstruct_job  # noqa: E402
+from occnet_blender.connection import AUTO_MODEL  # noqa: E402
 from occnet_blender.shared import SUPPORTED  # noqa: E402
 
 FORMATS = ("obj", "ply", "glb", "stl")
+addon: ModuleType  # the add-on package this run uses, see load_addon()
+
+
+def load_addon() -> ModuleType:
+    """The enabled extension's add-on (one set of classes, its preferences), else this checkout's, registered."""
+    for name in bpy.context.preferences.addons.keys():
+        if name.startswith("bl_ext.") and name.endswith(".occnet"):
+            return importlib.import_module(f"{name}.occnet_blender")
+    import occnet_blender
+
+    if not hasattr(bpy.types.Scene, "occnet"):
+        occnet_blender.register()
+    return occnet_blender
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -83,19 +94,24 @@ def export(obj: bpy.types.Object, path: Path) -> None:
 
 
 def reconstruct(path: Path, model: str) -> bpy.types.Object:
-    source = gather_file(str(path.resolve()), (0.0, 0.0, 0.0))
-    return JOBS.run_now(reconstruct_job(source, bpy.context.scene.occnet, model))
+    source = addon.gather.gather_file(str(path.resolve()), (0.0, 0.0, 0.0))
+    return addon.jobs.JOBS.run_now(addon.reconstruct.reconstruct_job(source, bpy.context.scene.occnet, model))
 
 
 def main(argv: list[str]) -> int:
+    global addon
     args = parse_args(argv)
-    if not hasattr(bpy.types.Scene, "occnet"):
-        register()
-    python = args.backend_python or sys.executable
+    addon = load_addon()
+    connection = addon.connection
     model, models_dir = args.model, ""
     if model.endswith(".safetensors"):  # a file: the worker finds it by name in its folder, blends included
         model, models_dir = Path(model).stem, str(Path(model).resolve().parent)
-    BACKEND.launch_override = LaunchSettings((("--backend-python", python),), args.device, models_dir)
+    configured = connection.launch_settings()
+    interpreters = (("--backend-python", args.backend_python),) if args.backend_python else configured.interpreters
+    connection.BACKEND.launch_override = connection.LaunchSettings(
+        interpreters, args.device, models_dir or configured.models_dir
+    )
+    errors = (addon.client.BackendError, addon.gather.GatherError, addon.blend.BlendError, RuntimeError)
     settings = bpy.context.scene.occnet
     settings.resolution = args.resolution
     settings.use_model_threshold = args.threshold is None
@@ -109,7 +125,7 @@ def main(argv: list[str]) -> int:
         try:
             written = work()
             rows.append(f"ok      {label} -> {written} ({time.monotonic() - started:.1f} s)")
-        except (BackendError, GatherError, BlendError, RuntimeError) as exc:
+        except errors as exc:
             failed += 1
             rows.append(f"FAILED  {label}: {exc}")
 
@@ -129,13 +145,14 @@ def main(argv: list[str]) -> int:
     print("\nOccNet batch summary")
     print("\n".join(rows))
     print(f"{len(rows) - failed} ok, {failed} failed")
-    BACKEND.stop()
+    connection.BACKEND.stop()
+    connection.BACKEND.launch_override = None
     return 1 if failed else 0
 
 
 def interpolate(args: argparse.Namespace, model: str, results: dict[Path, str]) -> str:
     ends = [bpy.data.objects[results[p]] if p in results else reconstruct(p, model) for p in args.interpolate]
-    blend = create_blend(*ends, factor=0.0)
+    blend = addon.blend.create_blend(*ends, factor=0.0)
     written = []
     for step, factor in enumerate(np.linspace(0.0, 1.0, args.steps)):
         blend.occnet.factor = float(factor)

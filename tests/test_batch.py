@@ -83,3 +83,29 @@ def test_batch_with_a_model_file_writes_glb_and_rejects_bad_arguments(tmp_path, 
     assert len(trimesh.load(out / "bottle.glb", force="mesh").faces) > 100
     assert (out / "bottle_to_bottle_01.glb").is_file()
     assert _batch("--out", str(tmp_path)).returncode == 2
+
+
+WITH_EXTENSION = """
+import os, runpy, sys, tempfile
+os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp()
+import bpy
+bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
+sys.argv = ["batch.py", "--", "--input", sys.argv[2], "--out", sys.argv[3], "--resolution", "32"]
+try:
+    runpy.run_path("occnet_blender/batch.py", run_name="__main__")
+except SystemExit as exit:
+    print("exit", exit.code, "result made by", type(bpy.data.objects["bottle.occnet"].occnet).__module__)
+"""
+
+
+def test_batch_uses_the_enabled_extension(tmp_path, extension_zip):
+    cloud = tmp_path / "bottle.npy"
+    np.save(cloud, scan_of(held_out("bottle", 0)))
+    done = subprocess.run(
+        [sys.executable, "-c", WITH_EXTENSION, str(extension_zip), str(cloud), str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert "exit 0 result made by bl_ext.user_default.occnet.occnet_blender.properties" in done.stdout, (
+        done.stdout + done.stderr
+    )
+    assert "Traceback" not in done.stderr
