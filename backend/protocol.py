@@ -1,7 +1,8 @@
 """The add-on <-> worker protocol, version 1. This module is the one place it is written down.
 
-Transport: the worker's stdin (requests) and stdout (replies); no port is opened. Every message is
-one frame:
+Start: `python -m backend.worker --device D`, with OCCNET_MODELS_PATH (os.pathsep separated) naming
+folders of extra models. Transport: the worker's stdin (requests) and stdout (replies); no port is
+opened. Every message is one frame:
 
     4 bytes  big-endian length L of the header
     L bytes  UTF-8 JSON header: {"v": 1, "type": ..., "id": ..., "arrays": [[name, dtype, shape], ...], ...}
@@ -37,6 +38,8 @@ from typing import BinaryIO
 import numpy as np
 
 PROTOCOL_VERSION = 1
+AUTO_MODEL = "auto"  # the "model" that picks the shipped default for the input's kind
+MODELS_PATH_ENV = "OCCNET_MODELS_PATH"
 REQUEST_TYPES = ("hello", "models", "reconstruct", "encode", "extract", "interpolate", "cancel", "shutdown")
 REPLY_TYPES = ("hello", "progress", "result", "error")
 ERROR_KINDS = ("protocol", "input", "model", "device", "empty", "cancelled", "oom", "internal", "crashed")

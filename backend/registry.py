@@ -9,9 +9,9 @@ from pathlib import Path
 from .checkpoint import read_config
 from .config import ModelConfig
 from .errors import ModelLoadError
+from .protocol import MODELS_PATH_ENV
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MODELS_PATH_ENV = "OCCNET_MODELS_PATH"
 DEFAULT_MODELS = {"pointcloud": "onet-pointcloud", "image": "onet-image", "voxels": "onet-voxels"}
 
 

@@ -24,11 +24,10 @@ from .api import Latent, Model, Reconstruction, interpolate, load_model
 from .device import describe_devices, resolve_device
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
 from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput, load_observation
-from .protocol import PROTOCOL_VERSION, Message, ProtocolError, read_message, write_message
+from .protocol import AUTO_MODEL, PROTOCOL_VERSION, Message, ProtocolError, read_message, write_message
 from .registry import default_model, list_models
 
 PARENT_POLL_SECONDS = 1.0
-AUTO_MODEL = "auto"
 _HANDLED = ("hello", "models", "reconstruct", "encode", "extract", "interpolate")
 _OBSERVATION_ARRAYS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}
 

@@ -24,8 +24,7 @@ if __package__ in (None, ""):  # run as a script: the folder above holds occnet_
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from occnet_blender.connection import AUTO_MODEL  # noqa: E402
-from occnet_blender.shared import SUPPORTED  # noqa: E402
+from occnet_blender.shared import AUTO_MODEL, SUPPORTED  # noqa: E402
 
 FORMATS = ("obj", "ply", "glb", "stl")
 addon: ModuleType  # the add-on package this run uses, see load_addon()

@@ -7,6 +7,7 @@ torch import takes seconds); background runs start it synchronously.
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from dataclasses import dataclass
@@ -16,11 +17,10 @@ import bpy
 
 from .client import BackendClient, BackendError
 from .preferences import ADDON_ID, ENV_FOLDER, preferences
+from .shared import AUTO_MODEL, MODELS_PATH_ENV
 
 ROOT = Path(__file__).resolve().parent.parent  # holds backend/ both in the extension and in a checkout
 WEIGHTS_DIR = ROOT / "backend" / "weights"
-AUTO_MODEL = "auto"
-MODELS_PATH_ENV = "OCCNET_MODELS_PATH"
 
 
 @dataclass(frozen=True)
@@ -140,19 +140,22 @@ class Backend:
             found = [(m["name"], f"{m['name']} ({m['input_kind']})", _describe(m)) for m in self.models]
         else:
             found = [(name, name, "Found on disk; details show once the backend runs") for name in _model_files()]
-        items = [(AUTO_MODEL, "Automatic", "The shipped model for each input: point clouds and meshes, or images")]
-        items += found
-        if items != self._items:
-            self._items = items
+        automatic = (AUTO_MODEL, "Automatic", "The shipped model for each input: point clouds and meshes, or images")
+        self._items = [automatic, *found]
         return self._items
 
 
 def _model_files() -> list[str]:
     prefs = preferences()
-    folders = [WEIGHTS_DIR] + (
-        [Path(bpy.path.abspath(prefs.models_dir))] if prefs is not None and prefs.models_dir else []
-    )
-    return sorted({p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.safetensors")})
+    extra = bpy.path.abspath(prefs.models_dir) if prefs is not None and prefs.models_dir else ""
+    return _model_files_in(str(WEIGHTS_DIR), extra)
+
+
+@functools.lru_cache(maxsize=8)
+def _model_files_in(*folders: str) -> list[str]:
+    """Enum items are asked for on every redraw: read each set of folders once."""
+    paths = [Path(f) for f in folders if f]
+    return sorted({p.stem for folder in paths if folder.is_dir() for p in folder.glob("*.safetensors")})
 
 
 def _describe(model: dict) -> str:

@@ -6,7 +6,6 @@ main thread never waits on the worker.
 
 from __future__ import annotations
 
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ class Job:
     stage: str = "waiting for the backend"
     fraction: float = 0.0
     cancelled: bool = False
-    started: float = field(default_factory=time.monotonic)
 
 
 class Jobs:

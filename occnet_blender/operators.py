@@ -6,10 +6,11 @@ import bpy
 
 from . import blend
 from .client import BackendError
-from .connection import AUTO_MODEL, BACKEND
+from .connection import BACKEND
 from .gather import GatherError, Source, gather_file, gather_object
 from .jobs import JOBS
 from .reconstruct import reconstruct_job
+from .shared import AUTO_MODEL
 
 
 def _check_model(source: Source, model: str) -> None:

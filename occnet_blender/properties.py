@@ -27,6 +27,18 @@ def snap_resolution(value: int) -> int:
     return min(BASE_RESOLUTION * 2**steps, MAX_RESOLUTION)
 
 
+def extraction_fields(resolution: int, threshold: float | None, refine_steps: int, faces: int) -> dict:
+    """Extraction settings as the worker's request fields; threshold None is the model's own. Blender
+    computes the normals, so the worker does not."""
+    return {
+        "resolution": int(resolution),
+        "threshold": None if threshold is None else float(threshold),
+        "refine_steps": int(refine_steps),
+        "faces": int(faces),
+        "normals": False,
+    }
+
+
 def _model_items(self, context):
     return connection.BACKEND.model_items()
 
@@ -71,14 +83,8 @@ class OCCNET_PG_scene(bpy.types.PropertyGroup):
     smooth: bpy.props.BoolProperty(name="Smooth Shading", default=True)
 
     def request_fields(self) -> dict:
-        """The extraction settings as the worker's request fields."""
-        return {
-            "resolution": snap_resolution(self.resolution),
-            "threshold": None if self.use_model_threshold else float(self.threshold),
-            "refine_steps": int(self.refine_steps),
-            "faces": int(self.faces),
-            "normals": False,
-        }
+        threshold = None if self.use_model_threshold else self.threshold
+        return extraction_fields(snap_resolution(self.resolution), threshold, self.refine_steps, self.faces)
 
 
 class OCCNET_PG_object(bpy.types.PropertyGroup):
@@ -115,16 +121,8 @@ class OCCNET_PG_object(bpy.types.PropertyGroup):
     shown_resolution: bpy.props.IntProperty(default=0, options={"HIDDEN", "SKIP_SAVE"})
 
     def settings_fields(self) -> dict:
-        return {
-            "resolution": self.resolution,
-            "threshold": None if self.threshold < 0 else float(self.threshold),
-            "refine_steps": self.refine_steps,
-            "faces": self.faces,
-            "normals": False,
-        }
-
-    def latent_fields(self) -> dict:
-        return {"latent_model": self.model, "center": list(self.frame_center), "scale": self.frame_scale}
+        threshold = None if self.threshold < 0 else self.threshold
+        return extraction_fields(self.resolution, threshold, self.refine_steps, self.faces)
 
 
 def latent_of(obj: bpy.types.Object, key: str = LATENT_KEY) -> np.ndarray:

@@ -2,9 +2,18 @@
 
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend.formats import SUPPORTED, input_kind
-    from ..backend.protocol import Message, ProtocolError, read_message, write_message
+    from ..backend.protocol import AUTO_MODEL, MODELS_PATH_ENV, Message, ProtocolError, read_message, write_message
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend.formats import SUPPORTED, input_kind
-    from backend.protocol import Message, ProtocolError, read_message, write_message
+    from backend.protocol import AUTO_MODEL, MODELS_PATH_ENV, Message, ProtocolError, read_message, write_message
 
-__all__ = ["SUPPORTED", "Message", "ProtocolError", "input_kind", "read_message", "write_message"]
+__all__ = [
+    "AUTO_MODEL",
+    "MODELS_PATH_ENV",
+    "SUPPORTED",
+    "Message",
+    "ProtocolError",
+    "input_kind",
+    "read_message",
+    "write_message",
+]

@@ -168,7 +168,6 @@ def _bad(message_part):
 
 
 def test_bad_selections_say_what_is_wrong(blender, tmp_path):
-    names = set()
     select()
     _bad("Nothing is selected")
     select(link(bpy.data.objects.new("Empty mesh", bpy.data.meshes.new("e"))))
@@ -186,9 +185,8 @@ def test_bad_selections_say_what_is_wrong(blender, tmp_path):
     select(scan)
     bpy.context.scene.occnet.model = "onet-image"
     _bad("'scan' is a pointcloud input but the model 'onet-image' reads image input")
-    _bad_file = tmp_path / "nope.xyz"
     with pytest.raises(RuntimeError, match="no such file"):
-        bpy.ops.occnet.reconstruct(filepath=str(_bad_file))
+        bpy.ops.occnet.reconstruct(filepath=str(tmp_path / "nope.xyz"))
     names = {o.name for o in bpy.data.objects if o.name.endswith(".occnet")}
     assert not names
 
