@@ -93,7 +93,8 @@ class Model:
         config = self.config
         frame = Frame()
         if isinstance(observation, PointCloudInput):
-            points, frame, _ = normalize_points(observation.points, config.n_points, seed)
+            thin = config.architecture == "triplane"
+            points, frame, _ = normalize_points(observation.points, config.n_points, seed, thin=thin)
             batch = torch.from_numpy(points)[None]
         elif isinstance(observation, ImageInput):
             image = prepare_image(
@@ -108,7 +109,7 @@ class Model:
     def field(self, latent: Latent) -> Field:
         """The occupancy logits of this latent's shape, as a function of canonical points."""
         self._check_latent(latent)
-        code = torch.from_numpy(latent.code).to(self.device)[None]
+        code = torch.from_numpy(latent.code.reshape(self.config.latent_shape)).float().to(self.device)[None]
         return lambda points: self.network.decode(points[None], code)[0]
 
     def extract(
@@ -159,9 +160,10 @@ class Model:
         return observation
 
     def _check_latent(self, latent: Latent) -> None:
-        if latent.code.shape != (self.config.c_dim,):
+        expected = int(np.prod(self.config.latent_shape))
+        if latent.code.size != expected:
             raise InputError(
-                f"The latent has {latent.code.size} values but model '{self.name}' uses {self.config.c_dim}; "
+                f"The latent has {latent.code.size} values but model '{self.name}' uses {expected}; "
                 f"it was made by model '{latent.model}'."
             )
 
@@ -182,14 +184,14 @@ def interpolate(a: Latent, b: Latent, t: float, method: str = "linear") -> Laten
     'spherical' turns the code's direction along the great circle and blends its length linearly,
     which keeps the blend's magnitude typical of real codes when a and b point different ways.
     """
-    if a.model != b.model or a.code.shape != b.code.shape:
+    if a.model != b.model or a.code.size != b.code.size:
         raise InputError(
             f"Cannot blend shapes from different models ('{a.model}' and '{b.model}'); reconstruct both with one model."
         )
     if method == "linear":
-        code = (1 - t) * a.code + t * b.code
+        code = (1 - t) * a.code.astype(np.float32) + t * b.code.astype(np.float32).reshape(a.code.shape)
     elif method == "spherical":
-        code = _slerp(a.code.astype(np.float64), b.code.astype(np.float64), t)
+        code = _slerp(a.code.astype(np.float64).ravel(), b.code.astype(np.float64).ravel(), t).reshape(a.code.shape)
     else:
         raise ValueError(f"method must be 'linear' or 'spherical', not {method!r}")
     center = (1 - t) * a.frame.as_array() + t * b.frame.as_array()

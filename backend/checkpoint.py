@@ -87,9 +87,9 @@ def _config_from_metadata(path: Path, metadata: dict[str, str]) -> ModelConfig:
         )
     try:
         version = json.loads(metadata[METADATA_KEY]).get("version")
-        if version != CONFIG_VERSION:
+        if not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
             raise ModelLoadError(
-                f"{path}: checkpoint format version {version}, this backend reads version {CONFIG_VERSION}. "
+                f"{path}: checkpoint format version {version}, this backend reads versions 1 to {CONFIG_VERSION}. "
                 "Update the add-on or re-export the model."
             )
         return ModelConfig.from_json(metadata[METADATA_KEY])

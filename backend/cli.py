@@ -79,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(title="sources")
     procedural = data_sub.add_parser("procedural", help="generate the procedural shape families")
     procedural.add_argument("--out", required=True, help="data set folder (resumes if it exists)")
-    procedural.add_argument("--categories", nargs="*", help=f"default: all of {', '.join(CATEGORIES)}")
+    procedural.add_argument(
+        "--categories",
+        nargs="*",
+        help=f"default: all of {', '.join(CATEGORIES)}; 'composition' gives random compositions of primitives",
+    )
     for split, count in DEFAULT_COUNTS.items():
         procedural.add_argument(f"--{split}", type=int, default=count, help=f"shapes per category in {split}")
     procedural.add_argument("--views", type=int, default=4, help="rendered images per shape")
@@ -212,12 +216,24 @@ def _models(args: argparse.Namespace) -> int:
         return 0
     print(f"{'name':<24}{'input':<12}{'size':>9}{'threshold':>11}  evaluation")
     for e in entries:
-        evaluation = ", ".join(f"{k} {v}" for k, v in e.config.evaluation.items() if not isinstance(v, dict))
+        evaluation = "; ".join(_score_line(k, v) for k, v in e.config.evaluation.items())
         print(
             f"{e.name:<24}{e.config.input_kind:<12}{e.size_mb:>7.1f}MB{e.config.threshold:>11.2f}  "
             f"{evaluation or 'not evaluated'}"
         )
     return 0
+
+
+def _score_line(key: str, value) -> str:
+    """'val_iou 0.81', or for a labelled evaluation 'real_3000: IoU 0.801 (Poisson 0.790), CD-L1 ...'."""
+    if not isinstance(value, dict):
+        return f"{key} {value}"
+    parts = []
+    for metric, name in (("iou", "IoU"), ("chamfer_l1", "Chamfer-L1")):
+        if metric in value:
+            poisson = f" (Poisson {value[f'poisson_{metric}']})" if f"poisson_{metric}" in value else ""
+            parts.append(f"{name} {value[metric]}{poisson}")
+    return f"{key}: {', '.join(parts)} on {value.get('shapes', '?')} shapes"
 
 
 def _procedural(args: argparse.Namespace) -> int:

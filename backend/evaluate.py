@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .api import Model, load_model
 from .checkpoint import load_checkpoint, save_checkpoint
+from .data.samplers import partial_cloud
 from .errors import EmptySurfaceError, OccNetError
 from .mesh import Mesh
 from .metrics import iou, mesh_contains
@@ -36,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--categories", nargs="*")
     p.add_argument("--points", type=int, default=300, help="input cloud size (point-cloud models)")
     p.add_argument("--noise", type=float, default=0.005)
+    p.add_argument("--partial", type=int, default=0, metavar="VIEWS", help="scans from this many sides only (0: all)")
+    p.add_argument("--rotate-x", type=float, default=0.0, metavar="DEG", help="turn each test shape about X first")
     p.add_argument("--view", type=int, default=0, help="which rendered view (image models)")
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--threshold", type=float)
@@ -48,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--write-metadata",
         action="store_true",
         help="store the mean scores in the checkpoint's metadata (what 'models' lists)",
+    )
+    p.add_argument(
+        "--metadata-label",
+        help="with --write-metadata: store this run's scores (Poisson's beside) under this name, e.g. real_3000",
     )
 
 
@@ -89,6 +96,14 @@ def load_test_shape(folder: Path) -> dict:
     return {"uniform": points, "labels": labels, "surface": surface, "normals": normals}
 
 
+def rotate_shape(shape: dict, degrees: float) -> dict:
+    """The test shape turned about X: its labelled points, surface and normals move together."""
+    angle = np.radians(degrees)
+    c, s = np.cos(angle), np.sin(angle)
+    matrix = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return {**shape, **{key: shape[key] @ matrix.T for key in ("uniform", "surface", "normals")}}
+
+
 def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
     if model.config.input_kind == "image":
         return str(sorted((folder / "img").glob("*.png"))[args.view])
@@ -97,6 +112,8 @@ def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespac
             r = int(data["resolution"])
             return np.unpackbits(data["occupancies"])[: r**3].reshape(r, r, r)
     rng = np.random.default_rng(seed)
+    if args.partial:
+        return partial_cloud(shape["surface"], shape["normals"], args.points, args.noise, rng, views=args.partial)
     cloud = shape["surface"][rng.integers(0, len(shape["surface"]), args.points)]
     return cloud + rng.normal(scale=args.noise, size=cloud.shape)
 
@@ -116,6 +133,8 @@ def evaluate(args: argparse.Namespace) -> int:
     rows = []
     for index, (category, folder) in enumerate(tqdm(entries, desc="evaluate")):
         shape = load_test_shape(folder)
+        if args.rotate_x:
+            shape = rotate_shape(shape, args.rotate_x)
         observation = model_input(model, folder, shape, args, seed=index)
         start = time.perf_counter()
         try:
@@ -142,24 +161,38 @@ def evaluate(args: argparse.Namespace) -> int:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(markdown_table(results))
     if args.write_metadata:
-        store_summary(find_model(args.model), results)
+        store_summary(find_model(args.model), results, args.metadata_label)
     return 0
 
 
-def store_summary(path: Path, results: dict) -> None:
-    """Rewrite the checkpoint with the test scores in its config; the tensors are unchanged."""
+def store_summary(path: Path, results: dict, label: str | None = None) -> None:
+    """Rewrite the checkpoint with the test scores in its config; the tensors are unchanged.
+
+    Without a label the scores are the model's headline (test_iou, ...); with one they are kept beside it
+    under that name, with Poisson's on the same inputs where they were measured.
+    """
     network = load_checkpoint(path)
-    summary = {f"test_{k}": round(v, 4) for k, v in results["mean"].items()}
-    summary.update(
-        {
-            "test_shapes": results["shapes"],
-            "test_split": f"{results['data']}:{results['split']}",
-            "test_resolution": results["resolution"],
-        }
-    )
-    if results["points"]:
-        summary["test_points"] = results["points"]
-    network.config.evaluation = {**network.config.evaluation, **summary}
+    if label:
+        summary = {k: round(v, 4) for k, v in results["mean"].items()}
+        if "poisson" in results:
+            summary.update({f"poisson_{k}": round(v, 4) for k, v in results["poisson"]["mean"].items()})
+        summary.update({"shapes": results["shapes"], "split": f"{results['data']}:{results['split']}"})
+        for key in ("points", "partial", "rotate_x"):
+            if results.get(key):
+                summary[key] = results[key]
+        network.config.evaluation = {**network.config.evaluation, label: summary}
+    else:
+        summary = {f"test_{k}": round(v, 4) for k, v in results["mean"].items()}
+        summary.update(
+            {
+                "test_shapes": results["shapes"],
+                "test_split": f"{results['data']}:{results['split']}",
+                "test_resolution": results["resolution"],
+            }
+        )
+        if results["points"]:
+            summary["test_points"] = results["points"]
+        network.config.evaluation = {**network.config.evaluation, **summary}
     save_checkpoint(network, path)
 
 
@@ -174,6 +207,8 @@ def summarize(rows: list[dict], model: Model, args: argparse.Namespace) -> dict:
         "split": args.split,
         "input": model.config.input_kind,
         "points": args.points if model.config.input_kind == "pointcloud" else None,
+        "partial": args.partial if model.config.input_kind == "pointcloud" else 0,
+        "rotate_x": args.rotate_x,
         "resolution": args.resolution,
         "threshold": args.threshold or model.config.threshold,
         "units": "distances in units of the object's longest bounding-box side (x10 for the paper's unit)",

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelConfig, preset
+from .config import PRESETS, ModelConfig, preset
 from .data.dataset import Sampling, Shape, load_split, make_batch
 from .device import resolve_device
 from .errors import OccNetError
@@ -33,21 +33,27 @@ from .models import OccupancyNetwork, build_model
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
 VAL_POINTS = 20_000
+VAL_CLOUD = 3_000  # input points of validation clouds for models that take any number
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="data set folder (python -m backend data ...)")
+    p.add_argument("--data", required=True, nargs="+", help="data set folders (python -m backend data ...)")
     p.add_argument("--out", required=True, help="run folder for checkpoints and the log")
     p.add_argument("--input", choices=("pointcloud", "image", "voxels"), default="pointcloud")
-    p.add_argument("--preset", choices=("small", "paper"), default="small")
+    p.add_argument("--preset", choices=PRESETS, default="small", help="architecture and size (backend/config.py)")
     p.add_argument("--categories", nargs="*", help="train on these categories only")
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=32, help="shapes per step (split across processes under torchrun)")
     p.add_argument("--queries", type=int, default=2048, help="query points per shape")
     p.add_argument("--uniform-fraction", type=float, default=0.5, help="share of query points uniform in the box")
     p.add_argument("--cloud-points", type=int, nargs=2, default=(300, 3000), metavar=("MIN", "MAX"))
-    p.add_argument("--noise", type=float, default=0.005, help="std of the noise added to input clouds")
-    p.add_argument("--partial", type=float, default=0.0, help="share of clouds seen from one side only")
+    p.add_argument(
+        "--noise", type=float, nargs=2, default=(0.005, 0.005), metavar=("MIN", "MAX"), help="std of the input noise"
+    )
+    p.add_argument("--partial", type=float, default=0.0, help="share of clouds seen from one to three sides only")
+    p.add_argument("--outliers", type=float, default=0.0, help="share of clouds with one to five stray points")
+    p.add_argument("--rotate", action="store_true", help="turn every shape at random and stretch it along its axes")
+    p.add_argument("--stretch", type=float, default=0.25, help="with --rotate: per-axis scale in [1-S, 1+S]")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
     p.add_argument("--val-every", type=int, default=500)
@@ -73,24 +79,37 @@ def train(args: argparse.Namespace) -> int:
         if not args.resume and (out / "last.safetensors").exists():
             raise OccNetError(f"{out} already holds a run; pass --resume to continue it or choose another --out.")
     config = preset(args.preset, args.input)
-    config.n_points = args.cloud_points[0]
+    if config.architecture == "global":
+        config.n_points = args.cloud_points[0]
     config.training = {
-        "data": str(args.data),
+        "data": [str(d) for d in args.data],
         "preset": args.preset,
         "steps": args.steps,
         "batch": args.batch,
         "queries": args.queries,
         "uniform_fraction": args.uniform_fraction,
         "cloud_points": list(args.cloud_points),
-        "noise": args.noise,
+        "noise": list(args.noise),
         "partial": args.partial,
+        "outliers": args.outliers,
+        "rotate": args.rotate,
+        "stretch": args.stretch if args.rotate else 0.0,
         "lr": args.lr,
         "schedule": args.schedule,
         "seed": args.seed,
     }
-    sampling = Sampling(args.queries, args.uniform_fraction, tuple(args.cloud_points), args.noise, args.partial)
-    train_set = load_split(args.data, "train", config, args.categories)
-    val_set = load_split(args.data, "val", config, args.categories) if rank == 0 else []
+    sampling = Sampling(
+        args.queries,
+        args.uniform_fraction,
+        tuple(args.cloud_points),
+        tuple(args.noise),
+        args.partial,
+        args.outliers,
+        args.rotate,
+        args.stretch,
+    )
+    train_set = [s for root in args.data for s in load_split(root, "train", config, args.categories)]
+    val_set = [s for root in args.data for s in load_split(root, "val", config, args.categories)] if rank == 0 else []
     config.training["train_shapes"] = len(train_set)
     config.training["categories"] = sorted({s.category for s in train_set})
 
@@ -156,7 +175,8 @@ def validate(model: OccupancyNetwork, shapes: list[Shape], config: ModelConfig, 
     """Mean IoU over the validation shapes at each candidate threshold, on their uniform points."""
     model.eval()
     rng = np.random.default_rng(1234)
-    sampling = Sampling(queries=VAL_POINTS, uniform_fraction=1.0, cloud_points=(config.n_points, config.n_points))
+    cloud = config.n_points if config.architecture == "global" else VAL_CLOUD
+    sampling = Sampling(queries=VAL_POINTS, uniform_fraction=1.0, cloud_points=(cloud, cloud))
     totals = dict.fromkeys(THRESHOLDS, 0.0)
     for shape in shapes:
         batch = make_batch([shape], config, sampling, rng)

@@ -10,11 +10,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from ..config import ModelConfig
+from ..config import BOX_SIZE, ModelConfig
 from ..errors import InputError
 from ..inputs.image import prepare_image
 from ..inputs.pointcloud import normalize_points
-from .samplers import noisy_cloud, partial_cloud, query_points
+from .samplers import noisy_cloud, partial_cloud, query_points, random_rotation, stray_points
+
+OUTSIDE_SHARE = 8  # with rotations, one query in this many is drawn where the turned box left no labelled points
 
 
 @dataclass
@@ -32,11 +34,16 @@ class Shape:
 
 @dataclass
 class Sampling:
+    """How training examples are drawn. Cloud sizes are log-uniform in `cloud_points`, noise uniform in `noise`."""
+
     queries: int = 2048
     uniform_fraction: float = 0.5
     cloud_points: tuple[int, int] = (300, 300)
-    noise: float = 0.005
-    partial_fraction: float = 0.0
+    noise: tuple[float, float] = (0.005, 0.005)
+    partial_fraction: float = 0.0  # clouds seen from one to three directions only
+    outlier_fraction: float = 0.0  # clouds with one to five stray points
+    rotate: bool = False  # turn each shape at random and stretch it along its axes
+    stretch: float = 0.25  # each axis scaled by a factor in [1 - stretch, 1 + stretch]
 
 
 def load_split(root: str | Path, split: str, config: ModelConfig, categories: list[str] | None = None) -> list[Shape]:
@@ -84,28 +91,83 @@ def _load_shape(folder: Path, category: str, config: ModelConfig) -> Shape:
 def make_batch(shapes: list[Shape], config: ModelConfig, sampling: Sampling, rng: np.random.Generator) -> dict:
     """Inputs, query points and labels; point clouds are normalised exactly as `Model.encode` does,
     and the query points move with them, so training sees the frame inference will use."""
-    n_cloud = int(rng.integers(sampling.cloud_points[0], sampling.cloud_points[1] + 1))
+    low, high = sampling.cloud_points
+    n_cloud = int(round(np.exp(rng.uniform(np.log(low), np.log(high))))) if high > low else low
     inputs, queries, labels = [], [], []
     for shape in shapes:
-        q, y = query_points(
-            shape.points, shape.labels, shape.n_uniform, sampling.queries, sampling.uniform_fraction, rng
-        )
         if config.input_kind == "pointcloud":
-            if rng.random() < sampling.partial_fraction:
-                cloud = partial_cloud(shape.surface, shape.normals, n_cloud, sampling.noise, rng)
-            else:
-                cloud = noisy_cloud(shape.surface, n_cloud, sampling.noise, rng)
-            cloud, frame, _ = normalize_points(cloud, n_cloud, seed=int(rng.integers(1 << 31)))
-            q = (q - frame.as_array()) / np.float32(frame.scale)
+            cloud, q, y = _pointcloud_example(shape, config, sampling, n_cloud, rng)
             inputs.append(cloud)
-        elif config.input_kind == "image":
-            inputs.append(shape.views[rng.integers(0, len(shape.views))].astype(np.float32))
         else:
-            inputs.append(shape.voxels.astype(np.float32))
+            q, y = query_points(
+                shape.points, shape.labels, shape.n_uniform, sampling.queries, sampling.uniform_fraction, rng
+            )
+            if config.input_kind == "image":
+                inputs.append(shape.views[rng.integers(0, len(shape.views))].astype(np.float32))
+            else:
+                inputs.append(shape.voxels.astype(np.float32))
         queries.append(q)
         labels.append(y)
+    if config.input_kind == "pointcloud":
+        inputs = _same_length(inputs, rng)
     return {
         "inputs": torch.from_numpy(np.stack(inputs)),
         "queries": torch.from_numpy(np.stack(queries).astype(np.float32)),
         "labels": torch.from_numpy(np.stack(labels).astype(np.float32)),
     }
+
+
+def _pointcloud_example(
+    shape: Shape, config: ModelConfig, sampling: Sampling, n_cloud: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One shape, optionally turned and stretched (labels do not change under a linear map), seen as a cloud."""
+    n_outside = sampling.queries // OUTSIDE_SHARE if sampling.rotate else 0
+    q, y = query_points(
+        shape.points, shape.labels, shape.n_uniform, sampling.queries - n_outside, sampling.uniform_fraction, rng
+    )
+    pool = rng.integers(0, len(shape.surface), min(len(shape.surface), 3 * n_cloud + 64))  # enough to draw from
+    surface, normals = shape.surface[pool].astype(np.float32), shape.normals[pool].astype(np.float32)
+    linear = inverse = np.eye(3)
+    if sampling.rotate:
+        rotation = random_rotation(rng)
+        stretch = rng.uniform(1 - sampling.stretch, 1 + sampling.stretch, 3)
+        linear, inverse = rotation * stretch, rotation.T / stretch[:, None]
+        surface, q = surface @ linear.T.astype(np.float32), q @ linear.T.astype(np.float32)
+        normals = normals @ inverse.astype(np.float32)
+    noise = rng.uniform(*sampling.noise)
+    if rng.random() < sampling.partial_fraction:
+        cloud = partial_cloud(surface, normals, n_cloud, noise, rng, views=int(rng.integers(1, 4)))
+    else:
+        cloud = noisy_cloud(surface, n_cloud, noise, rng)
+    if rng.random() < sampling.outlier_fraction:
+        middle, extent = (cloud.min(0) + cloud.max(0)) / 2, float((cloud.max(0) - cloud.min(0)).max())
+        cloud = np.concatenate([cloud, stray_points(middle, extent, int(rng.integers(1, 6)), rng)])
+    thin = config.architecture == "triplane"
+    cloud, frame, _ = normalize_points(cloud, config.n_points, seed=int(rng.integers(1 << 31)), thin=thin)
+    center, scale = frame.as_array(), np.float32(frame.scale)
+    q = (q - center) / scale
+    if n_outside:
+        q_out = _outside_queries(inverse, center, scale, n_outside, rng)
+        q, y = np.concatenate([q, q_out]), np.concatenate([y, np.zeros(n_outside, bool)])
+    return cloud, q, y
+
+
+def _outside_queries(
+    inverse: np.ndarray, center: np.ndarray, scale: float, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Canonical points certainly outside the shape: those whose stored position lies beyond the unit cube
+    that holds every stored shape. A turned shape's canonical box reaches where no stored point was labelled."""
+    candidates = rng.uniform(-BOX_SIZE / 2, BOX_SIZE / 2, size=(4 * count, 3)).astype(np.float32)
+    stored = (candidates * scale + center) @ inverse.T
+    outside = candidates[np.abs(stored).max(axis=1) > 0.5 + 1e-3]
+    if len(outside) == 0:
+        outside = BOX_SIZE / 2 * np.sign(candidates[:1] + 1e-9)  # a corner of the canonical box; never inside
+    return np.resize(outside, (count, 3))
+
+
+def _same_length(clouds: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Pad clouds to the batch's longest by repeating their own points (pooling barely notices duplicates)."""
+    longest = max(len(c) for c in clouds)
+    return [
+        c if len(c) == longest else np.concatenate([c, c[rng.integers(0, len(c), longest - len(c))]]) for c in clouds
+    ]

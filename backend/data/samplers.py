@@ -28,13 +28,27 @@ def noisy_cloud(surface: np.ndarray, count: int, noise: float, rng: np.random.Ge
 
 
 def partial_cloud(
-    surface: np.ndarray, normals: np.ndarray, count: int, noise: float, rng: np.random.Generator
+    surface: np.ndarray, normals: np.ndarray, count: int, noise: float, rng: np.random.Generator, views: int = 1
 ) -> np.ndarray:
-    """What a scanner sees from one random direction: the surface points facing it."""
-    view = rng.normal(size=3)
-    view /= np.linalg.norm(view)
-    visible = surface[normals.astype(np.float32) @ view > 0.1]
+    """What a scanner sees from `views` random directions: the surface points facing one of them."""
+    directions = rng.normal(size=(views, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    visible = surface[((normals.astype(np.float32) @ directions.T.astype(np.float32)) > 0.1).any(axis=1)]
     return noisy_cloud(visible if len(visible) >= 16 else surface, count, noise, rng)
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A rotation drawn uniformly from SO(3) (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def stray_points(center: np.ndarray, extent: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` points scattered up to one `extent` beyond a box around `center`: a scanner's stray returns."""
+    return center + rng.uniform(-extent, extent, size=(count, 3))
 
 
 def voxel_centres(resolution: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .compositions import composition
 from .sdf import (
     Difference,
     Intersection,
@@ -296,9 +297,13 @@ CATEGORIES: dict[str, Callable[[Rng], Node]] = {
 }
 
 
+GENERATORS: dict[str, Callable[[Rng], Node]] = {**CATEGORIES, "composition": composition}
+"""The 12 object families and the random compositions of primitives, which belong to no family."""
+
+
 def make_tree(category: str, seed: int) -> Node:
     """The same category and seed always give the same shape."""
-    if category not in CATEGORIES:
-        raise ValueError(f"unknown category {category!r}; choose from {', '.join(CATEGORIES)}")
-    index = list(CATEGORIES).index(category)
-    return CATEGORIES[category](np.random.default_rng([index, seed]))
+    if category not in GENERATORS:
+        raise ValueError(f"unknown category {category!r}; choose from {', '.join(GENERATORS)}")
+    index = list(GENERATORS).index(category)
+    return GENERATORS[category](np.random.default_rng([index, seed]))
