@@ -24,6 +24,6 @@ class LocalDecoder(nn.Module):
     def forward(self, p: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
         c = sample_planes(planes, p)
         x = self.fc_p(p)
-        for fc_c, block in zip(self.fc_c, self.blocks):
+        for fc_c, block in zip(self.fc_c, self.blocks, strict=True):
             x = block(x + fc_c(c))
         return self.fc_out(F.relu(x)).squeeze(-1)

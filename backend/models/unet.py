@@ -21,7 +21,8 @@ class UNet(nn.Module):
     def __init__(self, channels: int, filters: int, depth: int) -> None:
         super().__init__()
         widths = [filters * 2**i for i in range(depth)]
-        self.down = nn.ModuleList(_double_conv(cin, cout) for cin, cout in zip([channels, *widths[:-1]], widths))
+        inputs = [channels, *widths[:-1]]
+        self.down = nn.ModuleList(_double_conv(cin, cout) for cin, cout in zip(inputs, widths, strict=True))
         self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth - 1))
         self.merge = nn.ModuleList(_double_conv(2 * widths[i], widths[i]) for i in range(depth - 1))
         self.out = nn.Conv2d(widths[0], channels, 1)
