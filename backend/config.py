@@ -78,7 +78,7 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
     """'paper' is the architecture of Mescheder et al.; 'small' trains on a laptop CPU.
 
     'triplane' is Convolutional Occupancy Networks' 3-plane model at 128^2 for a GPU; 'triplane-small' the same
-    at 64^2 with a lighter U-Net, which trains on two CPU cores in about an hour.
+    at 64^2 with a U-Net of half the width, which trains on two CPU cores in about an hour (1.7 s a step of 16).
     """
     if name.startswith("triplane") and input_kind != "pointcloud":
         raise ValueError(f"preset {name!r} encodes point clouds only; use 'small' or 'paper' for {input_kind}")
@@ -93,7 +93,7 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
             decoder_blocks=5,
             plane_resolution=64,
             unet_depth=4,
-            unet_filters=32,
+            unet_filters=16,
             n_points=10_000,
             threshold=0.5,
         )
