@@ -1,3 +1,8 @@
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -110,3 +115,44 @@ def test_mesh_folder_with_a_hole_is_labelled_by_winding_number(tmp_path):
     ]
     assert sorted(listed) == ["ball", "open"]
     assert split_of("boxes/open") == split_of("boxes/open")
+
+
+def test_real_mesh_preparation_keeps_groups_together_and_rejects_sheets(tmp_path, monkeypatch):
+    path = Path(__file__).resolve().parents[1] / "scripts" / "prepare_real_meshes.py"
+    spec = importlib.util.spec_from_file_location("prepare_real_meshes", path)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # its dataclasses look their module up
+    spec.loader.exec_module(script)
+    raw = tmp_path / "raw" / "toy"
+    grid = trimesh.creation.box().subdivide().subdivide().subdivide()
+    sheet = grid.submesh([grid.face_normals[:, 2] > 0.9], append=True)  # an open square, 128 faces, no volume
+    sheet.apply_transform(trimesh.transformations.rotation_matrix(0.5, [1, 1, 0]))
+    parts = {
+        "robot/arm.stl": trimesh.creation.box((1, 2, 3)).subdivide().subdivide(),  # closed, 192 faces
+        "robot/leg_left.stl": trimesh.creation.cylinder(0.2, 1.0, sections=40),
+        "robot/leg_right_lores.stl": trimesh.creation.cylinder(0.3, 2.0, sections=30),
+        "ball/ball.stl": trimesh.creation.icosphere(2),
+        "copy/ball.stl": trimesh.creation.icosphere(2),
+        "sheet/sheet.obj": sheet,
+    }
+    for name, mesh in parts.items():
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        mesh.export(raw / name)
+    (raw / ".complete").touch()  # as if extracted from the (here empty) package below
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "toy-1-py3-none-any.whl").touch()
+    source = script.Source("toy", "pip", "toy", "1", "", "", lambda rel: rel.parts[0], 0.3, 0.3)
+    args = script.parse_args(
+        ["--cache", str(tmp_path / "cache"), "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "real")]
+        + ["--train-points", "2000", "--test-points", "2000"]
+    )
+    row = script.prepare_source(source, args)
+    index = json.loads((tmp_path / "real" / "toy" / "index.json").read_text())
+    assert len({index[n]["split"] for n in index if n.startswith("robot_")}) == 1  # one robot, one split
+    assert index["sheet_sheet"]["status"] == "skipped"
+    assert index["sheet_sheet"]["reason"] in ("no volume inside", "ambiguous winding")
+    assert sorted(str(index[n]["reason"]) for n in ("ball_ball", "copy_ball")) == ["None", "duplicate"]
+    assert row["kept"] == 4
+    lists = [(tmp_path / "real" / "toy" / f"{s}.lst").read_text().split() for s in ("train", "val", "test")]
+    assert sorted(sum(lists, [])) == sorted(n for n in index if index[n]["status"] == "kept")
+    assert script.prepare_source(source, args) == row | {"seconds_per_new_mesh": None, "new_meshes": 0}  # resumes

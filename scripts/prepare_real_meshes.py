@@ -1,0 +1,442 @@
+"""Prepare a data set of real meshes, from packages of the package registries, for training and evaluation.
+
+Why: procedural shapes say little about how the network does on objects people model. Real meshes are taken
+from packages the project can always fetch again (pinned versions): the random objects and robot parts of
+PyPI's pybullet, the dog skeleton and arm of dm-control, Debian's Sweet Home 3D furniture catalogues and the
+STL files of OpenSCAD's test data. (Reserved for independent evaluation and never read here: libcgal-demo,
+assimp-testmodels, pymeshlab, pyvista and npm's bunny/teapot/dragon packages; files named like those are
+skipped too.)
+
+What: downloads the packages into a cache (data/packages/), extracts their meshes (data/real_raw/<source>/),
+and writes data/real/<source>/<object>/{points,pointcloud,voxels}.npz with {train,val,test}.lst, the layout
+`python -m backend train` and `python -m backend evaluate` read. Meshes are grouped (levels of detail, colour
+variants, parts of one robot) and a group's split comes from a stable hash of its name, so a group lies in one
+split only and adding meshes never moves existing ones. Meshes whose inside/outside labels are implausible are
+skipped; test meshes must have near-exact labels. Re-running skips finished work (data/real/<source>/index.json).
+
+    python scripts/prepare_real_meshes.py            # all sources, ~20-30 min on one core
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy/torch/igl start their thread pools
+os.environ.setdefault("IGL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tarfile  # noqa: E402
+import time  # noqa: E402
+import zipfile  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path, PurePosixPath  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import trimesh  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend.data.mesh_folder import (  # noqa: E402
+    MIN_FACES,
+    Samples,
+    fast_winding_available,
+    label_problem,
+    load_normalized,
+    sample_mesh,
+    split_of,
+    winding,
+    write_samples,
+)
+
+MESH_FILE = re.compile(r"\.(obj|stl)$", re.IGNORECASE)
+RESERVED = re.compile(r"bunny|teapot|dragon|armadillo", re.IGNORECASE)  # kept for independent evaluation
+# Name parts that tell versions of one object apart rather than objects: levels of detail, collision hulls,
+# mirror images, colours, styles, numbering.
+VARIANT_WORDS = set(
+    "vhacd chs col coll collision lores lowres hires highres smooth textured texture scaled mod zup mirror left right "
+    "l r lod visual white whites black red blue green beige brown grey gray rounded square big small little large "
+    "mini new old v sport closed opened".split()
+)
+TEST_MAX_AMBIGUOUS = 0.005  # a non-closed test mesh's winding number must be decisive almost everywhere
+FLAT = 1e-3  # smallest side of the normalised bounding box below this: a plane, not a solid
+
+
+def variant_free(name: str) -> str:
+    """'upper_leg_mirror2_lores' -> 'upper_leg', 'BONECarpal_II_L' -> 'bonecarpal_ii', 'chair3' -> 'chair'."""
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
+    tokens = [t for t in re.split(r"[^a-z]+", spaced.lower()) if t and t not in VARIANT_WORDS]
+    return "_".join(tokens) or name.lower()
+
+
+def pybullet_group(rel: PurePosixPath) -> str:
+    if rel.parts[0] == "random_urdfs":
+        return f"random_{rel.parts[1]}"  # 1000 distinct generated objects, one folder each
+    if len(rel.parts) > 1 and rel.parts[0] not in ("urdf", "objects", "toys"):
+        return rel.parts[0]  # one robot or model per folder: all its parts together
+    return variant_free(rel.stem)
+
+
+def dmcontrol_group(rel: PurePosixPath) -> str:
+    if rel.parts[0] == "suite" and rel.parts[1] == "dog_assets":
+        return "dog_" + variant_free(rel.stem)  # one bone (both sides, the numbered vertebrae of one kind)
+    if rel.parts[0] == "third_party":
+        return rel.parts[1]  # the Kinova arm's parts
+    return variant_free(rel.stem)
+
+
+def sweethome3d_group(rel: PurePosixPath) -> str:
+    return variant_free(rel.parts[1])  # <catalogue>/<piece>/<piece>.obj; a piece in two catalogues is one
+
+
+def stem_group(rel: PurePosixPath) -> str:
+    return variant_free(rel.stem)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    kind: str  # "pip" (a wheel) or "apt" (a Debian package)
+    package: str
+    version: str
+    members: str  # regular expression: which archive members hold meshes (or, for "sh3f", catalogues)
+    root: str  # the part of the member path dropped in data/real_raw/<source>/
+    group: Callable[[PurePosixPath], str]
+    test_share: float
+    val_share: float
+
+
+SOURCES = {
+    s.name: s
+    for s in (
+        Source(
+            "pybullet", "pip", "pybullet", "3.2.7", r"pybullet_data/.*\.(obj|stl)$", "pybullet_data/",
+            pybullet_group, 0.1, 0.04,
+        ),
+        Source(
+            "dmcontrol", "pip", "dm-control", "1.0.50", r"dm_control/.*\.(obj|stl)$", "dm_control/",
+            dmcontrol_group, 0.25, 0.08,
+        ),
+        Source(
+            "sweethome3d", "apt", "sweethome3d-furniture", "1.8-1", r"\.sh3f$", "./usr/share/sweethome3d/furniture/",
+            sweethome3d_group, 0.12, 0.04,
+        ),
+        Source(
+            "openscad", "apt", "openscad-testing-data", "2021.01-6", r"\.stl$", "./usr/share/openscad/",
+            stem_group, 0.3, 0.0,
+        ),
+    )
+}  # fmt: skip
+NOT_USED = {
+    "flightgear-data-ai": "AC3D (.ac) models: trimesh has no AC3D reader",
+    "kicad-packages3d": "VRML and STEP models: trimesh reads neither",
+    "0ad-data": "1.4 GB of COLLADA (.dae), which trimesh reads only through pycollada: too big for its worth",
+    "pybullet .dae files, openscad .amf/.3mf": "formats trimesh does not read without extra packages",
+}
+
+
+def fetch(source: Source, cache: Path) -> Path:
+    """The package archive in the cache, downloaded with apt-get or pip when it is not there yet."""
+    cache.mkdir(parents=True, exist_ok=True)
+    if source.kind == "pip":
+        pattern = f"{source.package.replace('-', '_')}-{source.version}-*.whl"
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+        command += ["-d", str(cache), f"{source.package}=={source.version}"]
+    else:
+        pattern = f"{source.package}_*{source.version}_*.deb"
+        command = ["apt-get", "download", f"{source.package}={source.version}"]
+    found = sorted(cache.glob(pattern))
+    if not found:
+        print(f"downloading {source.package} {source.version}", flush=True)
+        subprocess.run(command, check=True, cwd=cache)
+        found = sorted(cache.glob(pattern))
+    if not found:
+        raise SystemExit(f"{source.package}: no {pattern} in {cache} after the download")
+    return found[-1]
+
+
+def archive_members(source: Source, archive: Path) -> Iterator[tuple[str, bytes]]:
+    """(path, content) of the members of a wheel or Debian package that match the source's pattern."""
+    wanted = re.compile(source.members, re.IGNORECASE)
+    if source.kind == "pip":
+        with zipfile.ZipFile(archive) as z:
+            for name in z.namelist():
+                if wanted.search(name):
+                    yield name, z.read(name)
+        return
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(archive)], stdout=subprocess.PIPE) as dpkg:
+        with tarfile.open(fileobj=dpkg.stdout, mode="r|*") as tar:
+            for member in tar:
+                if member.isfile() and wanted.search(member.name):
+                    yield member.name, tar.extractfile(member).read()
+    if dpkg.returncode:
+        raise SystemExit(f"dpkg-deb failed on {archive}")
+
+
+def extract(source: Source, archive: Path, raw: Path) -> list[Path]:
+    """The source's mesh files under raw/<source>/, extracted once (a 'complete' marker records it)."""
+    folder = raw / source.name
+    marker = folder / ".complete"
+    if not marker.exists():
+        for name, data in tqdm(list(archive_members(source, archive)), desc=f"extract {source.name}", unit="file"):
+            rel = name[len(source.root) :] if name.startswith(source.root) else name
+            if name.lower().endswith(".sh3f"):  # a Sweet Home 3D catalogue: a zip of <piece>/<piece>.obj
+                with zipfile.ZipFile(io.BytesIO(data)) as z:
+                    for inner in z.namelist():
+                        if MESH_FILE.search(inner):
+                            _write(folder / Path(rel).stem / inner, z.read(inner))
+            else:
+                _write(folder / rel, data)
+        marker.write_text(archive.name + "\n")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and MESH_FILE.search(p.name))
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def object_names(source: str, files: list[Path], raw: Path) -> dict[str, Path]:
+    """A folder name for each file: its path under raw/<source>/ flattened, with the extension only where
+    an .obj and an .stl would otherwise share it."""
+    stems = Counter(_slug(p.relative_to(raw / source).with_suffix("")) for p in files)
+    names = {}
+    for p in files:
+        slug = _slug(p.relative_to(raw / source).with_suffix(""))
+        names[slug if stems[slug] == 1 else f"{slug}_{p.suffix[1:].lower()}"] = p
+    return names
+
+
+def _slug(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", path.as_posix()).strip("_")
+
+
+def stable_order(source: str, name: str) -> str:
+    return hashlib.sha1(f"{source}/{name}".encode()).hexdigest()
+
+
+def fingerprint(mesh: trimesh.Trimesh) -> str:
+    """Same for copies of one geometry (another file, another colour, a mirror image), after normalisation."""
+    return f"{mesh.area:.3f}:" + ":".join(f"{e:.3f}" for e in sorted(mesh.extents))
+
+
+@dataclass
+class Budget:
+    """Sample counts: training meshes get fewer (cheaper, smaller); test meshes what evaluate.py expects."""
+
+    uniform: int
+    near: int
+    surface: int
+
+
+def labelling_seconds(mesh: trimesh.Trimesh, budget: Budget, seed: int, probe: int = 400) -> float:
+    """About what the winding numbers of all points would cost, timed on a few points on the surface (the dearest):
+    dense, layered geometry (foliage, whole scenes) can take minutes."""
+    points = mesh.sample(probe, seed=seed)
+    start = time.process_time()
+    winding(mesh, points[:1])  # building the tree, paid once per call
+    middle = time.process_time()
+    winding(mesh, points)
+    per_point = max(0.0, (time.process_time() - middle) - (middle - start)) / probe
+    return round(per_point * (budget.surface + budget.near + (budget.uniform + 32**3) / 2), 2)
+
+
+def trustworthy(samples: Samples) -> bool:
+    """Labels fit for a published IoU: exact parity on a closed mesh, or a decisive winding number."""
+    if samples.watertight and not samples.overlap:
+        return True
+    return samples.ambiguous_fraction is not None and samples.ambiguous_fraction <= TEST_MAX_AMBIGUOUS
+
+
+def process(
+    source: Source,
+    name: str,
+    path: Path,
+    split: str,
+    folder: Path,
+    budget: Budget,
+    seen: dict[str, str],
+    test_in_group: Counter,
+    args: argparse.Namespace,
+) -> dict:
+    """Load, check, label and write one mesh; the record says what became of it and why."""
+    group = source.group(PurePosixPath(path.relative_to(Path(args.raw) / source.name).as_posix()))
+    record: dict = {"file": path.relative_to(Path(args.raw)).as_posix(), "group": group, "split": split}
+    start = time.perf_counter()
+
+    def done(status: str, reason: str | None = None) -> dict:
+        record.update(status=status, reason=reason, seconds=round(time.perf_counter() - start, 3))
+        return record
+
+    try:
+        mesh, loc, scale = load_normalized(path)
+    except Exception as exc:  # trimesh raises many kinds on a broken file
+        record["error"] = f"{type(exc).__name__}: {exc}"[:200]
+        return done("skipped", "unreadable")
+    record["faces"] = len(mesh.faces)
+    if len(mesh.faces) < MIN_FACES:
+        return done("skipped", "few faces")
+    if len(mesh.faces) > args.max_faces:
+        return done("skipped", "too many faces")
+    if float(mesh.extents.min()) < FLAT:
+        return done("skipped", "flat")
+    record["fingerprint"] = key = fingerprint(mesh)
+    if key in seen:
+        record["duplicate_of"] = seen[key]
+        return done("skipped", "duplicate")
+    seen[key] = f"{source.name}/{name}"
+    if split == "test" and test_in_group[group] >= args.max_test_per_group:
+        return done("excluded", "test group full")
+    seed = int(stable_order(source.name, name)[:8], 16)
+    if not mesh.is_watertight:
+        record["estimated_seconds"] = estimate = labelling_seconds(mesh, budget, seed)
+        if estimate > args.max_seconds * budget.uniform / args.train_points:  # test meshes: more points, more time
+            return done("skipped", "too slow to label")
+    samples = sample_mesh(mesh, budget.uniform, budget.near, budget.surface, seed, args.winding_faces)
+    record.update(
+        watertight=samples.watertight,
+        overlap=samples.overlap,
+        inside=round(samples.inside_fraction, 4),
+        ambiguous=None if samples.ambiguous_fraction is None else round(samples.ambiguous_fraction, 4),
+    )
+    problem = label_problem(samples)
+    if problem:
+        return done("skipped", problem)
+    if split == "test" and not trustworthy(samples):
+        return done("excluded", "test labels not exact")
+    write_samples(folder, samples, loc, scale)
+    if split == "test":
+        test_in_group[group] += 1
+    return done("kept")
+
+
+def prepare_source(source: Source, args: argparse.Namespace) -> dict:
+    """Everything for one source; returns its summary row."""
+    archive = fetch(source, Path(args.cache))
+    files = extract(source, archive, Path(args.raw))
+    candidates = object_names(source.name, files, Path(args.raw))
+    reserved = sorted(n for n, p in candidates.items() if RESERVED.search(p.relative_to(Path(args.raw)).as_posix()))
+    for n in reserved:
+        del candidates[n]
+    order = sorted(candidates, key=lambda n: stable_order(source.name, n))
+    chosen = order[: args.max_per_source]
+    out = Path(args.out) / source.name
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / "index.json"
+    index: dict[str, dict] = json.loads(index_path.read_text()) if index_path.exists() else {}
+    shares = (("test", source.test_share), ("val", source.val_share), ("train", 1.0))
+    budgets = {
+        "test": Budget(args.test_points, args.test_points, args.test_points),
+        "val": Budget(args.train_points, args.train_points, args.train_points),
+        "train": Budget(args.train_points, args.train_points, args.train_points),
+    }
+    seen: dict[str, str] = {}
+    test_in_group: Counter = Counter()
+    seconds = []
+    for name in tqdm(chosen, desc=source.name, unit="mesh"):
+        path = candidates[name]
+        group = source.group(PurePosixPath(path.relative_to(Path(args.raw) / source.name).as_posix()))
+        split = split_of(f"{source.name}/{group}", shares)
+        folder = out / name
+        record = index.get(name)
+        if not (record and record["split"] == split and (record["status"] != "kept" or (folder / "done").exists())):
+            (folder / "done").unlink(missing_ok=True)
+            record = process(source, name, path, split, folder, budgets[split], seen, test_in_group, args)
+            index[name] = record
+            seconds.append(record["seconds"])
+            _save_json(index_path, index)
+        else:  # finished before: replay its effect on duplicates and the test groups
+            if "fingerprint" in record and record.get("reason") != "duplicate":
+                seen.setdefault(record["fingerprint"], f"{source.name}/{name}")
+            if record["status"] == "kept" and split == "test":
+                test_in_group[record["group"]] += 1
+    kept = {s: sorted(n for n in chosen if index[n]["status"] == "kept" and index[n]["split"] == s) for s, _ in shares}
+    for split, names in kept.items():
+        (out / f"{split}.lst").write_text("".join(f"{n}\n" for n in names))
+    reasons = Counter(index[n]["reason"] for n in chosen if index[n]["status"] != "kept")
+    reasons.update({"reserved name": len(reserved), "over --max-per-source": len(order) - len(chosen)})
+    return {
+        "source": source.name,
+        "package": f"{source.package} {source.version} ({source.kind})",
+        "found": len(candidates) + len(reserved),
+        "considered": len(chosen),
+        "kept": sum(len(v) for v in kept.values()),
+        **{s: len(v) for s, v in kept.items()},
+        "test_groups": len({index[n]["group"] for n in kept["test"]}),
+        "skipped": {k: v for k, v in sorted(reasons.items()) if v},
+        "seconds_per_new_mesh": round(float(np.mean(seconds)), 3) if seconds else None,
+        "new_meshes": len(seconds),
+    }
+
+
+def _save_json(path: Path, data: dict) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=1, sort_keys=True))
+    partial.replace(path)
+
+
+def print_summary(rows: list[dict]) -> None:
+    print(f"\n{'source':<12}{'found':>7}{'used':>7}{'kept':>7}{'train':>7}{'val':>6}{'test':>6}{'s/mesh':>8}")
+    for r in rows:
+        spm = f"{r['seconds_per_new_mesh']:.2f}" if r["seconds_per_new_mesh"] is not None else "-"
+        print(
+            f"{r['source']:<12}{r['found']:>7}{r['considered']:>7}{r['kept']:>7}"
+            f"{r['train']:>7}{r['val']:>6}{r['test']:>6}{spm:>8}"
+        )
+    print(
+        f"{'total':<12}{sum(r['found'] for r in rows):>7}{sum(r['considered'] for r in rows):>7}"
+        f"{sum(r['kept'] for r in rows):>7}{sum(r['train'] for r in rows):>7}"
+        f"{sum(r['val'] for r in rows):>6}{sum(r['test'] for r in rows):>6}"
+    )
+    print("\nnot kept, by reason:")
+    for r in rows:
+        print(f"  {r['source']:<12}" + ", ".join(f"{k}: {v}" for k, v in r["skipped"].items()))
+    print("\nnot used:")
+    for package, why in NOT_USED.items():
+        print(f"  {package}: {why}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sources", nargs="*", default=list(SOURCES), choices=list(SOURCES), help="default: all")
+    p.add_argument("--cache", default="data/packages", help="downloaded packages (default: %(default)s)")
+    p.add_argument("--raw", default="data/real_raw", help="extracted mesh files (default: %(default)s)")
+    p.add_argument("--out", default="data/real", help="the prepared data set (default: %(default)s)")
+    p.add_argument("--max-per-source", type=int, default=400, help="meshes considered per source (%(default)s)")
+    p.add_argument("--max-test-per-group", type=int, default=4, help="so no one model fills the test split")
+    p.add_argument("--train-points", type=int, default=30_000, help="uniform, near and surface points (train/val)")
+    p.add_argument("--test-points", type=int, default=100_000, help="the same for test meshes (evaluate.py: 100k)")
+    p.add_argument("--max-faces", type=int, default=300_000, help="skip meshes with more triangles")
+    p.add_argument("--max-seconds", type=float, default=10.0, help="skip meshes slower to label (test: in proportion)")
+    p.add_argument(
+        "--winding-faces", type=int, default=5_000, help="decimate to this for the exact winding number (no libigl)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not fast_winding_available():
+        print("libigl is not installed (pip install -e '.[data]'): the slow exact winding number is used", flush=True)
+    start = time.perf_counter()
+    rows = [prepare_source(SOURCES[name], args) for name in args.sources]
+    print_summary(rows)
+    total = time.perf_counter() - start
+    print(f"\n{total / 60:.1f} min")
+    _save_json(Path(args.out) / "summary.json", {"sources": rows, "not_used": NOT_USED, "minutes": total / 60})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
