@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", choices=("pointcloud", "image", "voxels"), default="pointcloud")
     p.add_argument("--preset", choices=PRESETS, default="small", help="architecture and size (backend/config.py)")
     p.add_argument("--categories", nargs="*", help="train on these categories only")
+    p.add_argument(
+        "--balance-data", action="store_true", help="draw from each --data folder equally often, whatever its size"
+    )
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--batch", type=int, default=32, help="shapes per step (split across processes under torchrun)")
     p.add_argument("--queries", type=int, default=2048, help="query points per shape")
@@ -97,6 +100,7 @@ def train(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "schedule": args.schedule,
         "seed": args.seed,
+        "balance_data": args.balance_data,
     }
     sampling = Sampling(
         args.queries,
@@ -108,7 +112,8 @@ def train(args: argparse.Namespace) -> int:
         args.rotate,
         args.stretch,
     )
-    train_set = [s for root in args.data for s in load_split(root, "train", config, args.categories)]
+    train_sets = [load_split(root, "train", config, args.categories) for root in args.data]
+    train_set = [s for shapes in train_sets for s in shapes]
     val_set = [s for root in args.data for s in load_split(root, "val", config, args.categories)] if rank == 0 else []
     config.training["train_shapes"] = len(train_set)
     config.training["categories"] = sorted({s.category for s in train_set})
@@ -136,7 +141,8 @@ def train(args: argparse.Namespace) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
-        batch = make_batch([train_set[i] for i in rng.integers(0, len(train_set), per_rank)], config, sampling, rng)
+        shapes = _draw(train_sets if args.balance_data else [train_set], per_rank, rng)
+        batch = make_batch(shapes, config, sampling, rng)
         logits = trained(batch["queries"].to(device), batch["inputs"].to(device))
         loss = F.binary_cross_entropy_with_logits(logits, batch["labels"].to(device))
         optimizer.zero_grad(set_to_none=True)
@@ -185,6 +191,12 @@ def validate(model: OccupancyNetwork, shapes: list[Shape], config: ModelConfig, 
         for t in THRESHOLDS:
             totals[t] += iou(prob >= t, truth)
     return {t: total / max(1, len(shapes)) for t, total in totals.items()}
+
+
+def _draw(sets: list[list[Shape]], count: int, rng: np.random.Generator) -> list[Shape]:
+    """`count` shapes: each from a set chosen uniformly, then uniformly within it."""
+    chosen = rng.integers(0, len(sets), count)
+    return [sets[k][rng.integers(0, len(sets[k]))] for k in chosen]
 
 
 def _learning_rate(args: argparse.Namespace, step: int) -> float:
