@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--metadata-label",
         help="with --write-metadata: store this run's scores (Poisson's beside) under this name, e.g. real_3000",
     )
+    p.add_argument(
+        "--headline", action="store_true", help="with --metadata-label: these are also the model's test_* scores"
+    )
 
 
 def surface_metrics(pred: Mesh, gt_points: np.ndarray, gt_normals: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -161,17 +164,18 @@ def evaluate(args: argparse.Namespace) -> int:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(markdown_table(results))
     if args.write_metadata:
-        store_summary(find_model(args.model), results, args.metadata_label)
+        store_summary(find_model(args.model), results, args.metadata_label, args.headline)
     return 0
 
 
-def store_summary(path: Path, results: dict, label: str | None = None) -> None:
+def store_summary(path: Path, results: dict, label: str | None = None, headline: bool = True) -> None:
     """Rewrite the checkpoint with the test scores in its config; the tensors are unchanged.
 
-    Without a label the scores are the model's headline (test_iou, ...); with one they are kept beside it
-    under that name, with Poisson's on the same inputs where they were measured.
+    The headline scores are the model's test_* entries (what `models` and the add-on show first); a label keeps
+    this run's scores beside them under that name, with Poisson's on the same inputs where they were measured.
     """
     network = load_checkpoint(path)
+    evaluation = dict(network.config.evaluation)
     if label:
         summary = {k: round(v, 4) for k, v in results["mean"].items()}
         if "poisson" in results:
@@ -180,10 +184,10 @@ def store_summary(path: Path, results: dict, label: str | None = None) -> None:
         for key in ("points", "partial", "rotate_x"):
             if results.get(key):
                 summary[key] = results[key]
-        network.config.evaluation = {**network.config.evaluation, label: summary}
-    else:
-        summary = {f"test_{k}": round(v, 4) for k, v in results["mean"].items()}
-        summary.update(
+        evaluation[label] = summary
+    if headline or not label:
+        evaluation.update({f"test_{k}": round(v, 4) for k, v in results["mean"].items()})
+        evaluation.update(
             {
                 "test_shapes": results["shapes"],
                 "test_split": f"{results['data']}:{results['split']}",
@@ -191,8 +195,8 @@ def store_summary(path: Path, results: dict, label: str | None = None) -> None:
             }
         )
         if results["points"]:
-            summary["test_points"] = results["points"]
-        network.config.evaluation = {**network.config.evaluation, **summary}
+            evaluation["test_points"] = results["points"]
+    network.config.evaluation = evaluation
     save_checkpoint(network, path)
 
 
