@@ -141,3 +141,66 @@ def test_alpha_is_the_object_mask():
 def test_fully_transparent_image_is_refused():
     with pytest.raises(InputError, match="fully transparent"):
         prepare_image(np.zeros((10, 10, 4), np.uint8), 32, 1.0, 0.5, 0.5)
+
+
+# --- Thinning for local-feature models: every point up to the cap, spread evenly, stray points ignored ---------
+
+CAP = 10_000  # the triplane-small preset's cap
+
+
+def _sphere(count: int, rng: np.random.Generator) -> np.ndarray:
+    direction = rng.normal(size=(count, 3))
+    return direction / np.linalg.norm(direction, axis=1, keepdims=True)
+
+
+def _octant_counts(points: np.ndarray) -> np.ndarray:
+    return np.bincount((points > 0).astype(int) @ [1, 2, 4], minlength=8)
+
+
+def test_a_dense_cloud_is_thinned_to_the_cap_evenly():
+    rng = np.random.default_rng(0)
+    cloud = _sphere(1_000_000, rng) * 2.0 + [1, 2, 3]
+    points, frame, dropped = normalize_points(cloud, CAP, thin=True)
+    assert 0.8 * CAP <= len(points) <= CAP and dropped == 0
+    assert frame.scale == pytest.approx(4.0, rel=0.01)
+    counts = _octant_counts(points)
+    assert counts.min() >= 0.9 * counts.max(), counts
+
+
+def test_thinning_evens_out_a_cloud_scanned_denser_on_one_side():
+    """Nine points in ten on the upper half: random sampling would keep that ratio (about 0.1 below/above);
+    one point per voxel keeps the lower half nearly as dense as the upper."""
+    rng = np.random.default_rng(1)
+    sphere = _sphere(2_500_000, rng)
+    cloud = np.concatenate([sphere[sphere[:, 2] > 0][:900_000], sphere[sphere[:, 2] <= 0][:100_000]])
+    points, _, _ = normalize_points(cloud, CAP, thin=True)
+    assert 0.8 * CAP <= len(points) <= CAP
+    counts = _octant_counts(points)
+    assert counts.min() >= 0.5 * counts.max(), counts
+
+
+@pytest.mark.parametrize("count", [300, 3000, 50_000])
+@pytest.mark.parametrize("clumped", [False, True], ids=["scattered", "clumped"])
+def test_a_few_far_outliers_do_not_move_the_frame(count, clumped):
+    rng = np.random.default_rng(count)
+    clean = _sphere(count, rng) * [0.5, 1.0, 0.3] + [4, -2, 1]
+    centre = (clean.max(0) + clean.min(0)) / 2
+    size = float((clean.max(0) - clean.min(0)).max())
+    directions = _sphere(1, rng) + rng.normal(scale=0.01, size=(5, 3)) if clumped else _sphere(5, rng)
+    cloud = np.concatenate([clean, centre + 3 * size * directions])[rng.permutation(count + 5)]
+    _, reference, _ = normalize_points(clean, CAP, thin=True)
+    points, frame, dropped = normalize_points(cloud, CAP, thin=True)
+    assert dropped == 5  # the cloud's five outliers survive thinning (each fills a voxel), then are found
+    assert np.abs(np.subtract(frame.center, reference.center)).max() <= 0.02 * reference.scale
+    assert frame.scale == pytest.approx(reference.scale, rel=0.02)
+    assert np.abs(points).max() <= 0.5 + 1e-6
+
+
+@pytest.mark.parametrize("count", [300, 3000, CAP])
+def test_a_clean_cloud_within_the_cap_keeps_every_point(count):
+    rng = np.random.default_rng(count)
+    cloud = np.concatenate([_sphere(count // 2, rng) * 0.3, _sphere(count - count // 2, rng) * 0.2 + [0.6, 0, 0]])
+    points, frame, dropped = normalize_points(cloud, CAP, thin=True)
+    assert len(points) == count and dropped == 0
+    expected = (cloud - frame.center) / frame.scale
+    np.testing.assert_allclose(np.sort(points, axis=0), np.sort(expected, axis=0), atol=1e-6)
