@@ -35,6 +35,7 @@ def normalize_points(
     if len(points) == 0:
         detail = f" ({dropped} had NaN or infinite coordinates)" if dropped else ""
         raise InputError(f"The point cloud has no usable points{detail}. Provide at least a few finite points.")
+    _check_extent(points, len(points))
     rng = np.random.default_rng(seed)
     if thin:
         points = thin_to(points, n_points, rng)
@@ -43,15 +44,20 @@ def normalize_points(
     low, high = kept.min(axis=0), kept.max(axis=0)
     center = (low + high) / 2
     scale = float((high - low).max())
-    if scale <= 1e-9 * max(1.0, float(np.abs(center).max())):
-        raise InputError(
-            f"All {len(points)} points are at the same place, so the cloud has no shape to reconstruct. "
-            "Select a cloud that covers the object's surface."
-        )
+    _check_extent(kept, len(kept))
     if not thin:
         kept = kept[rng.choice(len(kept), size=n_points, replace=len(kept) < n_points)]
     canonical = ((kept - center) / scale).astype(np.float32)
     return canonical, Frame.of(center, scale), dropped
+
+
+def _check_extent(points: np.ndarray, count: int) -> None:
+    low, high = points.min(axis=0), points.max(axis=0)
+    if float((high - low).max()) <= 1e-9 * max(1.0, float(np.abs((low + high) / 2).max())):
+        raise InputError(
+            f"All {count} points are at the same place, so the cloud has no shape to reconstruct. "
+            "Select a cloud that covers the object's surface."
+        )
 
 
 def stray_points(points: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
