@@ -10,7 +10,9 @@ opened. Every message is one frame:
 
 Requests (add-on -> worker); every one carries an integer "id" that its replies repeat:
     hello        -> hello {protocol, backend, torch, device, devices}
-    models       -> result {models: [{name, input_kind, size_mb, threshold, c_dim, evaluation}]}
+    models       -> result {models: [{name, input_kind, architecture, latent_shape, size_mb, threshold, c_dim,
+                                      evaluation}]}   (architecture "global" or "triplane"; c_dim is the code's
+                                      length or the features per plane pixel; latent_shape: see LATENT)
     reconstruct  {model, input_path? | arrays points/pixels/voxels, resolution, threshold, refine_steps, faces,
                   normals} -> result MESH + LATENT       (model "auto": the shipped default for the input's kind)
     encode       {model, input_path? | arrays ...} -> result LATENT
@@ -25,7 +27,11 @@ Replies (worker -> add-on):
                                         message is written for the user, with the fix; the client adds
                                         kind "crashed" to the jobs of a worker that died
 MESH   = arrays vertices (V,3) float32, faces (F,3) int32, normals (V,3) float32 (optional); fields stats
-LATENT = array code (or code_a / code_b in interpolate) float32; fields latent_model, center [x,y,z], scale
+LATENT = array code (or code_a / code_b in interpolate); fields latent_model, center [x,y,z], scale.
+         The worker sends code as float32 in the model's latent_shape: (c_dim,) for a global code, (3, c_dim, R, R)
+         for feature planes (393,216 values for the small triplane model). Requests may send it as float16 (how
+         the add-on stores latents) or float32, in any shape with latent_shape's number of values; the worker
+         converts to float32
 """
 
 from __future__ import annotations

@@ -148,6 +148,8 @@ class Worker:
                 "size_mb": round(e.size_mb, 2),
                 "threshold": e.config.threshold,
                 "c_dim": e.config.c_dim,
+                "architecture": e.config.architecture,
+                "latent_shape": list(e.config.latent_shape),
                 "evaluation": e.config.evaluation,
             }
             for e in list_models(message.fields.get("extra_dirs"))
@@ -230,6 +232,8 @@ def _latent_fields(latent: Latent) -> dict:
 
 
 def _latent_from(fields: dict, code: np.ndarray, model: str) -> Latent:
+    """A latent the add-on sent back: float16 as it stores them (or float32), in any shape with the model's
+    number of values; the model reshapes it and checks the count."""
     frame = Frame.of(fields.get("center", (0, 0, 0)), fields.get("scale", 1.0))
     return Latent(np.asarray(code, np.float32).copy(), str(fields.get("latent_model", model)), frame)
 

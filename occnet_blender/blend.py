@@ -16,8 +16,8 @@ from bpy.app.handlers import persistent
 
 from .client import BackendError, Message
 from .jobs import JOBS, Job
-from .meshes import as_matrix, collection_names, fill_mesh, flat_matrix, new_mesh_object, store_latent
-from .properties import BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, LATENT_KEY, PREVIEW_RESOLUTION, latent_of
+from .meshes import as_matrix, collection_names, fill_mesh, flat_matrix, new_mesh_object
+from .properties import BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, LATENT_KEY, PREVIEW_RESOLUTION, latent_of, store_latent
 
 SETTLE_SECONDS = 0.3
 FRAME_KEYS = ("occnet_frame_a", "occnet_frame_b")
@@ -47,6 +47,12 @@ def create_blend(a: bpy.types.Object, b: bpy.types.Object, factor: float = 0.5) 
             f"'{a.name}' was made by '{a.occnet.model}' and '{b.name}' by '{b.occnet.model}': only shapes from "
             "the same model can be blended. Reconstruct both with one model."
         )
+    codes = [latent_of(end, LATENT_KEY) for end in (a, b)]
+    if codes[0].size != codes[1].size:
+        raise BlendError(
+            f"'{a.name}' and '{b.name}' hold latents of different sizes ({codes[0].size} and {codes[1].size} values): "
+            f"the model '{a.occnet.model}' changed between them. Reconstruct both again, then blend."
+        )
     empty = np.zeros((0, 3))
     obj = new_mesh_object(f"{a.name} to {b.name}", empty, empty, flat_matrix(a.matrix_world), collection_names(a), True)
     state = obj.occnet
@@ -54,10 +60,10 @@ def create_blend(a: bpy.types.Object, b: bpy.types.Object, factor: float = 0.5) 
     state.blend_a, state.blend_b = a.name, b.name
     for key in ("resolution", "threshold", "refine_steps", "faces"):
         setattr(state, key, getattr(a.occnet, key))
-    for end, latent_key, matrix_key, frame_key in zip(
-        (a, b), BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, FRAME_KEYS, strict=True
+    for end, code, latent_key, matrix_key, frame_key in zip(
+        (a, b), codes, BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, FRAME_KEYS, strict=True
     ):
-        store_latent(obj, latent_of(end, LATENT_KEY), latent_key)
+        store_latent(obj, code, latent_key)
         obj[matrix_key] = flat_matrix(end.matrix_world)
         obj[frame_key] = [*end.occnet.frame_center, end.occnet.frame_scale]
     state.factor = factor  # runs factor_changed: the first shape
@@ -133,7 +139,8 @@ def _job(obj: bpy.types.Object, factor: float, resolution: int, pending: Pending
         "a": ends[0],
         "b": ends[1],
     }
-    arrays = {"code_a": latent_of(obj, BLEND_LATENT_KEYS[0]), "code_b": latent_of(obj, BLEND_LATENT_KEYS[1])}
+    code_a, code_b = (latent_of(obj, key, as_stored=True) for key in BLEND_LATENT_KEYS)  # float16: half the bytes
+    arrays = {"code_a": code_a, "code_b": code_b}
 
     def apply(message: Message) -> None:
         if pending is not None:
@@ -153,7 +160,6 @@ def show(obj: bpy.types.Object, message: Message, factor: float, resolution: int
     fill_mesh(obj.data, message.arrays["vertices"], message.arrays["faces"], smooth=True)
     a, b = (as_matrix(list(obj[key])) for key in BLEND_MATRIX_KEYS)
     obj.matrix_world = a.lerp(b, factor)
-    store_latent(obj, message.arrays["code"])
     obj.occnet.shown_factor, obj.occnet.shown_resolution = factor, resolution
 
 

@@ -159,7 +159,8 @@ def _model_files_in(*folders: str) -> list[str]:
 
 
 def _describe(model: dict) -> str:
-    text = f"Reads {model['input_kind']} input, {model['size_mb']:.1f} MB"
+    latent = " x ".join(str(n) for n in model["latent_shape"])
+    text = f"Reads {model['input_kind']} input, {model['size_mb']:.1f} MB, latent {latent}"
     scores = model.get("evaluation") or {}
     if "test_iou" in scores:
         text += f"; held-out IoU {scores['test_iou']:.3f}"

@@ -6,8 +6,6 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-from .properties import LATENT_KEY
-
 
 def fill_mesh(mesh: bpy.types.Mesh, vertices: np.ndarray, faces: np.ndarray, smooth: bool = True) -> None:
     """Replace the mesh's geometry; the datablock (and every object and keyframe using it) stays.
@@ -50,10 +48,6 @@ def new_mesh_object(
 
 def as_matrix(flat: list[float]) -> Matrix:
     return Matrix([flat[0:4], flat[4:8], flat[8:12], flat[12:16]])
-
-
-def store_latent(obj: bpy.types.Object, code: np.ndarray, key: str = LATENT_KEY) -> None:
-    obj[key] = np.asarray(code, dtype=np.float64).tolist()
 
 
 def flat_matrix(matrix: Matrix) -> list[float]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import bpy
-import numpy as np
 
 from .client import Message
 from .gather import Source
 from .jobs import Job
-from .meshes import new_mesh_object, store_latent
+from .meshes import new_mesh_object
+from .properties import store_latent
 
 RESULT_SUFFIX = ".occnet"
 
@@ -43,5 +43,5 @@ def add_result(source: Source, message: Message, fields: dict, smooth: bool) -> 
     state.faces = fields["faces"]
     state.frame_center = message.fields["center"]
     state.frame_scale = message.fields["scale"]
-    store_latent(obj, np.asarray(arrays["code"]))
+    store_latent(obj, arrays["code"])
     return obj

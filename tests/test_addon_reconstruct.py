@@ -28,7 +28,7 @@ def _placed_scan(name="scan"):
     return obj, shape
 
 
-def test_point_cloud_placed_rotated_and_scaled(blender):
+def test_point_cloud_placed_rotated_and_scaled(blender, addon):
     collection = bpy.data.collections.new("Scans")
     blender.context.scene.collection.children.link(collection)
     scan, shape = _placed_scan()
@@ -52,7 +52,7 @@ def test_point_cloud_placed_rotated_and_scaled(blender):
         "scan",
         "pointcloud",
     )
-    assert len(result["occnet_latent"]) == 128
+    assert addon.properties.latent_of(result).shape == (128,)
     assert np.array_equal(before, np.array([v.co[:] for v in scan.data.vertices])), "the source changed"
 
 
