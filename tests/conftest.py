@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fitting import fit_tiny_pointcloud_model  # noqa: E402
+from fitting import fit_tiny_pointcloud_model, fit_tiny_triplane_model  # noqa: E402
 
 from backend.checkpoint import save_checkpoint  # noqa: E402
 from backend.config import ModelConfig  # noqa: E402
@@ -21,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_model(tmp_path_factory) -> Path:
     """A point-cloud model fitted to ellipsoids in ~20 s; held-out IoU around 0.9."""
     return fit_tiny_pointcloud_model(tmp_path_factory.mktemp("models") / "tiny-pointcloud.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_triplane_model(tmp_path_factory) -> Path:
+    """A feature-plane model fitted to ellipsoids, latent (3, 32, 64, 64) as the shipped small triplane model's.
+
+    In a folder of its own, so it can serve as the add-on's extra models folder."""
+    return fit_tiny_triplane_model(tmp_path_factory.mktemp("triplane-models") / "tiny-triplane.safetensors")
 
 
 @pytest.fixture(scope="session")

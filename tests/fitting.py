@@ -13,6 +13,18 @@ from backend.config import ModelConfig
 from backend.models import build_model
 
 TINY = dict(c_dim=32, decoder_hidden=64, decoder_blocks=3, encoder_hidden=64, encoder_blocks=3, n_points=300)
+TINY_TRIPLANE = dict(
+    architecture="triplane",
+    c_dim=32,
+    plane_resolution=64,
+    encoder_hidden=16,
+    encoder_blocks=2,
+    decoder_hidden=32,
+    decoder_blocks=2,
+    unet_depth=2,
+    unet_filters=8,
+    n_points=3000,
+)
 
 
 def random_axes(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -33,16 +45,30 @@ def ellipsoid_occupancy(points: np.ndarray, axes: np.ndarray) -> np.ndarray:
 
 
 def fit_tiny_pointcloud_model(path: Path, steps: int = 500, seed: int = 0) -> Path:
+    return fit_on_ellipsoids(ModelConfig(input_kind="pointcloud", threshold=0.5, **TINY), path, steps, seed)
+
+
+def fit_tiny_triplane_model(path: Path, steps: int = 150, seed: int = 0) -> Path:
+    """A feature-plane model with the shipped small preset's latent shape, (3, 32, 64, 64), but a light U-Net
+    and narrow layers, so that it fits in about 25 s of one CPU core (IoU about 0.9 on held-out ellipsoids)."""
+    config = ModelConfig(threshold=0.5, **TINY_TRIPLANE)
+    return fit_on_ellipsoids(config, path, steps, seed, cloud=500, batch=4, lr=5e-3)
+
+
+def fit_on_ellipsoids(
+    config: ModelConfig, path: Path, steps: int, seed: int = 0, cloud: int = 300, batch: int = 8, lr: float = 3e-3
+) -> Path:
+    """Fit any point-cloud architecture to random ellipsoids (exact occupancy, noisy surface clouds)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = build_model(ModelConfig(input_kind="pointcloud", threshold=0.5, **TINY))
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     model.train()
     for _ in range(steps):
-        axes = random_axes(rng, 8)
-        clouds = np.stack([ellipsoid_surface(a, 300, rng) for a in axes])
-        uniform = rng.uniform(-0.55, 0.55, size=(8, 512, 3))
+        axes = random_axes(rng, batch)
+        clouds = np.stack([ellipsoid_surface(a, cloud, rng) for a in axes])
+        uniform = rng.uniform(-0.55, 0.55, size=(batch, 512, 3))
         near = np.stack([ellipsoid_surface(a, 512, rng, noise=0.05) for a in axes])
         queries = np.concatenate([uniform, near], axis=1)
         labels = np.stack([ellipsoid_occupancy(q, a) for q, a in zip(queries, axes, strict=True)])

@@ -1,12 +1,40 @@
-"""The interpolation slider in real Blender: endpoints, live latest-wins updates, keyframes, bake, bad selections."""
+"""The interpolation slider in real Blender: endpoints, live latest-wins updates, keyframes, bake, bad selections,
+with global codes and with feature-plane (triplane) latents, and how compactly latents are stored."""
 
 import time
 
 import bpy
+import numpy as np
 import pytest
 from blender_scenes import held_out, is_closed, other_iou, scan_of, select, vertex_cloud
 
 ENDPOINT_IOU = 0.95
+TRIPLANE_SHAPE = (3, 32, 64, 64)
+MEGABYTE = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def triplane_models(addon, tiny_triplane_model):
+    """The add-on's extra models folder holds a feature-plane model while this module's tests run."""
+    prefs = addon.preferences.preferences()
+    prefs.models_dir = str(tiny_triplane_model.parent)
+    yield tiny_triplane_model.stem
+    prefs.models_dir = ""
+
+
+@pytest.fixture
+def triplane(blender, addon, triplane_models):
+    """Reconstruct picks the triplane test model: its latents are (3, 32, 64, 64) feature planes."""
+    addon.connection.BACKEND.require()  # the model list the panel's enum offers comes from the running worker
+    blender.context.scene.occnet.model = triplane_models
+    yield triplane_models
+    blender.context.scene.occnet.model = "auto"
+
+
+@pytest.fixture(params=["shipped", "triplane"])
+def model(request, blender):
+    """Which model reconstructs: the shipped default for point clouds (Automatic), or the triplane test model."""
+    return "auto" if request.param == "shipped" else request.getfixturevalue("triplane")
 
 
 def _two_reconstructions(offset=(0.0, 0.0, 0.0)):
@@ -24,7 +52,7 @@ def _blend_of(a, b):
     return next(o for o in bpy.data.objects if o.occnet.kind == "BLEND")
 
 
-def test_factor_reproduces_the_endpoints_and_blends_between(blender):
+def test_factor_reproduces_the_endpoints_and_blends_between(blender, model):
     a, b = _two_reconstructions()
     blend = _blend_of(a, b)
     assert blend.occnet.blend_a == "bottle.occnet" and blend.occnet.blend_b == "mug.occnet"
@@ -136,3 +164,55 @@ def test_cancel_while_dragging_does_not_freeze_the_slider(blender, addon, monkey
         jobs.poll()
         time.sleep(0.02)
     assert blend.occnet.shown_factor == pytest.approx(0.8)
+
+
+def _saved_bytes(path) -> int:
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, compress=False)
+    return path.stat().st_size
+
+
+def test_triplane_latents_are_compact_and_survive_undo_and_save(blender, addon, triplane, tmp_path):
+    properties = addon.properties
+    a, b = _two_reconstructions()
+    code = properties.latent_of(a)
+    assert code.shape == TRIPLANE_SHAPE and code.dtype == np.float32 and np.isfinite(code).all()
+    bpy.ops.ed.undo_push(message="before the blend")
+    name = _blend_of(a, b).name
+    bpy.ops.ed.undo_push(message="blend")  # operators called from a script push no undo step of their own
+    bpy.ops.ed.undo()
+    assert name not in bpy.data.objects  # undo invalidated every earlier reference: look objects up by name
+    assert np.array_equal(properties.latent_of(bpy.data.objects["bottle.occnet"]), code)
+    bpy.ops.ed.redo()
+    blend = bpy.data.objects[name]
+    assert np.array_equal(properties.latent_of(blend, properties.BLEND_LATENT_KEYS[0]), code)
+    blend.occnet.factor = 1.0
+    assert other_iou(blend, bpy.data.objects["mug.occnet"]) >= ENDPOINT_IOU
+
+    saved = _saved_bytes(tmp_path / "with.blend")
+    with bpy.data.libraries.load(str(tmp_path / "with.blend")) as (_, appended):
+        appended.objects = ["bottle.occnet"]
+    copy = appended.objects[0]
+    assert np.array_equal(properties.latent_of(copy), code), "the latent reads back from the .blend"
+    mesh = copy.data
+    bpy.data.objects.remove(copy)
+    bpy.data.meshes.remove(mesh)
+    del bpy.data.objects["bottle.occnet"][properties.LATENT_KEY]
+    one = saved - _saved_bytes(tmp_path / "without-one.blend")
+    for key in properties.BLEND_LATENT_KEYS:
+        del blend[key]
+    two = saved - one - _saved_bytes(tmp_path / "without-blend.blend")
+    print(f"bytes the latents add to a .blend: a reconstruction {one:,}, a blend object {two:,}")
+    assert code.size * 2 <= one < MEGABYTE and 2 * code.size * 2 <= two < 2 * MEGABYTE
+
+
+def test_blend_reads_latents_stored_as_float_arrays_by_earlier_versions(blender, addon):
+    blender.context.scene.occnet.model = "onet-pointcloud"  # a global code: all that earlier versions made
+    a, b = _two_reconstructions()
+    for obj in (a, b):  # as versions before compact latents stored it: an ID-property array of doubles
+        obj[addon.properties.LATENT_KEY] = addon.properties.latent_of(obj).astype(np.float64).tolist()
+    assert addon.properties.latent_of(a).shape == (128,)
+    blend = _blend_of(a, b)
+    blend.occnet.factor = 0.0
+    assert other_iou(blend, a) >= ENDPOINT_IOU
+    blend.occnet.factor = 1.0
+    assert other_iou(blend, b) >= ENDPOINT_IOU

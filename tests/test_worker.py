@@ -88,6 +88,33 @@ def test_reconstruct_streams_progress_and_returns_raw_arrays(client, tiny_model)
     assert np.allclose(blend.arrays["vertices"].mean(axis=0), 2.5, atol=0.05)
 
 
+@pytest.mark.parametrize("fixture", ["tiny_model", "tiny_triplane_model"])
+def test_latents_come_back_as_float16_in_their_shape_or_flat(request, fixture):
+    """The add-on stores latents as float16 and sends them back so: a global code or three feature planes."""
+    from backend.metrics import iou, mesh_contains
+
+    path = request.getfixturevalue(fixture)
+    client = BackendClient(sys.executable, ROOT, device="cpu", extra_env={"OCCNET_MODELS_PATH": str(path.parent)})
+    client.start()
+    try:
+        entry = next(m for m in client.wait(client.submit("models")).fields["models"] if m["name"] == path.stem)
+        first = client.wait(_reconstruct(client, path, resolution=32, normals=False))
+        code = first.arrays["code"]
+        assert code.dtype == np.float32 and code.shape == tuple(entry["latent_shape"])
+        half, ends = code.astype(np.float16), {"a": first.fields, "b": first.fields}
+        extract = {"model": path.stem, "resolution": 32, "normals": False, **first.fields}
+        replies = [client.wait(client.submit("extract", extract, {"code": c})) for c in (half, half.ravel())]
+        replies.append(
+            client.wait(client.submit("interpolate", {**extract, **ends, "t": 0.5}, {"code_a": half, "code_b": code}))
+        )
+        points = np.random.default_rng(0).uniform(CLOUD.min(0) - 0.1, CLOUD.max(0) + 0.1, (20_000, 3))
+        inside = mesh_contains(first.arrays["vertices"], first.arrays["faces"], points)
+        for reply in replies:
+            assert iou(mesh_contains(reply.arrays["vertices"], reply.arrays["faces"], points), inside) >= 0.95
+    finally:
+        client.close()
+
+
 def test_cancel_mid_job_then_keep_working(client, tiny_model):
     job = _reconstruct(client, tiny_model, resolution=512)
     _wait_for_stage(client, job, "evaluate")
