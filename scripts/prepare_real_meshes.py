@@ -29,6 +29,7 @@ import hashlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tarfile  # noqa: E402
@@ -64,9 +65,11 @@ RESERVED = re.compile(r"bunny|teapot|dragon|armadillo", re.IGNORECASE)  # kept f
 # mirror images, colours, styles, numbering.
 VARIANT_WORDS = set(
     "vhacd chs col coll collision lores lowres hires highres smooth textured texture scaled mod zup mirror left right "
-    "l r lod visual white whites black red blue green beige brown grey gray rounded square big small little large "
-    "mini new old v sport closed opened".split()
+    "lod visual white whites black red blue green beige brown grey gray rounded square big small little large "
+    "mini new old sport closed opened".split()
 )
+SPLITS = ("test", "val", "train")
+TIMINGS: dict[str, list[float]] = {}  # seconds per newly processed mesh, by source
 TEST_MAX_AMBIGUOUS = 0.005  # a non-closed test mesh's winding number must be decisive almost everywhere
 FLAT = 1e-3  # smallest side of the normalised bounding box below this: a plane, not a solid
 
@@ -74,7 +77,7 @@ FLAT = 1e-3  # smallest side of the normalised bounding box below this: a plane,
 def variant_free(name: str) -> str:
     """'upper_leg_mirror2_lores' -> 'upper_leg', 'BONECarpal_II_L' -> 'bonecarpal_ii', 'chair3' -> 'chair'."""
     spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
-    tokens = [t for t in re.split(r"[^a-z]+", spaced.lower()) if t and t not in VARIANT_WORDS]
+    tokens = [t for t in re.split(r"[^a-z]+", spaced.lower()) if len(t) > 1 and t not in VARIANT_WORDS]
     return "_".join(tokens) or name.lower()
 
 
@@ -88,14 +91,15 @@ def pybullet_group(rel: PurePosixPath) -> str:
 
 def dmcontrol_group(rel: PurePosixPath) -> str:
     if rel.parts[0] == "suite" and rel.parts[1] == "dog_assets":
-        return "dog_" + variant_free(rel.stem)  # one bone (both sides, the numbered vertebrae of one kind)
+        # One kind of bone: both sides, the numbered vertebrae of a kind, the same phalanx of every digit.
+        return "dog_" + re.sub(r"(_(i|ii|iii|iv|v))+$", "", variant_free(rel.stem))
     if rel.parts[0] == "third_party":
         return rel.parts[1]  # the Kinova arm's parts
     return variant_free(rel.stem)
 
 
 def sweethome3d_group(rel: PurePosixPath) -> str:
-    return variant_free(rel.parts[1])  # <catalogue>/<piece>/<piece>.obj; a piece in two catalogues is one
+    return variant_free(rel.parent.name)  # <catalogue>/.../<piece>/<piece>.obj; a piece in two catalogues is one
 
 
 def stem_group(rel: PurePosixPath) -> str:
@@ -120,15 +124,15 @@ SOURCES = {
     for s in (
         Source(
             "pybullet", "pip", "pybullet", "3.2.7", r"pybullet_data/.*\.(obj|stl)$", "pybullet_data/",
-            pybullet_group, 0.1, 0.04,
+            pybullet_group, 0.1, 0.025,
         ),
         Source(
             "dmcontrol", "pip", "dm-control", "1.0.50", r"dm_control/.*\.(obj|stl)$", "dm_control/",
-            dmcontrol_group, 0.25, 0.08,
+            dmcontrol_group, 0.35, 0.06,
         ),
         Source(
             "sweethome3d", "apt", "sweethome3d-furniture", "1.8-1", r"\.sh3f$", "./usr/share/sweethome3d/furniture/",
-            sweethome3d_group, 0.12, 0.04,
+            sweethome3d_group, 0.18, 0.04,
         ),
         Source(
             "openscad", "apt", "openscad-testing-data", "2021.01-6", r"\.stl$", "./usr/share/openscad/",
@@ -319,8 +323,10 @@ def process(
     return done("kept")
 
 
-def prepare_source(source: Source, args: argparse.Namespace) -> dict:
-    """Everything for one source; returns its summary row."""
+def prepare_source(
+    source: Source, args: argparse.Namespace, splits: tuple[str, ...] = SPLITS, deadline: float = float("inf")
+) -> dict:
+    """The meshes of one source that fall in `splits` (until the deadline); returns the source's summary row."""
     archive = fetch(source, Path(args.cache))
     files = extract(source, archive, Path(args.raw))
     candidates = object_names(source.name, files, Path(args.raw))
@@ -335,35 +341,44 @@ def prepare_source(source: Source, args: argparse.Namespace) -> dict:
     index: dict[str, dict] = json.loads(index_path.read_text()) if index_path.exists() else {}
     shares = (("test", source.test_share), ("val", source.val_share), ("train", 1.0))
     budgets = {
-        "test": Budget(args.test_points, args.test_points, args.test_points),
+        "test": Budget(args.test_points, args.test_near, args.test_points),
         "val": Budget(args.train_points, args.train_points, args.train_points),
         "train": Budget(args.train_points, args.train_points, args.train_points),
     }
     seen: dict[str, str] = {}
     test_in_group: Counter = Counter()
-    seconds = []
-    for name in tqdm(chosen, desc=source.name, unit="mesh"):
-        path = candidates[name]
-        group = source.group(PurePosixPath(path.relative_to(Path(args.raw) / source.name).as_posix()))
+    seconds = TIMINGS.setdefault(source.name, [])
+    plan = []  # (name, group, split, whether its record from an earlier run still holds)
+    for name in chosen:
+        group = source.group(PurePosixPath(candidates[name].relative_to(Path(args.raw) / source.name).as_posix()))
         split = split_of(f"{source.name}/{group}", shares)
-        folder = out / name
         record = index.get(name)
-        if not (record and record["split"] == split and (record["status"] != "kept" or (folder / "done").exists())):
-            (folder / "done").unlink(missing_ok=True)
-            record = process(source, name, path, split, folder, budgets[split], seen, test_in_group, args)
-            index[name] = record
-            seconds.append(record["seconds"])
-            _save_json(index_path, index)
-        else:  # finished before: replay its effect on duplicates and the test groups
-            if "fingerprint" in record and record.get("reason") != "duplicate":
-                seen.setdefault(record["fingerprint"], f"{source.name}/{name}")
-            if record["status"] == "kept" and split == "test":
-                test_in_group[record["group"]] += 1
-    kept = {s: sorted(n for n in chosen if index[n]["status"] == "kept" and index[n]["split"] == s) for s, _ in shares}
+        finished = record and (record["status"] != "kept" or (out / name / "done").exists())
+        reuse = bool(finished and record["split"] == split and record["group"] == group)
+        if not reuse:
+            index.pop(name, None)
+        elif record["reason"] != "duplicate":  # earlier work claims its geometry and its place in the test split
+            seen.setdefault(record.get("fingerprint", ""), f"{source.name}/{name}")
+            test_in_group[group] += record["status"] == "kept" and split == "test"
+        plan.append((name, group, split, reuse))
+    for name, _group, split, reuse in tqdm(plan, desc=f"{source.name} {'/'.join(splits)}", unit="mesh"):
+        if reuse or split not in splits or time.time() > deadline:
+            continue  # done before, another phase's, or left for a later run
+        folder = out / name
+        (folder / "done").unlink(missing_ok=True)
+        record = process(source, name, candidates[name], split, folder, budgets[split], seen, test_in_group, args)
+        if record["status"] != "kept":
+            shutil.rmtree(folder, ignore_errors=True)  # what an earlier run wrote there
+        index[name] = record
+        seconds.append(record["seconds"])
+        _save_json(index_path, index)
+    records = {n: index[n] for n in chosen if n in index}
+    kept = {s: sorted(n for n, r in records.items() if r["status"] == "kept" and r["split"] == s) for s in SPLITS}
     for split, names in kept.items():
         (out / f"{split}.lst").write_text("".join(f"{n}\n" for n in names))
-    reasons = Counter(index[n]["reason"] for n in chosen if index[n]["status"] != "kept")
+    reasons = Counter(r["reason"] for r in records.values() if r["status"] != "kept")
     reasons.update({"reserved name": len(reserved), "over --max-per-source": len(order) - len(chosen)})
+    reasons["not done yet (time limit)"] = len(chosen) - len(records)
     return {
         "source": source.name,
         "package": f"{source.package} {source.version} ({source.kind})",
@@ -414,12 +429,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-per-source", type=int, default=400, help="meshes considered per source (%(default)s)")
     p.add_argument("--max-test-per-group", type=int, default=4, help="so no one model fills the test split")
     p.add_argument("--train-points", type=int, default=30_000, help="uniform, near and surface points (train/val)")
-    p.add_argument("--test-points", type=int, default=100_000, help="the same for test meshes (evaluate.py: 100k)")
+    p.add_argument("--test-points", type=int, default=100_000, help="uniform and surface points, test (evaluate: 100k)")
+    p.add_argument("--test-near", type=int, default=10_000, help="near-surface points of test meshes (unused there)")
     p.add_argument("--max-faces", type=int, default=300_000, help="skip meshes with more triangles")
-    p.add_argument("--max-seconds", type=float, default=10.0, help="skip meshes slower to label (test: in proportion)")
+    p.add_argument("--max-seconds", type=float, default=5.0, help="skip meshes slower to label (test: in proportion)")
     p.add_argument(
         "--winding-faces", type=int, default=5_000, help="decimate to this for the exact winding number (no libigl)"
     )
+    p.add_argument("--max-minutes", type=float, help="stop starting new meshes after this long (resume later)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     return p.parse_args(argv)
 
@@ -430,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     if not fast_winding_available():
         print("libigl is not installed (pip install -e '.[data]'): the slow exact winding number is used", flush=True)
     start = time.perf_counter()
-    rows = [prepare_source(SOURCES[name], args) for name in args.sources]
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
+    for split in SPLITS:  # held-out meshes first: a run cut short still gives a full test split
+        rows = [prepare_source(SOURCES[name], args, (split,), deadline) for name in args.sources]
     print_summary(rows)
     total = time.perf_counter() - start
     print(f"\n{total / 60:.1f} min")

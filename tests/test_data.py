@@ -123,6 +123,8 @@ def test_real_mesh_preparation_keeps_groups_together_and_rejects_sheets(tmp_path
     script = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, script)  # its dataclasses look their module up
     spec.loader.exec_module(script)
+    assert script.variant_free("upper_leg_mirror2_lores") == script.variant_free("upper-leg") == "upper_leg"
+    assert script.variant_free("BONECarpal_II_L") == script.variant_free("BONECarpal_II_R") != "bonecarpal_i"
     raw = tmp_path / "raw" / "toy"
     grid = trimesh.creation.box().subdivide().subdivide().subdivide()
     sheet = grid.submesh([grid.face_normals[:, 2] > 0.9], append=True)  # an open square, 128 faces, no volume
@@ -155,4 +157,6 @@ def test_real_mesh_preparation_keeps_groups_together_and_rejects_sheets(tmp_path
     assert row["kept"] == 4
     lists = [(tmp_path / "real" / "toy" / f"{s}.lst").read_text().split() for s in ("train", "val", "test")]
     assert sorted(sum(lists, [])) == sorted(n for n in index if index[n]["status"] == "kept")
-    assert script.prepare_source(source, args) == row | {"seconds_per_new_mesh": None, "new_meshes": 0}  # resumes
+    stamp = (tmp_path / "real" / "toy" / "index.json").stat().st_mtime_ns
+    assert script.prepare_source(source, args)["kept"] == 4  # resumes: nothing is redone
+    assert (tmp_path / "real" / "toy" / "index.json").stat().st_mtime_ns == stamp
