@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt -e .
+	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt -e ".[data]"
 	touch $(STAMP)
 
 demo: setup

@@ -12,7 +12,7 @@ from .errors import ModelLoadError
 from .protocol import MODELS_PATH_ENV
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODELS = {"pointcloud": "onet-pointcloud", "image": "onet-image", "voxels": "onet-voxels"}
+DEFAULT_MODELS = {"pointcloud": "triplane-pointcloud", "image": "onet-image", "voxels": "onet-voxels"}
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """`make demo`: reconstruct held-out shapes with the shipped models and render the result to out/demo.png.
 
-Makes its own inputs (a noisy 3,000-point scan placed away from the origin, another scan, and a photo-like
-render), runs the add-on's headless batch on them (meshes and out/demo.blend, with a keyframed chair-to-sofa
-blend), and renders the meshes with Blender's Workbench.
+Inputs: a 10,000-point noisy scan of a real mesh of the held-out split (dm-control's dog skull, in its file's own
+place and orientation; docs/demo/dog_skull_scan.ply), two scans of held-out procedural shapes for a blend, and a
+photo-like render. It runs the add-on's headless batch on them (meshes and out/demo.blend, with a keyframed
+chair-to-sofa blend) and renders the meshes with Blender's Workbench.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from backend.data.procedural import canonical_shape, shape_id, shape_mesh, surfa
 from backend.data.render import render  # noqa: E402
 
 OUT = Path("out")
+REAL_SCAN = Path(__file__).resolve().parents[1] / "docs" / "demo" / "dog_skull_scan.ply"
 SCAN_OFFSET = np.array([0.0, 0.0, 0.6])
 SCAN_SCALE = 1.2
 
@@ -31,10 +33,12 @@ def batch(*args: str) -> None:
     subprocess.run([sys.executable, "occnet_blender/batch.py", "--", *args], check=True)
 
 
-def make_inputs() -> tuple[Path, Path, Path]:
-    """Shapes from the test split: the shipped models never saw them."""
+def make_inputs() -> tuple[Path, Path, Path, Path]:
+    """Shapes from the test splits: the shipped models never saw them."""
     inputs = OUT / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
+    skull = inputs / REAL_SCAN.name
+    skull.write_bytes(REAL_SCAN.read_bytes())
     rng = np.random.default_rng(0)
     chair = canonical_shape("chair", int(shape_id("test", 3)))
     cloud, _ = surface_samples(chair, shape_mesh(chair), 3000, rng)
@@ -45,19 +49,19 @@ def make_inputs() -> tuple[Path, Path, Path]:
     np.save(inputs / "sofa_scan.npy", sofa_cloud + rng.normal(scale=0.005, size=sofa_cloud.shape))
     lamp = canonical_shape("lamp", int(shape_id("test", 2)))
     Image.fromarray(render(lamp, math.radians(30), math.radians(20), 256), "RGBA").save(inputs / "lamp_photo.png")
-    return inputs / "chair_scan.xyz", inputs / "sofa_scan.npy", inputs / "lamp_photo.png"
+    return skull, inputs / "chair_scan.xyz", inputs / "sofa_scan.npy", inputs / "lamp_photo.png"
 
 
 def main() -> int:
-    chair, sofa, lamp = make_inputs()
+    skull, chair, sofa, lamp = make_inputs()
     batch(
-        "--input", str(chair), str(lamp),
+        "--input", str(skull), str(lamp),
         "--interpolate", str(chair), str(sofa), "--steps", "5",
         "--out", str(OUT), "--save-blend", str(OUT / "demo.blend"),
     )  # fmt: skip
     from render_demo import render_picture
 
-    render_picture(OUT, chair, lamp)
+    render_picture(OUT, skull, chair, lamp)
     print(f"wrote {OUT / 'demo.png'} and {OUT / 'demo.blend'}")
     return 0
 

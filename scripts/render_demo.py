@@ -1,4 +1,4 @@
-"""The README picture: input scan and photo beside their reconstructions and a chair-to-sofa blend."""
+"""The README picture: a real scan and a photo beside their reconstructions, and a chair-to-sofa blend."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+import trimesh
 from mathutils import Matrix
 
 from occnet_blender.meshes import flat_matrix, new_mesh_object
@@ -15,10 +16,12 @@ def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, location) -
     return new_mesh_object(name, vertices, faces, flat_matrix(Matrix.Translation(location)), [], smooth=True)
 
 
-def _load_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import trimesh
+def _load(path: Path) -> trimesh.Trimesh | trimesh.PointCloud:
+    return trimesh.load(path, process=False)
 
-    mesh = trimesh.load(path, process=False)
+
+def _load_obj(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    mesh = _load(path)
     return _on_ground(np.asarray(mesh.vertices)), np.asarray(mesh.faces)
 
 
@@ -37,13 +40,18 @@ def _points_as_dots(points: np.ndarray, size: float) -> tuple[np.ndarray, np.nda
     return vertices, faces
 
 
-def render_picture(out: Path, scan: Path, photo: Path) -> None:
+def render_picture(out: Path, scan: Path, blend_from: Path, photo: Path) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    cloud = np.loadtxt(scan)
-    _mesh_object("scan", *_points_as_dots(_on_ground(cloud), 0.006), (-2.4, 0, 0))
-    _mesh_object("chair.occnet", *_load_obj(out / f"{scan.stem}.obj"), (-1.2, 0, 0))
-    for i, path in enumerate(sorted(out.glob(f"{scan.stem}_to_*.obj"))):
+    cloud = np.asarray(_load(scan).vertices)
+    recon = _load(out / f"{scan.stem}.obj")
+    # Shown 1.1 units long, scan and reconstruction by the same factor; the mesh lies where the scan was.
+    low = cloud.min(axis=0)
+    factor = 1.1 / float((cloud.max(axis=0) - low).max())
+    lift = np.array([(cloud.min(0)[0] + cloud.max(0)[0]) / 2, (cloud.min(0)[1] + cloud.max(0)[1]) / 2, low[2]])
+    _mesh_object("scan", *_points_as_dots((cloud - lift) * factor, 0.006), (-2.6, 0, 0))
+    _mesh_object("skull.occnet", (np.asarray(recon.vertices) - lift) * factor, np.asarray(recon.faces), (-1.35, 0, 0))
+    for i, path in enumerate(sorted(out.glob(f"{blend_from.stem}_to_*.obj"))):
         v, f = _load_obj(path)
         _mesh_object(f"blend{i}", v, f, (0.1 + i * 1.05, 0, 0))
     v, f = _load_obj(out / f"{photo.stem}.obj")

@@ -48,11 +48,11 @@ def test_point_cloud_placed_rotated_and_scaled(blender, addon):
     state = result.occnet
     assert (state.kind, state.model, state.source, state.input_kind) == (
         "RECONSTRUCTION",
-        "onet-pointcloud",
+        "triplane-pointcloud",
         "scan",
         "pointcloud",
     )
-    assert addon.properties.latent_of(result).shape == (128,)
+    assert addon.properties.latent_of(result).shape == (3, 32, 64, 64)  # Automatic: the local-feature model
     assert np.array_equal(before, np.array([v.co[:] for v in scan.data.vertices])), "the source changed"
 
 
