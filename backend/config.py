@@ -82,8 +82,8 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
     """
     if name.startswith("triplane") and input_kind != "pointcloud":
         raise ValueError(f"preset {name!r} encodes point clouds only; use 'small' or 'paper' for {input_kind}")
-    if name == "triplane-small":
-        return ModelConfig(
+    if name in ("triplane-small", "triplane"):
+        small = ModelConfig(
             input_kind=input_kind,
             architecture="triplane",
             c_dim=32,
@@ -97,20 +97,16 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
             n_points=10_000,
             threshold=0.5,
         )
-    if name == "triplane":
-        return ModelConfig(
-            input_kind=input_kind,
-            architecture="triplane",
-            c_dim=32,
+        if name == "triplane-small":
+            return small
+        return dataclasses.replace(
+            small,
             encoder_hidden=64,
-            encoder_blocks=5,
             decoder_hidden=64,
-            decoder_blocks=5,
             plane_resolution=128,
             unet_depth=5,
             unet_filters=32,
             n_points=30_000,
-            threshold=0.5,
         )
     if name == "paper":
         return ModelConfig(input_kind=input_kind)
