@@ -172,7 +172,7 @@ _KIND_WORDS = {"pointcloud": "point clouds", "image": "images", "voxels": "voxel
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "auto") -> Model:
-    """A shipped model by name ('onet-pointcloud'), or any checkpoint by path."""
+    """A shipped model by name ('triplane-pointcloud'), or any checkpoint by path."""
     path = find_model(name_or_path)
     resolved = resolve_device(device)
     return Model(load_checkpoint(path, resolved), path.stem, resolved)
