@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fitting import TINY_TRIPLANE
 from held_out import held_out_shape, mesh_iou, noisy_scan
 
 from backend import load_model
@@ -136,15 +137,7 @@ def test_points_outside_the_box_clamp_to_the_border():
 
 
 # The small preset's latent shape (3, 32, 64, 64) with narrow layers and a light U-Net: pooling is what is tested.
-LIGHT = ModelConfig(
-    architecture="triplane",
-    c_dim=32,
-    plane_resolution=64,
-    encoder_hidden=16,
-    encoder_blocks=3,
-    unet_depth=2,
-    unet_filters=8,
-)
+LIGHT = ModelConfig(**TINY_TRIPLANE)
 
 
 @functools.cache
