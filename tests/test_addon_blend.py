@@ -146,6 +146,30 @@ def test_blend_refuses_what_it_cannot_blend(blender):
         bpy.ops.occnet.bake()
 
 
+def test_blend_and_bake_grey_out_with_a_reason(blender):
+    """The buttons are disabled, with the reason as their tooltip, until the selection can be used."""
+    blend, bake = bpy.ops.occnet.blend, bpy.ops.occnet.bake
+    a, b, c = (vertex_cloud(name, np.zeros((4, 3))) for name in "abc")
+    select()
+    assert not blend.poll() and not bake.poll()
+    with pytest.raises(
+        RuntimeError, match=r"blend.poll\(\) Select exactly two reconstructions to blend \(0 selected\)"
+    ):
+        blend()
+    with pytest.raises(RuntimeError, match=r"bake.poll\(\) No active object"):
+        bake()
+    select(a, b)
+    assert not blend.poll()
+    a.occnet.kind = b.occnet.kind = c.occnet.kind = "RECONSTRUCTION"
+    assert blend.poll()
+    select(a, b, c)
+    assert not blend.poll()
+    select(a)
+    assert not bake.poll()
+    a.occnet.kind = "BLEND"
+    assert bake.poll()
+
+
 def test_cancel_while_dragging_does_not_freeze_the_slider(blender, addon, monkeypatch):
     a, b = _two_reconstructions()
     blend = _blend_of(a, b)

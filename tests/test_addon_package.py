@@ -41,7 +41,7 @@ def test_installed_extension_is_enabled_with_its_ui(addon):
     assert bpy.types.OCCNET_PT_main.bl_category == "OccNet"
     assert bpy.types.OCCNET_PT_main.bl_space_type == "VIEW_3D"
     for operator in ("reconstruct", "cancel", "blend", "bake", "install_backend", "restart_backend"):
-        assert hasattr(bpy.ops.occnet, operator)
+        assert getattr(bpy.ops.occnet, operator).get_rna_type().identifier == f"OCCNET_OT_{operator}"
     prefs = addon.preferences.preferences()
     assert {"backend_python", "device", "models_dir"} <= set(prefs.bl_rna.properties.keys())
     items = [item[0] for item in addon.connection.BACKEND.model_items()]

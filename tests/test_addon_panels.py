@@ -31,7 +31,7 @@ class CheckedLayout:
                 assert kwargs["icon"] in ICONS, f"unknown icon {kwargs['icon']}"
             if name == "operator":
                 module, op = args[0].split(".")
-                assert hasattr(getattr(bpy.ops, module), op), f"no operator {args[0]}"
+                getattr(getattr(bpy.ops, module), op).get_rna_type()  # KeyError unless it is registered
             if name == "prop":
                 assert args[1] in args[0].bl_rna.properties, f"no property {args[1]}"
             self.log.append((name, args[1] if name == "prop" else args[0] if args else kwargs.get("text")))
@@ -95,6 +95,44 @@ def test_advanced_blend_and_preferences_draw(blender, addon):
     log = []
     type(prefs).draw(_PrefsSelf(prefs, CheckedLayout(log)), bpy.context)
     assert ("operator", "occnet.install_backend") in log and ("prop", "backend_python") in log
+
+
+def test_checked_layout_rejects_what_blender_would(blender):
+    """bpy.ops builds a callable for any name, so the check asks Blender for the operator's definition."""
+    layout = CheckedLayout([])
+    layout.operator("occnet.reconstruct")
+    with pytest.raises(KeyError):
+        layout.operator("occnet.no_such_operator")
+    with pytest.raises(AssertionError, match="no property"):
+        layout.prop(bpy.context.scene.occnet, "no_such_property")
+
+
+def test_model_choice_survives_list_changes(blender, addon, tmp_path, monkeypatch):
+    """Blender keeps a dynamic enum's choice as a number: each model's number comes from its name, so a model
+    added before it, or the worker's list replacing the disk scan, leaves the artist's pick as it was."""
+    backend = addon.connection.BACKEND
+    backend.require()
+    worker_models = list(backend.models)
+    one, two = tmp_path / "one", tmp_path / "two"
+    for folder, names in ((one, ["b-extra"]), (two, ["a-extra", "b-extra"])):
+        folder.mkdir()
+        for name in names:  # the disk scan only reads names
+            (folder / f"{name}.safetensors").write_bytes(b"")
+    settings = blender.context.scene.occnet
+    prefs = addon.preferences.preferences()
+    monkeypatch.setattr(backend, "models", [])  # the disk scan, as before the worker has started
+    prefs.models_dir = str(one)
+    try:
+        settings.model = "b-extra"
+        prefs.models_dir = str(two)  # a model file added to the extra folder, listed before the chosen one
+        assert [i[0] for i in backend.model_items()][1:3] == ["a-extra", "b-extra"]
+        assert settings.model == "b-extra"
+        settings.model = "onet-pointcloud"
+        backend.models = worker_models  # the running worker's list (no extra models) replaces the disk scan
+        assert "a-extra" not in [i[0] for i in backend.model_items()]
+        assert settings.model == "onet-pointcloud"
+    finally:
+        prefs.models_dir = ""
 
 
 class _PrefsSelf:
