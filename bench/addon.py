@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from hardware import describe  # noqa: E402
 
 import occnet_blender  # noqa: E402
-from occnet_blender import blend, gather, jobs, meshes, properties, reconstruct  # noqa: E402
+from occnet_blender import blend, extraction, gather, jobs, meshes, reconstruct  # noqa: E402
 from occnet_blender.connection import BACKEND, LaunchSettings  # noqa: E402
 
 
@@ -78,7 +78,7 @@ def slider_rate(seconds: float, resolution: int) -> None:
     rates = {}
     blend.synchronous = lambda: False  # the UI path, driven by hand: timers do not run in a bpy module
     obj.occnet.resolution = resolution
-    for label, preview in (("preview", properties.PREVIEW_RESOLUTION), ("full", resolution)):
+    for label, preview in (("preview", extraction.PREVIEW_RESOLUTION), ("full", resolution)):
         blend.PREVIEW_RESOLUTION = preview  # the baseline drags at full resolution
         shown, last, began, i = 0, obj.occnet.shown_factor, time.perf_counter(), 0
         while time.perf_counter() - began < seconds:
@@ -92,7 +92,7 @@ def slider_rate(seconds: float, resolution: int) -> None:
         while jobs.JOBS.queue:
             jobs.JOBS.poll()
     print(f"slider, {seconds:.0f} s of continuous dragging:")
-    print(f"  updates shown per second at preview {properties.PREVIEW_RESOLUTION}: {rates['preview']:6.1f}")
+    print(f"  updates shown per second at preview {extraction.PREVIEW_RESOLUTION}: {rates['preview']:6.1f}")
     print(f"  updates shown per second at full {resolution} (baseline): {rates['full']:6.1f}")
     ratio = rates["preview"] / rates["full"] if rates["full"] else float("inf")  # inf: no full update in time
     print(f"  ratio preview / full:                     {ratio:6.1f}")

@@ -15,12 +15,12 @@ import numpy as np
 from bpy.app.handlers import persistent
 
 from .client import BackendError, Message
+from .extraction import PREVIEW_RESOLUTION
 from .jobs import JOBS, Job
+from .latents import BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, FRAME_KEYS, LATENT_KEY, latent_of, store_latent
 from .meshes import as_matrix, collection_names, fill_mesh, flat_matrix, new_mesh_object
-from .properties import BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, LATENT_KEY, PREVIEW_RESOLUTION, latent_of, store_latent
 
 SETTLE_SECONDS = 0.3
-FRAME_KEYS = ("occnet_frame_a", "occnet_frame_b")
 _rendering = False
 
 
@@ -38,10 +38,29 @@ class Pending:
 _pending: dict[str, Pending] = {}
 
 
-def create_blend(a: bpy.types.Object, b: bpy.types.Object, factor: float = 0.5) -> bpy.types.Object:
-    for obj in (a, b):
+def blend_problem(selected: list[bpy.types.Object]) -> str:
+    """Why these objects cannot be blended, "" if they can: the Blend button's tooltip and its error."""
+    if len(selected) != 2:
+        return f"Select exactly two reconstructions to blend ({len(selected)} selected)."
+    for obj in selected:
         if obj.occnet.kind != "RECONSTRUCTION":
-            raise BlendError(f"'{obj.name}' is not an OccNet reconstruction. Reconstruct it first, then blend.")
+            return f"'{obj.name}' is not an OccNet reconstruction. Reconstruct it first, then blend."
+    return ""
+
+
+def bake_problem(obj: bpy.types.Object | None) -> str:
+    """Why this object cannot be baked, "" if it can: the Bake button's tooltip and its error."""
+    if obj is None:
+        return "No active object. Click a blend object to bake it."
+    if obj.occnet.kind != "BLEND":
+        return f"'{obj.name}' is not an OccNet blend. Select a blend object (made with Blend) to bake."
+    return ""
+
+
+def create_blend(a: bpy.types.Object, b: bpy.types.Object, factor: float = 0.5) -> bpy.types.Object:
+    problem = blend_problem([a, b])
+    if problem:
+        raise BlendError(problem)
     if a.occnet.model != b.occnet.model:
         raise BlendError(
             f"'{a.name}' was made by '{a.occnet.model}' and '{b.name}' by '{b.occnet.model}': only shapes from "
@@ -165,8 +184,9 @@ def show(obj: bpy.types.Object, message: Message, factor: float, resolution: int
 
 def bake(obj: bpy.types.Object) -> bpy.types.Object:
     """A plain mesh copy of what the blend shows now; the blend itself stays."""
-    if obj.occnet.kind != "BLEND":
-        raise BlendError(f"'{obj.name}' is not an OccNet blend. Select a blend object (made with Blend) to bake.")
+    problem = bake_problem(obj)
+    if problem:
+        raise BlendError(problem)
     baked = bpy.data.objects.new(f"{obj.name}.baked", obj.data.copy())
     baked.matrix_world = obj.matrix_world.copy()
     for collection in obj.users_collection:

@@ -27,7 +27,8 @@ class OCCNET_OT_reconstruct(bpy.types.Operator):
 
     bl_idname = "occnet.reconstruct"
     bl_label = "Reconstruct"
-    bl_options = {"REGISTER", "UNDO"}
+    # Neither REGISTER nor UNDO: the operator only starts jobs. Its redo panel would start them all again, and
+    # its undo step would hold nothing; each result pushes its own step when it is added (Job.undo_message).
 
     filepath: bpy.props.StringProperty(
         name="File",
@@ -38,6 +39,9 @@ class OCCNET_OT_reconstruct(bpy.types.Operator):
 
     def execute(self, context):
         settings = context.scene.occnet
+        if not settings.model:
+            self.report({"ERROR"}, "The model picked is no longer in the list. Pick a model in the OccNet panel.")
+            return {"CANCELLED"}
         sources, problems = [], []
         if self.filepath:
             candidates = [lambda: gather_file(self.filepath, context.scene.cursor.location)]
@@ -98,11 +102,15 @@ class OCCNET_OT_blend(bpy.types.Operator):
     bl_label = "Blend"
     bl_options = {"REGISTER", "UNDO"}
 
+    @classmethod
+    def poll(cls, context) -> bool:
+        problem = blend.blend_problem(context.selected_objects)
+        if problem:
+            cls.poll_message_set(problem)
+        return not problem
+
     def execute(self, context):
         selected = list(context.selected_objects)
-        if len(selected) != 2:
-            self.report({"ERROR"}, f"Select exactly two reconstructions to blend ({len(selected)} selected).")
-            return {"CANCELLED"}
         active = context.active_object
         a, b = (active, next(o for o in selected if o != active)) if active in selected else selected
         try:
@@ -121,11 +129,15 @@ class OCCNET_OT_bake(bpy.types.Operator):
     bl_label = "Bake Blend"
     bl_options = {"REGISTER", "UNDO"}
 
+    @classmethod
+    def poll(cls, context) -> bool:
+        problem = blend.bake_problem(context.active_object)
+        if problem:
+            cls.poll_message_set(problem)
+        return not problem
+
     def execute(self, context):
         obj = context.active_object
-        if obj is None:
-            self.report({"ERROR"}, "No active object. Click a blend object to bake it.")
-            return {"CANCELLED"}
         try:
             baked = blend.bake(obj)
         except blend.BlendError as exc:

@@ -1,61 +1,47 @@
 """Settings: what the artist picks on the scene (`scene.occnet`) and what a result remembers (`obj.occnet`).
 
-A latent is longer than 32 floats, so it is stored as an ID property (`obj[LATENT_KEY]`), next to the
-PropertyGroup that carries the provenance. A feature-plane latent has 393,216 values (3 x 32 x 64 x 64), so it
-is kept as half-precision bytes with its shape, not as a list of doubles (see `store_latent`).
+The latents a result keeps live next to this PropertyGroup as ID properties (see latents.py).
 """
 
 from __future__ import annotations
 
-import math
+import zlib
 
 import bpy
-import idprop
-import numpy as np
 
-from . import connection
+from . import blend, connection
+from .extraction import BASE_RESOLUTION, MAX_RESOLUTION, extraction_fields, snap_resolution
+from .shared import AUTO_MODEL
 
-LATENT_KEY = "occnet_latent"
-LATENT_DTYPE = np.dtype("<f2")  # little-endian float16: the same bytes on every platform Blender runs on
-_HALF_MAX = float(np.finfo(np.float16).max)
-BLEND_LATENT_KEYS = ("occnet_latent_a", "occnet_latent_b")
-BLEND_MATRIX_KEYS = ("occnet_matrix_a", "occnet_matrix_b")
-BASE_RESOLUTION = 32
-MAX_RESOLUTION = 512
-PREVIEW_RESOLUTION = 32
+_model_enum_items: list[tuple[str, str, str, str, int]] = []
 
 
-def snap_resolution(value: int) -> int:
-    """MISE doubles from 32, so the grid is 32, 64, 128, 256 or 512: the nearest of those."""
-    steps = round(math.log2(max(value, BASE_RESOLUTION) / BASE_RESOLUTION))
-    return min(BASE_RESOLUTION * 2**steps, MAX_RESOLUTION)
+def model_number(name: str) -> int:
+    """Blender keeps a dynamic enum's choice as its item's number. One derived from the model's name (31 bits,
+    as Blender's numbers are signed ints) keeps the choice when the list changes: a model added before it, or
+    the running worker's list replacing the disk scan."""
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
-def extraction_fields(resolution: int, threshold: float | None, refine_steps: int, faces: int) -> dict:
-    """Extraction settings as the worker's request fields; threshold None is the model's own. Blender
-    computes the normals, so the worker does not."""
-    return {
-        "resolution": int(resolution),
-        "threshold": None if threshold is None else float(threshold),
-        "refine_steps": int(refine_steps),
-        "faces": int(faces),
-        "normals": False,
-    }
-
-
-def _model_items(self, context):
-    return connection.BACKEND.model_items()
+def _model_items(self, context) -> list[tuple[str, str, str, str, int]]:
+    global _model_enum_items
+    _model_enum_items = [  # kept referenced, as Blender requires of dynamic items
+        (name, label, description, "NONE", model_number(name))
+        for name, label, description in connection.BACKEND.model_items()
+    ]
+    return _model_enum_items
 
 
 def _factor_changed(self, context) -> None:
-    from . import blend
-
     blend.factor_changed(self.id_data)
 
 
 class OCCNET_PG_scene(bpy.types.PropertyGroup):
     model: bpy.props.EnumProperty(
-        name="Model", description="Trained network; each reads one kind of input", items=_model_items
+        name="Model",
+        description="Trained network; each reads one kind of input",
+        items=_model_items,
+        default=model_number(AUTO_MODEL),
     )
     resolution: bpy.props.IntProperty(
         name="Resolution",
@@ -127,29 +113,6 @@ class OCCNET_PG_object(bpy.types.PropertyGroup):
     def settings_fields(self) -> dict:
         threshold = None if self.threshold < 0 else self.threshold
         return extraction_fields(self.resolution, threshold, self.refine_steps, self.faces)
-
-
-def store_latent(obj: bpy.types.Object, code: np.ndarray, key: str = LATENT_KEY) -> None:
-    """Keep a latent on the object as {"float16": bytes, "shape": [...]}.
-
-    Half precision is plenty for decoding (the blend tests check the ends still match), and a bytes ID property
-    is written, saved, undone and read back as one block: a (3, 32, 64, 64) latent takes 768 KiB instead of a
-    3 MB list of doubles that costs a Python float per value. The shape travels back to the worker with it.
-    """
-    code = np.asarray(code, dtype=np.float32)
-    half = np.clip(code, -_HALF_MAX, _HALF_MAX).astype(LATENT_DTYPE)
-    obj[key] = {"float16": half.tobytes(), "shape": [int(n) for n in code.shape]}
-
-
-def latent_of(obj: bpy.types.Object, key: str = LATENT_KEY, as_stored: bool = False) -> np.ndarray:
-    """The latent in its own shape, as float32; `as_stored` leaves float16 latents as they are, which halves
-    what goes to the worker (it converts to float32 itself)."""
-    value = obj[key]
-    if isinstance(value, idprop.types.IDPropertyGroup):
-        code = np.frombuffer(value["float16"], dtype=LATENT_DTYPE).reshape([int(n) for n in value["shape"]])
-    else:  # a 1-D array of doubles: how versions before compact latents stored a global code
-        code = np.asarray(value, dtype=np.float32)
-    return code if as_stored else code.astype(np.float32)
 
 
 classes = (OCCNET_PG_scene, OCCNET_PG_object)

@@ -7,8 +7,8 @@ import bpy
 from .client import Message
 from .gather import Source
 from .jobs import Job
+from .latents import store_latent
 from .meshes import new_mesh_object
-from .properties import store_latent
 
 RESULT_SUFFIX = ".occnet"
 

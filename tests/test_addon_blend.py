@@ -112,7 +112,7 @@ def test_dragging_is_latest_wins_with_a_coarse_preview(blender, addon, monkeypat
     while (jobs.queue or addon.blend._pending) and time.monotonic() < deadline:
         jobs.poll()
         time.sleep(0.02)
-    assert submitted[0] == addon.properties.PREVIEW_RESOLUTION and submitted[-1] == blend.occnet.resolution
+    assert submitted[0] == addon.extraction.PREVIEW_RESOLUTION and submitted[-1] == blend.occnet.resolution
     assert len(submitted) < 20
     assert (blend.occnet.shown_factor, blend.occnet.shown_resolution) == (1.0, blend.occnet.resolution)
     assert other_iou(blend, b) >= ENDPOINT_IOU
@@ -196,19 +196,19 @@ def _saved_bytes(path) -> int:
 
 
 def test_triplane_latents_are_compact_and_survive_undo_and_save(blender, addon, triplane, tmp_path):
-    properties = addon.properties
+    latents = addon.latents
     a, b = _two_reconstructions()
-    code = properties.latent_of(a)
+    code = latents.latent_of(a)
     assert code.shape == TRIPLANE_SHAPE and code.dtype == np.float32 and np.isfinite(code).all()
     bpy.ops.ed.undo_push(message="before the blend")
     name = _blend_of(a, b).name
     bpy.ops.ed.undo_push(message="blend")  # operators called from a script push no undo step of their own
     bpy.ops.ed.undo()
     assert name not in bpy.data.objects  # undo invalidated every earlier reference: look objects up by name
-    assert np.array_equal(properties.latent_of(bpy.data.objects["bottle.occnet"]), code)
+    assert np.array_equal(latents.latent_of(bpy.data.objects["bottle.occnet"]), code)
     bpy.ops.ed.redo()
     blend = bpy.data.objects[name]
-    assert np.array_equal(properties.latent_of(blend, properties.BLEND_LATENT_KEYS[0]), code)
+    assert np.array_equal(latents.latent_of(blend, latents.BLEND_LATENT_KEYS[0]), code)
     blend.occnet.factor = 1.0
     assert other_iou(blend, bpy.data.objects["mug.occnet"]) >= ENDPOINT_IOU
 
@@ -216,13 +216,13 @@ def test_triplane_latents_are_compact_and_survive_undo_and_save(blender, addon, 
     with bpy.data.libraries.load(str(tmp_path / "with.blend")) as (_, appended):
         appended.objects = ["bottle.occnet"]
     copy = appended.objects[0]
-    assert np.array_equal(properties.latent_of(copy), code), "the latent reads back from the .blend"
+    assert np.array_equal(latents.latent_of(copy), code), "the latent reads back from the .blend"
     mesh = copy.data
     bpy.data.objects.remove(copy)
     bpy.data.meshes.remove(mesh)
-    del bpy.data.objects["bottle.occnet"][properties.LATENT_KEY]
+    del bpy.data.objects["bottle.occnet"][latents.LATENT_KEY]
     one = saved - _saved_bytes(tmp_path / "without-one.blend")
-    for key in properties.BLEND_LATENT_KEYS:
+    for key in latents.BLEND_LATENT_KEYS:
         del blend[key]
     two = saved - one - _saved_bytes(tmp_path / "without-blend.blend")
     print(f"bytes the latents add to a .blend: a reconstruction {one:,}, a blend object {two:,}")
@@ -233,8 +233,8 @@ def test_blend_reads_latents_stored_as_float_arrays_by_earlier_versions(blender,
     blender.context.scene.occnet.model = "onet-pointcloud"  # a global code: all that earlier versions made
     a, b = _two_reconstructions()
     for obj in (a, b):  # as versions before compact latents stored it: an ID-property array of doubles
-        obj[addon.properties.LATENT_KEY] = addon.properties.latent_of(obj).astype(np.float64).tolist()
-    assert addon.properties.latent_of(a).shape == (128,)
+        obj[addon.latents.LATENT_KEY] = addon.latents.latent_of(obj).astype(np.float64).tolist()
+    assert addon.latents.latent_of(a).shape == (128,)
     blend = _blend_of(a, b)
     blend.occnet.factor = 0.0
     assert other_iou(blend, a) >= ENDPOINT_IOU

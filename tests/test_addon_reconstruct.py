@@ -55,7 +55,7 @@ def test_point_cloud_placed_rotated_and_scaled(blender, addon):
         "scan",
         "pointcloud",
     )
-    assert addon.properties.latent_of(result).shape == (3, 32, 64, 64)  # Automatic: the local-feature model
+    assert addon.latents.latent_of(result).shape == (3, 32, 64, 64)  # Automatic: the local-feature model
     assert np.array_equal(before, np.array([v.co[:] for v in scan.data.vertices])), "the source changed"
 
 

@@ -1,0 +1,27 @@
+"""Extraction settings as the worker reads them: the grid resolutions MISE can reach and the request fields."""
+
+from __future__ import annotations
+
+import math
+
+BASE_RESOLUTION = 32
+MAX_RESOLUTION = 512
+PREVIEW_RESOLUTION = 32
+
+
+def snap_resolution(value: int) -> int:
+    """MISE doubles from 32, so the grid is 32, 64, 128, 256 or 512: the nearest of those."""
+    steps = round(math.log2(max(value, BASE_RESOLUTION) / BASE_RESOLUTION))
+    return min(BASE_RESOLUTION * 2**steps, MAX_RESOLUTION)
+
+
+def extraction_fields(resolution: int, threshold: float | None, refine_steps: int, faces: int) -> dict:
+    """Extraction settings as the worker's request fields; threshold None is the model's own. Blender
+    computes the normals, so the worker does not."""
+    return {
+        "resolution": int(resolution),
+        "threshold": None if threshold is None else float(threshold),
+        "refine_steps": int(refine_steps),
+        "faces": int(faces),
+        "normals": False,
+    }
