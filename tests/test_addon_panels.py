@@ -131,6 +131,14 @@ def test_model_choice_survives_list_changes(blender, addon, tmp_path, monkeypatc
         backend.models = worker_models  # the running worker's list (no extra models) replaces the disk scan
         assert "a-extra" not in [i[0] for i in backend.model_items()]
         assert settings.model == "onet-pointcloud"
+        backend.models = []
+        settings.model = "b-extra"
+        backend.models = worker_models  # a list without the chosen model: Reconstruct says so in one line
+        assert settings.model == ""
+        with pytest.raises(RuntimeError, match="The model picked is no longer in the list. Pick a model"):
+            bpy.ops.occnet.reconstruct()
+        backend.models = []
+        assert settings.model == "b-extra", "the choice comes back with its model"
     finally:
         prefs.models_dir = ""
 

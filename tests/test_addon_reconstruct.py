@@ -142,7 +142,7 @@ def test_undo_removes_the_result_and_keeps_the_source(blender, addon):
     """The UI path pushes its own undo step when a result arrives. The operator only starts jobs and returns
     long before: with REGISTER or UNDO, Blender would push an empty step for it and offer a redo panel whose
     every change starts the whole job again."""
-    assert not {"REGISTER", "UNDO"} & bpy.types.OCCNET_OT_reconstruct.bl_options
+    assert not {"REGISTER", "UNDO"} & bpy.ops.occnet.reconstruct.bl_options  # as Blender registered it
     scan, _ = _placed_scan()
     bpy.ops.ed.undo_push(message="before")
     source = addon.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
