@@ -19,7 +19,10 @@ _model_enum_items: list[tuple[str, str, str, str, int]] = []
 def model_number(name: str) -> int:
     """Blender keeps a dynamic enum's choice as its item's number. One derived from the model's name (31 bits,
     as Blender's numbers are signed ints) keeps the choice when the list changes: a model added before it, or
-    the running worker's list replacing the disk scan."""
+    the running worker's list replacing the disk scan. Automatic keeps 0, the number it had when it was the
+    list's first item, so scenes saved before keep it."""
+    if name == AUTO_MODEL:
+        return 0
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
