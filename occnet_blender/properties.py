@@ -14,14 +14,14 @@ import idprop
 import numpy as np
 
 from . import connection
+from .shared import RESOLUTIONS
 
 LATENT_KEY = "occnet_latent"
 LATENT_DTYPE = np.dtype("<f2")  # little-endian float16: the same bytes on every platform Blender runs on
 _HALF_MAX = float(np.finfo(np.float16).max)
 BLEND_LATENT_KEYS = ("occnet_latent_a", "occnet_latent_b")
 BLEND_MATRIX_KEYS = ("occnet_matrix_a", "occnet_matrix_b")
-BASE_RESOLUTION = 32
-MAX_RESOLUTION = 512
+BASE_RESOLUTION, MAX_RESOLUTION = RESOLUTIONS[0], RESOLUTIONS[-1]
 PREVIEW_RESOLUTION = 32
 
 

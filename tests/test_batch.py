@@ -106,8 +106,8 @@ def test_batch_refuses_bad_outputs_and_options_before_any_work_and_writes_atomic
     cases = {  # argv -> the start of the one line on stderr (exit status 2: bad arguments)
         f"--input|{scans}|--out|{scans}": f"error: --out {scans} holds inputs ({scans / 'chair.obj'})",
         f"--input|{scans / 'chair.obj'}|--out|{scans}": f"error: --out {scans} holds inputs ({scans / 'chair.obj'})",
-        f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{scans / 'chair.obj'}": (
-            f"error: --save-blend {scans / 'chair.obj'} is an input"
+        f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{scans / 'chair.xyz'}": (
+            f"error: --save-blend {scans / 'chair.xyz'} is an input"
         ),
         f"--input|{scans}|--out|{tmp_path / 'file'}": f"error: --out {tmp_path / 'file'} is a file",
         f"--input|{scans}|--out|{out}|--resolution|0": "--resolution: invalid choice: 0 (choose from 32, 64,",
