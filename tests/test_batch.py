@@ -63,7 +63,8 @@ def test_batch_reconstructs_reports_and_fails_only_the_bad_input(tmp_path):
         [sys.executable, "-c", LIST_BLEND, str(out / "results.blend")], capture_output=True, text=True, timeout=120
     )
     assert "bottle.occnet RECONSTRUCTION" in listing.stdout and "mug.occnet RECONSTRUCTION" in listing.stdout
-    assert "bottle.occnet to mug.occnet BLEND keyframes 3" in listing.stdout, listing.stdout + listing.stderr
+    # Blender numbers objects that share a name: mug.csv is mug.occnet, mug.npy (an end of the blend) mug.occnet.001
+    assert "bottle.occnet to mug.occnet.001 BLEND keyframes 3" in listing.stdout, listing.stdout + listing.stderr
 
 
 REFUSALS = """
