@@ -129,8 +129,8 @@ def plan_outputs(args: argparse.Namespace, inputs: list[Path]) -> dict[Path, Pat
         a, b = (end.stem for end in args.interpolate)
         targets |= {step: out / f"{a}_to_{b}_{step:02d}.{args.format}" for step in range(args.steps)}
     claimed: dict[str, object] = {}
-    for source, target in targets.items():
-        other = claimed.setdefault(target.name.casefold(), source)
+    for source, target in [*targets.items(), *([("--save-blend", args.save_blend)] if args.save_blend else [])]:
+        other = claimed.setdefault(os.path.abspath(target).casefold(), source)  # case-blind, as on Windows and macOS
         if other is not source:
             first, second = (f"interpolation step {s}" if isinstance(s, int) else str(s) for s in (other, source))
             raise Refused(f"{first} and {second} would both be written to {target}; rename one of them.")

@@ -110,6 +110,9 @@ def test_batch_refuses_bad_outputs_and_options_before_any_work_and_writes_atomic
         f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{scans / 'chair.xyz'}": (
             f"error: --save-blend {scans / 'chair.xyz'} is an input"
         ),
+        f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{out / 'chair.obj'}": (
+            f"error: {scans / 'chair.xyz'} and --save-blend would both be written to {out / 'chair.obj'}"
+        ),
         f"--input|{scans}|--out|{tmp_path / 'file'}": f"error: --out {tmp_path / 'file'} is a file",
         f"--input|{scans}|--out|{out}|--resolution|0": "--resolution: invalid choice: 0 (choose from 32, 64,",
         f"--input|{scans}|--out|{out}|--threshold|1.5": "error: Threshold 1.5 must lie strictly between 0 and 1",
