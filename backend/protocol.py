@@ -50,11 +50,20 @@ REQUEST_TYPES = ("hello", "models", "reconstruct", "encode", "extract", "interpo
 REPLY_TYPES = ("hello", "progress", "result", "error")
 ERROR_KINDS = ("protocol", "input", "model", "device", "empty", "cancelled", "oom", "internal", "crashed")
 MAX_HEADER_BYTES = 1 << 20
+RESOLUTIONS = (32, 64, 128, 256, 512)  # the grids a request's "resolution" names: MISE doubles from the first
 _LENGTH = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
     """The byte stream is not a valid frame."""
+
+
+def threshold_problem(threshold: float) -> str | None:
+    """Why a "threshold" (an occupancy probability) cannot be used, with the fix; None when it can. The one
+    statement of its range: the worker, the CLI and the add-on's batch all check with it."""
+    if 0.0 < threshold < 1.0:
+        return None
+    return f"Threshold {threshold} must lie strictly between 0 and 1 (0.5 is the usual surface)."
 
 
 @dataclass

@@ -3,8 +3,10 @@
     blender --background --python occnet_blender/batch.py -- --input scans/ photo.png --out meshes/
     python occnet_blender/batch.py -- --input scans/ --out meshes/        (bpy installed as a module)
 
-Each input (point clouds, meshes, images; folders expand) becomes a mesh file in --out and, with
---save-blend, an object in a .blend. One summary line per input; the exit status is 1 if any failed.
+Each input (point clouds, meshes, images; folders expand) becomes a mesh file in --out (named by output_names)
+and, with --save-blend, an object in a .blend. One summary line per input; the exit status is 1 if any failed,
+2 for arguments refused before any work (among them an --out that holds inputs: no mesh lands over an input
+or is read back as one by the next run). Every file is written whole or not at all (replace_atomically).
 Where Blender has the OccNet extension enabled, its code and preferences (Backend Python) are used;
 otherwise the add-on next to this file is registered for the run.
 """
@@ -13,8 +15,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -24,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: the folder above holds occnet_
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from occnet_blender.shared import AUTO_MODEL, SUPPORTED  # noqa: E402
+from occnet_blender.shared import AUTO_MODEL, RESOLUTIONS, SUPPORTED, threshold_problem  # noqa: E402
 
 FORMATS = ("obj", "ply", "glb", "stl")
 addon: ModuleType  # the add-on package this run uses, see load_addon()
@@ -47,7 +52,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--input", nargs="+", default=[], type=Path, help="files or folders to reconstruct")
     parser.add_argument("--out", required=True, type=Path, help="folder for the meshes")
     parser.add_argument("--model", default=AUTO_MODEL, help="model name or .safetensors path (default: by input)")
-    parser.add_argument("--resolution", type=int, default=128, help="32, 64, 128, 256 or 512 (default 128)")
+    parser.add_argument("--resolution", type=int, default=128, choices=RESOLUTIONS, help="grid (default 128)")
     parser.add_argument("--threshold", type=float, help="surface threshold in (0, 1) (default: the model's)")
     parser.add_argument("--format", choices=FORMATS, default="obj", help="mesh file format (default obj)")
     parser.add_argument("--save-blend", type=Path, help="also save the results as objects in this .blend")
@@ -60,18 +65,95 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("give --input and/or --interpolate A B")
     if args.steps < 2:
         parser.error("--steps must be at least 2")
+    if args.threshold is not None and (problem := threshold_problem(args.threshold)):
+        parser.error(problem)
     return args
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Folders become their readable files (sorted); files stay, whatever their type, so bad ones are reported."""
-    found = []
+    """Folders become their readable files (sorted); files stay, whatever their type, so bad ones are reported.
+    A file named twice (a folder and one of its files) is one input."""
+    found: dict[Path, Path] = {}
     for path in paths:
+        files = [path]
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED)
-        else:
-            found.append(path)
-    return found
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED)
+        for file in files:
+            found.setdefault(file.resolve(), file)
+    return list(found.values())
+
+
+def output_names(paths: list[Path]) -> dict[Path, str]:
+    """Each input's output name, before the format's suffix: its stem; inputs that share a stem are named by their
+    path from the folder they have in common, separators and the dot as "_" (a/chair.ply, a/chair.png and
+    b/chair.ply -> a_chair_ply, a_chair_png, b_chair_ply). Stems compare case-blind, as on Windows and macOS."""
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for path in paths:
+        by_stem[path.stem.casefold()].append(path)
+    names = {}
+    for group in by_stem.values():
+        absolute = {path: Path(os.path.abspath(path)) for path in group}  # links keep their own names
+        try:
+            common = Path(os.path.commonpath([full.parent for full in absolute.values()]))
+        except ValueError:  # on different drives (Windows): named by the whole path
+            common = None
+        for path, full in absolute.items():
+            relative = full.relative_to(common) if common else Path(*full.parts[1:])
+            parts = relative.with_suffix("").parts + (full.suffix.lstrip("."),)
+            names[path] = path.stem if len(group) == 1 else "_".join(parts)
+    return names
+
+
+class Refused(Exception):
+    """Arguments the batch will not run with; the message names the problem and the fix."""
+
+
+def plan_outputs(args: argparse.Namespace, inputs: list[Path]) -> dict[Path, Path]:
+    """Each input's mesh file and each interpolation step's (keyed by its index), checked before any work: --out is
+    a folder holding no input, --save-blend is no input, and no two outputs share a file."""
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise Refused(f"--out {out} is a file; give a folder for the meshes (it is made if missing).")
+    sources = [*inputs, *(args.interpolate or ())]
+    for source in sources:
+        if _same_file(source.parent, out):
+            raise Refused(
+                f"--out {out} holds inputs ({source}); give a folder of its own, so that no mesh lands on an input "
+                "or is read back as one by the next run."
+            )
+    if args.save_blend and any(_same_file(args.save_blend, source) for source in sources):
+        raise Refused(f"--save-blend {args.save_blend} is an input; give the name of a new .blend file.")
+    names = output_names(inputs)
+    targets: dict = {path: out / f"{names[path]}.{args.format}" for path in inputs}
+    if args.interpolate:
+        a, b = (end.stem for end in args.interpolate)
+        targets |= {step: out / f"{a}_to_{b}_{step:02d}.{args.format}" for step in range(args.steps)}
+    claimed: dict[str, object] = {}
+    for source, target in [*targets.items(), *([("--save-blend", args.save_blend)] if args.save_blend else [])]:
+        other = claimed.setdefault(os.path.abspath(target).casefold(), source)  # case-blind, as on Windows and macOS
+        if other is not source:
+            first, second = (f"interpolation step {s}" if isinstance(s, int) else str(s) for s in (other, source))
+            raise Refused(f"{first} and {second} would both be written to {target}; rename one of them.")
+    return targets
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file or folder, through links and case-blind file systems where it exists."""
+    try:
+        return a.samefile(b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """`write` fills a temporary file beside `target`, which then takes its place in one step, so a pipeline (or
+    an interrupted run) never finds half a file, and a failed write leaves the earlier file whole."""
+    temporary = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def export(obj: bpy.types.Object, path: Path) -> None:
@@ -79,6 +161,10 @@ def export(obj: bpy.types.Object, path: Path) -> None:
     bpy.ops.object.select_all(action="DESELECT")
     obj.select_set(True)
     bpy.context.view_layer.objects.active = obj
+    replace_atomically(path, _export_selected)
+
+
+def _export_selected(path: Path) -> None:
     target = str(path)
     if path.suffix == ".obj":
         bpy.ops.wm.obj_export(
@@ -100,6 +186,18 @@ def reconstruct(path: Path, model: str) -> bpy.types.Object:
 def main(argv: list[str]) -> int:
     global addon
     args = parse_args(argv)
+    inputs = expand(args.input)
+    try:
+        targets = plan_outputs(args, inputs)
+        args.out.mkdir(parents=True, exist_ok=True)
+    except Refused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"error: --out {args.out} cannot be made ({exc.strerror}); give a folder you can write to.", file=sys.stderr
+        )
+        return 2
     addon = load_addon()
     connection = addon.connection
     model, models_dir = args.model, ""
@@ -110,12 +208,11 @@ def main(argv: list[str]) -> int:
     connection.BACKEND.launch_override = connection.LaunchSettings(
         interpreters, args.device, models_dir or configured.models_dir
     )
-    errors = (addon.client.BackendError, addon.gather.GatherError, addon.blend.BlendError, RuntimeError)
+    errors = (addon.client.BackendError, addon.gather.GatherError, addon.blend.BlendError, RuntimeError, OSError)
     settings = bpy.context.scene.occnet
     settings.resolution = args.resolution
     settings.use_model_threshold = args.threshold is None
     settings.threshold = args.threshold if args.threshold is not None else 0.5
-    args.out.mkdir(parents=True, exist_ok=True)
     rows, failed, results = [], 0, {}
 
     def attempt(label: str, work) -> None:
@@ -130,15 +227,18 @@ def main(argv: list[str]) -> int:
 
     def one(path: Path):
         obj = reconstruct(path, model)
-        results[path] = obj.name
-        target = args.out / f"{path.stem}.{args.format}"
+        results[path.resolve()] = obj.name
+        target = targets[path]
         export(obj, target)
         return f"{target} ({len(obj.data.vertices)} vertices, {len(obj.data.polygons)} faces, {obj.occnet.model})"
 
-    for path in expand(args.input):
+    for path in inputs:
         attempt(str(path), lambda path=path: one(path))
     if args.interpolate:
-        attempt(f"interpolate {args.interpolate[0]} {args.interpolate[1]}", lambda: interpolate(args, model, results))
+        steps = [targets[step] for step in range(args.steps)]
+        attempt(
+            f"interpolate {args.interpolate[0]} {args.interpolate[1]}", lambda: interpolate(args, model, results, steps)
+        )
     if args.save_blend:
         attempt(f"save {args.save_blend}", lambda: save_blend(args.save_blend))
     print("\nOccNet batch summary")
@@ -149,22 +249,28 @@ def main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-def interpolate(args: argparse.Namespace, model: str, results: dict[Path, str]) -> str:
-    ends = [bpy.data.objects[results[p]] if p in results else reconstruct(p, model) for p in args.interpolate]
+def interpolate(args: argparse.Namespace, model: str, results: dict[Path, str], targets: list[Path]) -> str:
+    ends = [
+        bpy.data.objects[results[p.resolve()]] if p.resolve() in results else reconstruct(p, model)
+        for p in args.interpolate
+    ]
     blend = addon.blend.create_blend(*ends, factor=0.0)
-    written = []
-    for step, factor in enumerate(np.linspace(0.0, 1.0, args.steps)):
+    for step, (factor, target) in enumerate(zip(np.linspace(0.0, 1.0, args.steps), targets, strict=True)):
         blend.occnet.factor = float(factor)
         blend.occnet.keyframe_insert("factor", frame=step + 1)
-        target = args.out / f"{args.interpolate[0].stem}_to_{args.interpolate[1].stem}_{step:02d}.{args.format}"
         export(blend, target)
-        written.append(target.name)
-    return f"{args.steps} meshes in {args.out} ({written[0]} … {written[-1]}); the .blend keyframes the factor"
+    return (
+        f"{args.steps} meshes in {args.out} ({targets[0].name} … {targets[-1].name}); the .blend keyframes the factor"
+    )
 
 
 def save_blend(path: Path) -> str:
+    """Saved as a copy (the session keeps its own file name) under a temporary name, then moved into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()), check_existing=False)
+    replace_atomically(
+        path.resolve(),
+        lambda temporary: bpy.ops.wm.save_as_mainfile(filepath=str(temporary), check_existing=False, copy=True),
+    )
     return str(path)
 
 

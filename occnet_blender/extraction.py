@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
-BASE_RESOLUTION = 32
-MAX_RESOLUTION = 512
+from .shared import RESOLUTIONS
+
+BASE_RESOLUTION, MAX_RESOLUTION = RESOLUTIONS[0], RESOLUTIONS[-1]
 PREVIEW_RESOLUTION = 32
 
 

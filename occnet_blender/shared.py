@@ -2,10 +2,28 @@
 
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend.formats import SUPPORTED, input_kind
-    from ..backend.protocol import AUTO_MODEL, MODELS_PATH_ENV, Message, ProtocolError, read_message, write_message
+    from ..backend.protocol import (
+        AUTO_MODEL,
+        MODELS_PATH_ENV,
+        RESOLUTIONS,
+        Message,
+        ProtocolError,
+        read_message,
+        threshold_problem,
+        write_message,
+    )
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend.formats import SUPPORTED, input_kind
-    from backend.protocol import AUTO_MODEL, MODELS_PATH_ENV, Message, ProtocolError, read_message, write_message
+    from backend.protocol import (
+        AUTO_MODEL,
+        MODELS_PATH_ENV,
+        RESOLUTIONS,
+        Message,
+        ProtocolError,
+        read_message,
+        threshold_problem,
+        write_message,
+    )
 
 __all__ = [
     "AUTO_MODEL",
@@ -13,7 +31,9 @@ __all__ = [
     "SUPPORTED",
     "Message",
     "ProtocolError",
+    "RESOLUTIONS",
     "input_kind",
     "read_message",
+    "threshold_problem",
     "write_message",
 ]

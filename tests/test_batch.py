@@ -1,6 +1,7 @@
 """The headless batch script end to end, as a pipeline runs it: folders expand, a bad input fails alone
 with its message, the exit status says so, meshes keep the inputs' coordinates, and the .blend holds them."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,39 +20,121 @@ def _batch(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_batch_reconstructs_reports_and_fails_only_the_bad_input(tmp_path):
-    scans = tmp_path / "scans"
+    scans, other = tmp_path / "scans", tmp_path / "other"
     scans.mkdir()
+    other.mkdir()
     np.savetxt(scans / "bottle.xyz", scan_of(held_out("bottle", 0)) + OFFSET)
-    np.save(scans / "mug.npy", scan_of(held_out("mug", 1)))
+    mug = scan_of(held_out("mug", 1))
+    np.save(scans / "mug.npy", mug)
+    np.savetxt(scans / "mug.csv", mug, delimiter=",", header="x,y,z", comments="")  # a header line, as exported
+    np.savetxt(other / "bottle.pts", mug, header=str(len(mug)), comments="")  # a .pts count line
     (scans / "notes.md").write_text("not an input: folders only expand to readable types")
     bad = tmp_path / "broken.xyz"
     bad.write_text("this is not a point cloud\n")
     out = tmp_path / "out"
+    (out / "mug_npy.obj").parent.mkdir()
+    (out / "mug_npy.obj").write_text("an earlier run's mesh, replaced whole")
     done = _batch(
-        "--input", str(scans), str(bad), "--out", str(out), "--resolution", "32",
+        "--input", str(scans), str(other), str(bad), "--out", str(out), "--resolution", "32",
         "--save-blend", str(out / "results.blend"),
         "--interpolate", str(scans / "bottle.xyz"), str(scans / "mug.npy"), "--steps", "3",
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     summary = done.stdout[done.stdout.index("OccNet batch summary") :]
     assert f"FAILED  {bad}: {bad}: could not be read as a '.xyz' file" in summary
-    assert "4 ok, 1 failed" in summary
+    assert "6 ok, 1 failed" in summary, summary
+    # one output per input: a shared stem keeps the extension, a shared name the folder (README, Headless batch)
     assert sorted(p.name for p in out.iterdir()) == [
-        "bottle.obj",
         "bottle_to_mug_00.obj",
         "bottle_to_mug_01.obj",
         "bottle_to_mug_02.obj",
-        "mug.obj",
+        "mug_csv.obj",
+        "mug_npy.obj",
+        "other_bottle_pts.obj",
         "results.blend",
-    ]
-    bottle = trimesh.load(out / "bottle.obj", force="mesh")
+        "scans_bottle_xyz.obj",
+    ], "outputs collided, or a temporary file was left behind"
+    bottle = trimesh.load(out / "scans_bottle_xyz.obj", force="mesh")
     assert np.allclose(bottle.bounds.mean(axis=0), OFFSET, atol=0.1), "the mesh left the input's coordinates"
     assert bottle.is_watertight
+    for name in ("mug_csv.obj", "other_bottle_pts.obj", "mug_npy.obj"):  # the header and count lines were skipped
+        assert np.allclose(trimesh.load(out / name, force="mesh").bounds, bottle.bounds - OFFSET, atol=0.5), name
     listing = subprocess.run(
         [sys.executable, "-c", LIST_BLEND, str(out / "results.blend")], capture_output=True, text=True, timeout=120
     )
     assert "bottle.occnet RECONSTRUCTION" in listing.stdout and "mug.occnet RECONSTRUCTION" in listing.stdout
-    assert "bottle.occnet to mug.occnet BLEND keyframes 3" in listing.stdout, listing.stdout + listing.stderr
+    # Blender numbers objects that share a name: mug.csv is mug.occnet, mug.npy (an end of the blend) mug.occnet.001
+    assert "bottle.occnet to mug.occnet.001 BLEND keyframes 3" in listing.stdout, listing.stdout + listing.stderr
+
+
+REFUSALS = """
+import contextlib, io, json, sys
+from pathlib import Path
+sys.path.insert(0, ".")
+from occnet_blender import batch
+for argv in sys.stdin.read().splitlines():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = batch.main(argv.split("|"))
+        except SystemExit as exit:
+            code = exit.code
+    print("refused", code, json.dumps(err.getvalue()))
+folder = Path(sys.argv[1]) / "atomic"
+folder.mkdir()
+target = folder / "mesh.obj"
+target.write_text("old")
+def fail_halfway(path):
+    path.write_text("half a mesh")
+    raise RuntimeError("the exporter failed")
+try:
+    batch.replace_atomically(target, fail_halfway)
+except RuntimeError:
+    pass
+print("atomic", target.read_text(), sorted(p.name for p in folder.iterdir()))
+batch.replace_atomically(target, lambda path: path.write_text("new"))
+print("atomic", target.read_text(), sorted(p.name for p in folder.iterdir()))
+"""
+
+
+def test_batch_refuses_bad_outputs_and_options_before_any_work_and_writes_atomically(tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "chair.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    np.savetxt(scans / "chair.xyz", scan_of(held_out("bottle", 0)))
+    (tmp_path / "file").write_text("not a folder")
+    out = tmp_path / "o"
+    cases = {  # argv -> the start of the one line on stderr (exit status 2: bad arguments)
+        f"--input|{scans}|--out|{scans}": f"error: --out {scans} holds inputs ({scans / 'chair.obj'})",
+        f"--input|{scans / 'chair.obj'}|--out|{scans}": f"error: --out {scans} holds inputs ({scans / 'chair.obj'})",
+        f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{scans / 'chair.xyz'}": (
+            f"error: --save-blend {scans / 'chair.xyz'} is an input"
+        ),
+        f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{out / 'chair.obj'}": (
+            f"error: {scans / 'chair.xyz'} and --save-blend would both be written to {out / 'chair.obj'}"
+        ),
+        f"--input|{scans}|--out|{tmp_path / 'file'}": f"error: --out {tmp_path / 'file'} is a file",
+        f"--input|{scans}|--out|{out}|--resolution|0": "--resolution: invalid choice: 0 (choose from 32, 64,",
+        f"--input|{scans}|--out|{out}|--threshold|1.5": "error: Threshold 1.5 must lie strictly between 0 and 1",
+        f"--input|{scans}|--out|{out}|--threshold|0": "error: Threshold 0.0 must lie strictly between 0 and 1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", REFUSALS, str(tmp_path)],
+        input="\n".join(cases), capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    refusals = [line.split(" ", 2)[1:] for line in done.stdout.splitlines() if line.startswith("refused ")]
+    assert len(refusals) == len(cases), done.stdout + done.stderr
+    for (argv, message), (code, err) in zip(cases.items(), refusals, strict=True):
+        err = json.loads(err)
+        assert code == "2" and message in err, (argv, err)
+        if message.startswith("error: --"):
+            assert err.startswith(message) and err.count("\n") == 1, (argv, err)  # one line, no usage, no traceback
+    assert sorted(p.name for p in scans.iterdir()) == ["chair.obj", "chair.xyz"], "an input was touched"
+    assert (scans / "chair.obj").read_text().startswith("v 0 0 0"), "an input was overwritten"
+    assert not out.exists(), "a refused run made its output folder"
+    # a failed write leaves the earlier file whole and no temporary beside it
+    assert "atomic old ['mesh.obj']" in done.stdout, done.stdout + done.stderr
+    assert "atomic new ['mesh.obj']" in done.stdout, done.stdout + done.stderr
 
 
 LIST_BLEND = """

@@ -69,6 +69,21 @@ def test_point_cloud_files(tmp_path):
         np.testing.assert_allclose(observation.points[:, :3], cloud, rtol=1e-5, atol=1e-5)
 
 
+def test_pts_count_line_and_csv_header_are_skipped(tmp_path):
+    """Scanner exports: a .pts starts with the point count (then x y z intensity r g b), a .csv with a header."""
+    cloud = np.random.default_rng(2).normal(size=(50, 3))
+    extra = np.hstack([cloud, np.full((50, 4), 7.0)])
+    np.savetxt(tmp_path / "leica.pts", extra, header="50", comments="")
+    np.savetxt(tmp_path / "plain.pts", cloud)
+    np.savetxt(tmp_path / "excel.csv", cloud, delimiter=",", header="X,Y,Z", comments="")
+    (tmp_path / "spaced.csv").write_text(
+        "x, y, z, nx, ny, nz\r\n" + "".join(f"{a}, {b}, {c}, 0, 0, 1\r\n" for a, b, c in cloud)
+    )
+    np.savetxt(tmp_path / "plain.csv", cloud, delimiter=",")
+    for name in ("leica.pts", "plain.pts", "excel.csv", "spaced.csv", "plain.csv"):
+        np.testing.assert_allclose(load_observation(tmp_path / name).points[:, :3], cloud, atol=1e-6, err_msg=name)
+
+
 def test_mesh_files_are_sampled_on_their_surface(tmp_path):
     trimesh.creation.box((2, 2, 2)).export(tmp_path / "box.obj")
     observation = load_observation(tmp_path / "box.obj")

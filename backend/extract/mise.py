@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from ..config import BOX_SIZE
+from ..protocol import RESOLUTIONS
 from .evaluate import Evaluator
 
-BASE_RESOLUTION = 32
+BASE_RESOLUTION = RESOLUTIONS[0]
 
 
-def valid_resolutions(base: int = BASE_RESOLUTION, maximum: int = 512) -> list[int]:
+def valid_resolutions(base: int = BASE_RESOLUTION, maximum: int = RESOLUTIONS[-1]) -> list[int]:
     out, r = [], base
     while r <= maximum:
         out.append(r)

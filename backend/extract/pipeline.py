@@ -11,6 +11,7 @@ import torch
 from ..device import points_per_batch
 from ..errors import OccNetError
 from ..mesh import Mesh
+from ..protocol import threshold_problem
 from .evaluate import CancelCheck, Evaluator, Field, Progress
 from .marching import grid_to_mesh
 from .mise import BASE_RESOLUTION, dense_grid, mise_grid, valid_resolutions
@@ -33,8 +34,8 @@ class ExtractOptions:
         resolutions = valid_resolutions(self.base_resolution)
         if self.use_mise and self.resolution not in resolutions:
             raise OccNetError(f"Resolution {self.resolution} is not supported; choose one of {resolutions}.")
-        if not 0.0 < self.threshold < 1.0:
-            raise OccNetError(f"Threshold {self.threshold} must lie strictly between 0 and 1.")
+        if problem := threshold_problem(self.threshold):
+            raise OccNetError(problem)
         if self.refine_steps < 0 or self.faces < 0:
             raise OccNetError("Refinement steps and the face budget cannot be negative.")
 

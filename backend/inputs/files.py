@@ -55,16 +55,33 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _read_text_cloud(path: Path) -> np.ndarray:
+    """x y z per line, further columns ignored; a .pts may start with its point count, a .csv with a header."""
     delimiter = "," if path.suffix.lower() == ".csv" else None
+    skip = _preamble_lines(path, delimiter) if path.suffix.lower() in (".pts", ".csv") else 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # an empty file is reported below, in words
         try:
-            data = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2, usecols=(0, 1, 2))
+            data = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2, usecols=(0, 1, 2), skiprows=skip)
         except ValueError:
-            data = np.loadtxt(path, delimiter=",", comments="#", ndmin=2, usecols=(0, 1, 2))
+            data = np.loadtxt(path, delimiter=",", comments="#", ndmin=2, usecols=(0, 1, 2), skiprows=skip)
     if data.size == 0:
         raise InputError(f"{path}: the file holds no points.")
     return data
+
+
+def _preamble_lines(path: Path, delimiter: str | None) -> int:
+    """The lines np.loadtxt skips (its skiprows counts comments and blanks): up to and including the first line
+    with content when that is not three numbers (a .pts count, a .csv header), else none."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            fields = line.split("#", 1)[0].split(delimiter)
+            if not "".join(fields).strip():
+                continue
+            try:
+                return 0 if len(fields) >= 3 and [float(f) for f in fields[:3]] else number
+            except ValueError:
+                return number
+    return 0
 
 
 def _read_mesh_points(path: Path) -> np.ndarray:
