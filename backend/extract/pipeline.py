@@ -17,6 +17,8 @@ from .mise import BASE_RESOLUTION, dense_grid, mise_grid, valid_resolutions
 from .refine import field_normals, refine_mesh
 from .simplify import simplify_mesh
 
+MIN_FACES = 4  # a tetrahedron; quadric decimation to fewer leaves no mesh at all
+
 
 @dataclass
 class ExtractOptions:
@@ -37,6 +39,11 @@ class ExtractOptions:
             raise OccNetError(f"Threshold {self.threshold} must lie strictly between 0 and 1.")
         if self.refine_steps < 0 or self.faces < 0:
             raise OccNetError("Refinement steps and the face budget cannot be negative.")
+        if 0 < self.faces < MIN_FACES:
+            raise OccNetError(
+                f"A budget of {self.faces} faces is too small: the smallest closed mesh has {MIN_FACES}. "
+                f"Ask for {MIN_FACES} or more, or 0 to keep every face."
+            )
 
     def threshold_logit(self) -> float:
         return math.log(self.threshold / (1.0 - self.threshold))
