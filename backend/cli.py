@@ -20,6 +20,7 @@ from .data.procedural import DEFAULT_COUNTS, generate
 from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
 from .errors import OccNetError, OutputError
+from .extract import ExtractOptions
 from .extract.mise import valid_resolutions
 from .formats import input_kind
 from .inputs import load_observation
@@ -112,13 +113,16 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _extract_options(args: argparse.Namespace) -> dict:
-    return {
+    """The extraction settings, checked now so a bad one fails before the model loads (no threshold: the model's)."""
+    options = {
         "resolution": args.resolution,
         "threshold": args.threshold,
         "refine_steps": args.refine_steps,
         "faces": args.faces,
         "normals": not args.no_normals,
     }
+    ExtractOptions(**{**options, "threshold": 0.5 if args.threshold is None else args.threshold}).validate()
+    return options
 
 
 def _load_for(args: argparse.Namespace, *inputs: str) -> Model:
@@ -160,11 +164,12 @@ def _reconstruct(args: argparse.Namespace) -> int:
     out = _check_mesh_output(args.out, [args.input])
     if args.save_latent:
         _check_latent_output(args.save_latent, [args.input, out])
+    options = _extract_options(args)
     observation = load_observation(args.input)
     model = _load_for(args, args.input)
     bar = _Bar()
     try:
-        result = model.reconstruct(observation, progress=bar, **_extract_options(args))
+        result = model.reconstruct(observation, progress=bar, **options)
     finally:
         bar.close()
     result.mesh.save(out)
@@ -188,12 +193,13 @@ def _interpolate(args: argparse.Namespace) -> int:
     paths = [out_dir / f"blend_{i:03d}.{args.format.lstrip('.')}" for i in range(args.steps)]
     for path in paths:
         _check_mesh_output(path, [args.a, args.b])
+    options = _extract_options(args)
     model = _load_for(args, args.a, args.b)
     a, b = (Latent.load(p) if Latent.is_latent_file(p) else model.encode(p) for p in (args.a, args.b))
     bar = _Bar()
     try:
         for path, t in zip(paths, np.linspace(0.0, 1.0, args.steps), strict=True):
-            result = model.extract(interpolate(a, b, float(t), args.method), progress=bar, **_extract_options(args))
+            result = model.extract(interpolate(a, b, float(t), args.method), progress=bar, **options)
             result.mesh.save(path)
             print(f"{path}: t={t:.3f}, {len(result.mesh.faces)} faces")
     finally:

@@ -195,10 +195,11 @@ def test_an_interrupted_write_leaves_the_existing_file_as_it_was(tmp_path):
 
 
 def test_a_face_budget_below_a_closed_mesh_is_refused(tiny_model, scan, capsys):
-    status, err, _ = _main(
+    status, err, seconds = _main(
         capsys, "reconstruct", scan / "scan.ply", "--out", scan / "m.obj", "--faces", "1", "--model", tiny_model,
         "--resolution", "32",
     )  # fmt: skip
     assert status == 1
     assert "too small" in _one_line(err) and "4 or more" in err
+    assert seconds < 1.0
     assert not (scan / "m.obj").exists()

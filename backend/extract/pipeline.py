@@ -41,7 +41,7 @@ class ExtractOptions:
             raise OccNetError("Refinement steps and the face budget cannot be negative.")
         if 0 < self.faces < MIN_FACES:
             raise OccNetError(
-                f"A budget of {self.faces} faces is too small: the smallest closed mesh has {MIN_FACES}. "
+                f"A face budget of {self.faces} is too small: the smallest closed mesh has {MIN_FACES} faces. "
                 f"Ask for {MIN_FACES} or more, or 0 to keep every face."
             )
 
