@@ -209,14 +209,15 @@ def _interpolate(args: argparse.Namespace) -> int:
 
 def _check_mesh_output(path: str | Path, inputs: list[str | Path]) -> Path:
     """Before any work: a mesh format trimesh writes, a writable place, and none of the inputs."""
+    check_output(path, inputs)
     check_mesh_suffix(path)
-    return check_output(path, inputs)
+    return Path(path)
 
 
 def _check_latent_output(path: str, inputs: list[str | Path]) -> None:
+    check_output(path, inputs, "--save-latent")
     if Path(path).suffix.lower() != ".npz":
         raise OutputError(f"--save-latent {path}: latents are saved as .npz; name the file {Path(path).stem}.npz.")
-    check_output(path, inputs, "--save-latent")
 
 
 def _models(args: argparse.Namespace) -> int:

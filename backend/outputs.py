@@ -38,7 +38,7 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), flag: str 
     """
     path = Path(path)
     if path.is_dir():
-        raise OutputError(f"{flag} {path}: is a folder; give a file name inside it, such as {path / 'result'}.")
+        raise OutputError(f"{flag} {path}: is a folder; name a file inside it.")
     for source in inputs:
         if same_file(path, source):
             raise OutputError(

@@ -139,15 +139,17 @@ def test_no_command_writes_over_its_input(tiny_model, scan, capsys, monkeypatch,
         ("old.xyz", None, "cannot write '.xyz' meshes"),
         ("result", None, "cannot write 'result' meshes"),
         ("folder.obj", None, "is a folder"),
+        ("folder", None, "is a folder"),
         ("afile/result.obj", None, "cannot write into"),
         ("result.obj", "afile/latent.npz", "cannot write into"),
         ("result.obj", "latent.txt", "saved as .npz"),
     ],
-    ids=["xyz", "no-suffix", "folder", "parent-is-a-file", "latent-parent-is-a-file", "latent-not-npz"],
+    ids=["xyz", "no-suffix", "folder", "bare-folder", "parent-is-a-file", "latent-parent-is-a-file", "latent-not-npz"],
 )
 def test_an_output_that_cannot_be_written_fails_at_once(tiny_model, scan, capsys, monkeypatch, out, latent, message):
     monkeypatch.chdir(scan)
     (scan / "folder.obj").mkdir()
+    (scan / "folder").mkdir()
     (scan / "afile").write_text("a file, not a folder")
     (scan / "old.xyz").write_text("1 2 3\n")
     latent_args = ("--save-latent", latent) if latent else ()
