@@ -25,6 +25,7 @@ from .inputs.image import prepare_image
 from .inputs.pointcloud import normalize_points
 from .mesh import Mesh
 from .models import OccupancyNetwork
+from .outputs import atomic_write
 from .registry import find_model
 
 LATENT_MARKER = "occnet_latent"
@@ -41,14 +42,15 @@ class Latent:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
-        np.savez(
-            path,
-            **{LATENT_MARKER: np.int32(1)},
-            code=self.code.astype(np.float32),
-            model=np.str_(self.model),
-            center=np.asarray(self.frame.center, np.float64),
-            scale=np.float64(self.frame.scale),
-        )
+        with atomic_write(path) as partial:
+            np.savez(
+                partial,
+                **{LATENT_MARKER: np.int32(1)},
+                code=self.code.astype(np.float32),
+                model=np.str_(self.model),
+                center=np.asarray(self.frame.center, np.float64),
+                scale=np.float64(self.frame.scale),
+            )
         return path
 
     @classmethod

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from .config import CONFIG_VERSION, ModelConfig
 from .errors import ModelLoadError
 from .models import OccupancyNetwork, build_model
+from .outputs import atomic_write
 
 METADATA_KEY = "occnet_config"
 FORMAT_KEY = "format"
@@ -21,12 +22,10 @@ FORMAT = "occnet-blender"
 def save_checkpoint(model: OccupancyNetwork, path: str | Path, extra: dict[str, str] | None = None) -> Path:
     """Write the model atomically: a crash mid-write never leaves a half file under the final name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {METADATA_KEY: model.config.to_json(), FORMAT_KEY: FORMAT, **(extra or {})}
-    partial = path.with_name(path.name + ".partial")
-    save_file(state, str(partial), metadata=metadata)
-    partial.replace(path)
+    with atomic_write(path) as partial:
+        save_file(state, str(partial), metadata=metadata)
     return path
 
 

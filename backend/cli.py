@@ -19,10 +19,13 @@ from .data.mesh_folder import prepare_mesh_folder
 from .data.procedural import DEFAULT_COUNTS, generate
 from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
-from .errors import OccNetError
+from .errors import OccNetError, OutputError
+from .extract import ExtractOptions
 from .extract.mise import valid_resolutions
 from .formats import input_kind
 from .inputs import load_observation
+from .mesh import check_mesh_suffix
+from .outputs import check_output
 from .registry import default_model, list_models
 
 
@@ -110,13 +113,16 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _extract_options(args: argparse.Namespace) -> dict:
-    return {
+    """The extraction settings, checked now so a bad one fails before the model loads (no threshold: the model's)."""
+    options = {
         "resolution": args.resolution,
         "threshold": args.threshold,
         "refine_steps": args.refine_steps,
         "faces": args.faces,
         "normals": not args.no_normals,
     }
+    ExtractOptions(**{**options, "threshold": 0.5 if args.threshold is None else args.threshold}).validate()
+    return options
 
 
 def _load_for(args: argparse.Namespace, *inputs: str) -> Model:
@@ -155,14 +161,18 @@ class _Bar:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
+    out = _check_mesh_output(args.out, [args.input])
+    if args.save_latent:
+        _check_latent_output(args.save_latent, [args.input, out])
+    options = _extract_options(args)
     observation = load_observation(args.input)
     model = _load_for(args, args.input)
     bar = _Bar()
     try:
-        result = model.reconstruct(observation, progress=bar, **_extract_options(args))
+        result = model.reconstruct(observation, progress=bar, **options)
     finally:
         bar.close()
-    out = result.mesh.save(args.out)
+    result.mesh.save(out)
     if args.save_latent:
         result.latent.save(args.save_latent)
     stats = result.stats
@@ -177,18 +187,37 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     if args.steps < 2:
         raise OccNetError("--steps must be at least 2 (the two endpoints).")
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir}: is a file; interpolate writes a folder of meshes. Name a folder.")
+    paths = [out_dir / f"blend_{i:03d}.{args.format.lstrip('.')}" for i in range(args.steps)]
+    for path in paths:
+        _check_mesh_output(path, [args.a, args.b])
+    options = _extract_options(args)
     model = _load_for(args, args.a, args.b)
     a, b = (Latent.load(p) if Latent.is_latent_file(p) else model.encode(p) for p in (args.a, args.b))
-    out_dir = Path(args.out)
     bar = _Bar()
     try:
-        for i, t in enumerate(np.linspace(0.0, 1.0, args.steps)):
-            result = model.extract(interpolate(a, b, float(t), args.method), progress=bar, **_extract_options(args))
-            path = result.mesh.save(out_dir / f"blend_{i:03d}.{args.format.lstrip('.')}")
+        for path, t in zip(paths, np.linspace(0.0, 1.0, args.steps), strict=True):
+            result = model.extract(interpolate(a, b, float(t), args.method), progress=bar, **options)
+            result.mesh.save(path)
             print(f"{path}: t={t:.3f}, {len(result.mesh.faces)} faces")
     finally:
         bar.close()
     return 0
+
+
+def _check_mesh_output(path: str | Path, inputs: list[str | Path]) -> Path:
+    """Before any work: a mesh format trimesh writes, a writable place, and none of the inputs."""
+    check_output(path, inputs)
+    check_mesh_suffix(path)
+    return Path(path)
+
+
+def _check_latent_output(path: str, inputs: list[str | Path]) -> None:
+    check_output(path, inputs, "--save-latent")
+    if Path(path).suffix.lower() != ".npz":
+        raise OutputError(f"--save-latent {path}: latents are saved as .npz; name the file {Path(path).stem}.npz.")
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -9,6 +9,10 @@ class InputError(OccNetError):
     """The observation (file, array, image) cannot be used as given."""
 
 
+class OutputError(OccNetError):
+    """An output cannot be written where the user asked, or would replace one of the command's inputs."""
+
+
 class ModelLoadError(OccNetError):
     """A checkpoint is missing, unreadable, or does not match its architecture."""
 

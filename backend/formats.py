@@ -9,6 +9,8 @@ TEXT_CLOUD_SUFFIXES = {".xyz", ".txt", ".pts", ".csv"}
 MESH_SUFFIXES = {".ply", ".obj", ".stl", ".off", ".glb", ".gltf"}
 ARRAY_SUFFIXES = {".npy", ".npz"}
 SUPPORTED = sorted(IMAGE_SUFFIXES | TEXT_CLOUD_SUFFIXES | MESH_SUFFIXES | ARRAY_SUFFIXES)
+# Formats trimesh writes a triangle mesh to without optional packages (.3mf needs lxml, .dae pycollada).
+MESH_OUTPUT_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 
 
 def input_kind(path: str | Path) -> str:

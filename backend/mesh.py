@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from .errors import InputError
+from .errors import OutputError
+from .formats import MESH_OUTPUT_SUFFIXES
+from .outputs import atomic_write
 
 
 @dataclass
@@ -31,11 +33,24 @@ class Mesh:
         return Mesh(self.vertices * np.float32(scale) + np.asarray(center, np.float32), self.faces, self.normals)
 
     def save(self, path: str | Path) -> Path:
+        """Write atomically: a failed or interrupted export leaves an existing file at `path` untouched."""
         path = Path(path)
-        suffix = path.suffix.lower().lstrip(".")
-        if suffix not in trimesh.exchange.export._mesh_exporters:
-            writable = ", ".join(sorted(trimesh.exchange.export._mesh_exporters))
-            raise InputError(f"{path}: cannot write '.{suffix}' meshes. Use one of: {writable}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.to_trimesh().export(str(path))
+        suffix = check_mesh_suffix(path)
+        # In memory first: trimesh's own file writing truncates the target before exporting. A .gltf keeps
+        # its buffers inside, so the one file is the whole mesh.
+        data = self.to_trimesh().export(file_type=suffix, **({"embed_buffers": True} if suffix == "gltf" else {}))
+        if isinstance(data, dict):
+            (data,) = data.values()
+        with atomic_write(path) as partial:
+            partial.write_bytes(data.encode() if isinstance(data, str) else data)
         return path
+
+
+def check_mesh_suffix(path: str | Path) -> str:
+    """The format of a mesh output ('obj'), or a message naming the ones that can be written."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in MESH_OUTPUT_SUFFIXES:
+        raise OutputError(
+            f"{path}: cannot write '{suffix or Path(path).name}' meshes. Use one of: {', '.join(MESH_OUTPUT_SUFFIXES)}."
+        )
+    return suffix.lstrip(".")

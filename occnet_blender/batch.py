@@ -6,7 +6,7 @@
 Each input (point clouds, meshes, images; folders expand) becomes a mesh file in --out (named by output_names)
 and, with --save-blend, an object in a .blend. One summary line per input; the exit status is 1 if any failed,
 2 for arguments refused before any work (among them an --out that holds inputs: no mesh lands over an input
-or is read back as one by the next run). Every file is written whole or not at all (replace_atomically).
+or is read back as one by the next run). Every file is written whole or not at all (atomic_write).
 Where Blender has the OccNet extension enabled, its code and preferences (Backend Python) are used;
 otherwise the add-on next to this file is registered for the run.
 """
@@ -19,7 +19,6 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -29,7 +28,14 @@ if __package__ in (None, ""):  # run as a script: the folder above holds occnet_
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from occnet_blender.shared import AUTO_MODEL, RESOLUTIONS, SUPPORTED, threshold_problem  # noqa: E402
+from occnet_blender.shared import (  # noqa: E402
+    AUTO_MODEL,
+    RESOLUTIONS,
+    SUPPORTED,
+    atomic_write,
+    same_file,
+    threshold_problem,
+)
 
 FORMATS = ("obj", "ply", "glb", "stl")
 addon: ModuleType  # the add-on package this run uses, see load_addon()
@@ -116,12 +122,12 @@ def plan_outputs(args: argparse.Namespace, inputs: list[Path]) -> dict[Path, Pat
         raise Refused(f"--out {out} is a file; give a folder for the meshes (it is made if missing).")
     sources = [*inputs, *(args.interpolate or ())]
     for source in sources:
-        if _same_file(source.parent, out):
+        if same_file(source.parent, out):
             raise Refused(
                 f"--out {out} holds inputs ({source}); give a folder of its own, so that no mesh lands on an input "
                 "or is read back as one by the next run."
             )
-    if args.save_blend and any(_same_file(args.save_blend, source) for source in sources):
+    if args.save_blend and any(same_file(args.save_blend, source) for source in sources):
         raise Refused(f"--save-blend {args.save_blend} is an input; give the name of a new .blend file.")
     names = output_names(inputs)
     targets: dict = {path: out / f"{names[path]}.{args.format}" for path in inputs}
@@ -137,31 +143,13 @@ def plan_outputs(args: argparse.Namespace, inputs: list[Path]) -> dict[Path, Pat
     return targets
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file or folder, through links and case-blind file systems where it exists."""
-    try:
-        return a.samefile(b)
-    except OSError:
-        return a.resolve() == b.resolve()
-
-
-def replace_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """`write` fills a temporary file beside `target`, which then takes its place in one step, so a pipeline (or
-    an interrupted run) never finds half a file, and a failed write leaves the earlier file whole."""
-    temporary = target.with_name(f".{target.stem}.{os.getpid()}.partial{target.suffix}")
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def export(obj: bpy.types.Object, path: Path) -> None:
     """Blender's own exporters; OBJ keeps Z up so files line up with the inputs (glTF is Y up by its spec)."""
     bpy.ops.object.select_all(action="DESELECT")
     obj.select_set(True)
     bpy.context.view_layer.objects.active = obj
-    replace_atomically(path, _export_selected)
+    with atomic_write(path) as temporary:
+        _export_selected(temporary)
 
 
 def _export_selected(path: Path) -> None:
@@ -266,11 +254,8 @@ def interpolate(args: argparse.Namespace, model: str, results: dict[Path, str], 
 
 def save_blend(path: Path) -> str:
     """Saved as a copy (the session keeps its own file name) under a temporary name, then moved into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(
-        path.resolve(),
-        lambda temporary: bpy.ops.wm.save_as_mainfile(filepath=str(temporary), check_existing=False, copy=True),
-    )
+    with atomic_write(path.resolve()) as temporary:
+        bpy.ops.wm.save_as_mainfile(filepath=str(temporary), check_existing=False, copy=True)
     return str(path)
 
 

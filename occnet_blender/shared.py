@@ -1,7 +1,9 @@
-"""The torch-free parts of the backend that the add-on shares: the worker protocol and the input file types."""
+"""The torch-free parts of the backend that the add-on shares: the worker protocol, the input file types and the
+atomic writing of outputs."""
 
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend.formats import SUPPORTED, input_kind
+    from ..backend.outputs import atomic_write, same_file
     from ..backend.protocol import (
         AUTO_MODEL,
         MODELS_PATH_ENV,
@@ -14,6 +16,7 @@ try:  # inside the installed extension, backend/ is a sibling package
     )
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend.formats import SUPPORTED, input_kind
+    from backend.outputs import atomic_write, same_file
     from backend.protocol import (
         AUTO_MODEL,
         MODELS_PATH_ENV,
@@ -29,11 +32,13 @@ __all__ = [
     "AUTO_MODEL",
     "MODELS_PATH_ENV",
     "SUPPORTED",
+    "atomic_write",
     "Message",
     "ProtocolError",
     "RESOLUTIONS",
     "input_kind",
     "read_message",
+    "same_file",
     "threshold_problem",
     "write_message",
 ]

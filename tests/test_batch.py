@@ -88,11 +88,13 @@ def fail_halfway(path):
     path.write_text("half a mesh")
     raise RuntimeError("the exporter failed")
 try:
-    batch.replace_atomically(target, fail_halfway)
+    with batch.atomic_write(target) as partial:
+        fail_halfway(partial)
 except RuntimeError:
     pass
 print("atomic", target.read_text(), sorted(p.name for p in folder.iterdir()))
-batch.replace_atomically(target, lambda path: path.write_text("new"))
+with batch.atomic_write(target) as partial:
+    partial.write_text("new")
 print("atomic", target.read_text(), sorted(p.name for p in folder.iterdir()))
 """
 

@@ -1,12 +1,18 @@
 import json
 import os
+import time
 
 import numpy as np
+import pytest
 import trimesh
 from commands import run_cli
 from fitting import ellipsoid_surface
 
+from backend.api import Latent
+from backend.cli import main
+from backend.mesh import Mesh
 from backend.metrics import mesh_contains
+from backend.outputs import atomic_write
 
 
 def test_reconstruct_writes_a_mesh_in_the_input_frame(tiny_model, tmp_path):
@@ -76,3 +82,126 @@ def test_models_and_info(tiny_model, tmp_path):
     assert tiny_model.stem in table.stdout
     info = run_cli("info")
     assert info.returncode == 0 and "torch" in info.stdout and "cpu" in info.stdout
+
+
+# --- Outputs: never over an input, checked before any work, written atomically -------------------------------
+
+
+def _main(capsys, *args) -> tuple[int, str, float]:
+    """The CLI in this process (fast): exit status, stderr, seconds."""
+    start = time.perf_counter()
+    status = main([str(a) for a in args])
+    return status, capsys.readouterr().err, time.perf_counter() - start
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def scan(tmp_path):
+    cloud = ellipsoid_surface(np.full(3, 0.5), 2000, np.random.default_rng(0))
+    trimesh.PointCloud(cloud).export(tmp_path / "scan.ply")
+    np.savez(tmp_path / "cloud.npz", points=cloud)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("reconstruct", "scan.ply", "--out", "scan.ply"),
+        ("reconstruct", "scan.ply", "--out", "sub/../scan.ply"),
+        ("reconstruct", "scan.ply", "--out", "hardlink.ply"),
+        ("reconstruct", "cloud.npz", "--out", "mesh.obj", "--save-latent", "cloud.npz"),
+        ("interpolate", "blend/blend_000.ply", "scan.ply", "--out", "blend", "--format", "ply", "--steps", "2"),
+    ],
+    ids=["same-name", "other-spelling", "hard-link", "latent-over-input", "interpolate-into-input"],
+)
+def test_no_command_writes_over_its_input(tiny_model, scan, capsys, monkeypatch, args):
+    monkeypatch.chdir(scan)
+    (scan / "sub").mkdir()
+    (scan / "blend").mkdir()
+    os.link(scan / "scan.ply", scan / "hardlink.ply")
+    (scan / "blend" / "blend_000.ply").write_bytes((scan / "scan.ply").read_bytes())
+    before = {p: p.read_bytes() for p in scan.rglob("*") if p.is_file()}
+    status, err, seconds = _main(capsys, *args, "--model", tiny_model, "--resolution", "32")
+    assert status == 1
+    assert "is also an input" in _one_line(err)
+    assert seconds < 1.0  # refused before the model loads or anything is computed
+    assert {p: p.read_bytes() for p in scan.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "out, latent, message",
+    [
+        ("old.xyz", None, "cannot write '.xyz' meshes"),
+        ("result", None, "cannot write 'result' meshes"),
+        ("folder.obj", None, "is a folder"),
+        ("folder", None, "is a folder"),
+        ("afile/result.obj", None, "cannot write into"),
+        ("result.obj", "afile/latent.npz", "cannot write into"),
+        ("result.obj", "latent.txt", "saved as .npz"),
+    ],
+    ids=["xyz", "no-suffix", "folder", "bare-folder", "parent-is-a-file", "latent-parent-is-a-file", "latent-not-npz"],
+)
+def test_an_output_that_cannot_be_written_fails_at_once(tiny_model, scan, capsys, monkeypatch, out, latent, message):
+    monkeypatch.chdir(scan)
+    (scan / "folder.obj").mkdir()
+    (scan / "folder").mkdir()
+    (scan / "afile").write_text("a file, not a folder")
+    (scan / "old.xyz").write_text("1 2 3\n")
+    latent_args = ("--save-latent", latent) if latent else ()
+    status, err, seconds = _main(capsys, "reconstruct", "scan.ply", "--out", out, *latent_args, "--model", tiny_model)
+    assert status == 1
+    assert message in _one_line(err)
+    assert seconds < 1.0
+    assert (scan / "old.xyz").read_text() == "1 2 3\n"
+    assert not (scan / "result.obj").exists()
+
+
+def test_outputs_go_into_new_folders_and_replace_an_earlier_result(tiny_model, scan, capsys, monkeypatch):
+    monkeypatch.chdir(scan)
+    (scan / "out").mkdir()
+    (scan / "out" / "mesh.obj").write_text("an earlier result")
+    status, err, _ = _main(
+        capsys, "reconstruct", "scan.ply", "--out", "out/mesh.obj", "--save-latent", "new/folder/scan.npz",
+        "--model", tiny_model, "--resolution", "32",
+    )  # fmt: skip
+    assert status == 0, err
+    assert len(trimesh.load(scan / "out" / "mesh.obj").faces) > 100
+    assert Latent.load(scan / "new" / "folder" / "scan.npz").model == tiny_model.stem
+    assert sorted(p.name for p in (scan / "out").iterdir()) == ["mesh.obj"]  # no temporary file left behind
+
+
+def test_a_failed_export_leaves_the_existing_file_as_it_was(tmp_path):
+    (tmp_path / "mesh.stl").write_bytes(b"the user's mesh")
+    broken = Mesh(np.zeros((3, 3)), np.array([[0, 1, 7]]))  # a face past the vertices: the STL writer fails
+    with pytest.raises(IndexError):
+        broken.save(tmp_path / "mesh.stl")
+    assert (tmp_path / "mesh.stl").read_bytes() == b"the user's mesh"
+    assert [p.name for p in tmp_path.iterdir()] == ["mesh.stl"]
+
+
+def test_an_interrupted_write_leaves_the_existing_file_as_it_was(tmp_path):
+    target = tmp_path / "scan_latent.npz"
+    target.write_bytes(b"earlier")
+    with pytest.raises(KeyboardInterrupt), atomic_write(target) as partial:
+        partial.write_bytes(b"half a fi")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == [target.name]
+    with atomic_write(target) as partial:
+        partial.write_bytes(b"complete")
+    assert target.read_bytes() == b"complete" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_face_budget_below_a_closed_mesh_is_refused(tiny_model, scan, capsys):
+    status, err, seconds = _main(
+        capsys, "reconstruct", scan / "scan.ply", "--out", scan / "m.obj", "--faces", "1", "--model", tiny_model,
+        "--resolution", "32",
+    )  # fmt: skip
+    assert status == 1
+    assert "too small" in _one_line(err) and "4 or more" in err
+    assert seconds < 1.0
+    assert not (scan / "m.obj").exists()

@@ -1,3 +1,8 @@
+import json
+import struct
+import time
+import zlib
+
 import numpy as np
 import pytest
 import trimesh
@@ -5,6 +10,7 @@ from PIL import Image
 
 from backend.errors import InputError
 from backend.inputs import ImageInput, PointCloudInput, VoxelInput, load_observation
+from backend.inputs.files import MAX_IMAGE_SIDE
 from backend.inputs.image import prepare_image
 from backend.inputs.pointcloud import normalize_points
 
@@ -219,3 +225,69 @@ def test_a_clean_cloud_within_the_cap_keeps_every_point(count):
     assert len(points) == count and dropped == 0
     expected = (cloud - frame.center) / frame.scale
     np.testing.assert_allclose(np.sort(points, axis=0), np.sort(expected, axis=0), atol=1e-6)
+
+
+# --- Damaged and oversized files: one clear message, quickly -------------------------------------------------
+
+
+def test_a_truncated_npz_is_reported_as_damaged(tmp_path):
+    np.savez(tmp_path / "full.npz", points=np.random.default_rng(0).normal(size=(5000, 3)))
+    data = (tmp_path / "full.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="damaged or cut short"):
+        load_observation(tmp_path / "cut.npz")
+
+
+def _glb(document: dict, binary: bytes) -> bytes:
+    text = json.dumps(document).encode()
+    text += b" " * (-len(text) % 4)
+    body = struct.pack("<II", len(text), 0x4E4F534A) + text + struct.pack("<II", len(binary), 0x004E4942) + binary
+    return b"glTF" + struct.pack("<II", 2, 12 + len(body)) + body
+
+
+@pytest.mark.parametrize("damage", ["no-buffer-views", "buffer-view-too-long"])
+def test_a_corrupt_glb_is_reported_as_damaged(tmp_path, damage):
+    data = trimesh.creation.icosphere().export(file_type="glb")
+    (length,) = struct.unpack("<I", data[12:16])
+    document = json.loads(data[20 : 20 + length])
+    if damage == "no-buffer-views":
+        del document["bufferViews"]
+    else:
+        document["bufferViews"][0]["byteLength"] = 10**9
+    (tmp_path / "scan.glb").write_bytes(_glb(document, data[28 + length :]))
+    with pytest.raises(InputError, match="damaged or cut short"):
+        load_observation(tmp_path / "scan.glb")
+
+
+def _bilevel_png(path, side: int) -> None:
+    """A black square on white, 1 bit per pixel: kilobytes on disk for any size (a multiple of 32)."""
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    quarter = side // 32  # in bytes of 8 pixels
+    white = b"\0" + b"\xff" * (side // 8)
+    black = b"\0" + b"\xff" * quarter + b"\0" * (side // 8 - 2 * quarter) + b"\xff" * quarter
+    packer = zlib.compressobj(9)
+    rows = [packer.compress(black if side // 4 <= y < 3 * side // 4 else white) for y in range(side)]
+    pixels = b"".join(rows) + packer.flush()
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def test_a_huge_image_is_refused_before_decoding(tmp_path):
+    _bilevel_png(tmp_path / "huge.png", 20_000)
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="million pixels.*Scale it down"):
+        load_observation(tmp_path / "huge.png")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_large_image_is_shrunk_as_it_is_read(tmp_path):
+    _bilevel_png(tmp_path / "large.png", 10_000)
+    start = time.perf_counter()
+    pixels = load_observation(tmp_path / "large.png").pixels
+    tensor = prepare_image(pixels, 64, background=1.0, mean=0.0, std=1.0)
+    assert time.perf_counter() - start < 5.0  # was 160 s and 3 GB
+    assert max(pixels.shape) == MAX_IMAGE_SIDE
+    assert tensor[:, 32, 32].max() < 0.1 and tensor[:, 2, 2].min() > 0.9  # the black square survives, centred

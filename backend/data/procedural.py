@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ..config import BOX_SIZE
 from ..extract import ExtractOptions, extract_mesh
 from ..mesh import Mesh
+from ..outputs import atomic_write
 from .render import render
 from .samplers import voxel_centres
 from .sdf import Node, Normalized
@@ -174,6 +175,5 @@ def _bounds(tree: Node, center: np.ndarray, half_size: float, resolution: int = 
 
 def save_npz(path: Path, **arrays) -> None:
     """Write atomically: an interrupted run never leaves a half file that looks finished."""
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **arrays)
-    partial.replace(path)
+    with atomic_write(path) as partial:
+        np.savez(partial, **arrays)

@@ -18,6 +18,8 @@ from .mise import BASE_RESOLUTION, dense_grid, mise_grid, valid_resolutions
 from .refine import field_normals, refine_mesh
 from .simplify import simplify_mesh
 
+MIN_FACES = 4  # a tetrahedron; quadric decimation to fewer leaves no mesh at all
+
 
 @dataclass
 class ExtractOptions:
@@ -38,6 +40,11 @@ class ExtractOptions:
             raise OccNetError(problem)
         if self.refine_steps < 0 or self.faces < 0:
             raise OccNetError("Refinement steps and the face budget cannot be negative.")
+        if 0 < self.faces < MIN_FACES:
+            raise OccNetError(
+                f"A face budget of {self.faces} is too small: the smallest closed mesh has {MIN_FACES} faces. "
+                f"Ask for {MIN_FACES} or more, or 0 to keep every face."
+            )
 
     def threshold_logit(self) -> float:
         return math.log(self.threshold / (1.0 - self.threshold))

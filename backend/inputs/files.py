@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import trimesh
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import InputError
 from ..formats import ARRAY_SUFFIXES, IMAGE_SUFFIXES, MESH_SUFFIXES, SUPPORTED, TEXT_CLOUD_SUFFIXES
 from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 
 SURFACE_SAMPLES = 100_000
+MAX_IMAGE_SIDE = 2048  # larger pictures are shrunk as they are read: the image encoders see 224 pixels or fewer
 
 
 def load_observation(path: str | Path) -> Observation:
@@ -34,24 +37,42 @@ def load_observation(path: str | Path) -> Observation:
             return _read_array(path)
     except InputError:
         raise
-    except (OSError, ValueError, IndexError, KeyError, UnidentifiedImageError) as exc:
-        raise InputError(f"{path}: could not be read as a '{suffix}' file ({exc}).") from exc
+    except (OSError, ValueError, IndexError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(_unreadable(path, exc)) from exc
     raise InputError(f"{path}: unsupported file type '{suffix or path.name}'. Supported: {', '.join(SUPPORTED)}.")
 
 
+def _unreadable(path: Path, exc: BaseException) -> str:
+    return (
+        f"{path}: could not be read as a '{path.suffix.lower()}' file ({str(exc) or type(exc).__name__}). "
+        "It may be damaged or cut short; export or download it again."
+    )
+
+
 def _read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        image.load()
-        if image.mode == "P":
-            image = image.convert("RGBA")
-        elif image.mode in ("I;16", "I;16B", "I;16L"):
-            return np.asarray(image).astype(np.uint16)
-        elif image.mode in ("I", "F"):
-            data = np.asarray(image).astype(np.float64)
-            return (data / max(float(data.max()), 1.0)).astype(np.float32)
-        elif image.mode not in ("L", "LA", "RGB", "RGBA", "1"):
-            image = image.convert("RGBA" if "A" in image.mode else "RGB")
-        return np.asarray(image)
+    """The pixels, at most MAX_IMAGE_SIDE on a side: shrunk while decoding (JPEG) or right after, never as floats."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large images are shrunk below
+        try:
+            image = Image.open(path)
+            image.draft(image.mode, (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+        except Image.DecompressionBombError as exc:
+            raise InputError(
+                f"{path}: the image has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} million pixels, too many "
+                f"to read. Scale it down first; {MAX_IMAGE_SIDE} pixels on the long side is plenty."
+            ) from exc
+        with image:
+            if image.mode == "P":
+                image = image.convert("RGBA")
+            image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+            if image.mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(image).astype(np.uint16)
+            if image.mode in ("I", "F"):
+                data = np.asarray(image).astype(np.float64)
+                return (data / max(float(data.max()), 1.0)).astype(np.float32)
+            if image.mode not in ("L", "LA", "RGB", "RGBA", "1"):
+                image = image.convert("RGBA" if "A" in image.mode else "RGB")
+            return np.asarray(image)
 
 
 def _read_text_cloud(path: Path) -> np.ndarray:
@@ -86,7 +107,10 @@ def _preamble_lines(path: Path, delimiter: str | None) -> int:
 
 def _read_mesh_points(path: Path) -> np.ndarray:
     """Surface samples of a mesh with faces; the vertices themselves of a point cloud or a scan without faces."""
-    loaded = trimesh.load(str(path), process=False)
+    try:
+        loaded = trimesh.load(str(path), process=False)
+    except Exception as exc:  # a damaged file can fail anywhere in trimesh's parsers, with any exception type
+        raise InputError(_unreadable(path, exc)) from exc
     parts = loaded.dump() if isinstance(loaded, trimesh.Scene) else [loaded]
     surfaces = [g for g in parts if isinstance(g, trimesh.Trimesh) and len(g.faces) and g.area > 0]
     if surfaces:

@@ -1,0 +1,60 @@
+"""Writing results without risking the user's files: checks before any work, and atomic replacement.
+
+Standard library only, so checkpoints, data sets, meshes and latents all write the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import OutputError
+
+
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; it replaces `path` in one step only once the block ends.
+
+    A failed or interrupted write (an exception, Ctrl-C) removes the temporary file and leaves any existing
+    `path` as it was. The temporary name keeps the suffix, for writers that pick the format by extension.
+    Missing parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def check_output(path: str | Path, inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
+    """Refuse, before any computation, an output that is a folder, cannot be created, or is one of `inputs`.
+
+    An existing file that is not an input may be replaced: the user named it as the output.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path}: is a folder; name a file inside it.")
+    for source in inputs:
+        if same_file(path, source):
+            raise OutputError(
+                f"{flag} {path}: is also an input of this command and would be overwritten; choose another file name."
+            )
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {path}: cannot write into {folder}; choose a folder you can write to.")
+    return path
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: the same resolved path, or (links, other spellings) the same inode."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
