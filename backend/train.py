@@ -149,7 +149,7 @@ def train(args: argparse.Namespace) -> int:
         loss.backward()
         optimizer.step()
         done = step + 1
-        stop = args.max_minutes is not None and time.monotonic() - began > 60 * args.max_minutes
+        stop = stop_everywhere(args.max_minutes is not None and time.monotonic() - began > 60 * args.max_minutes, device)
         if rank == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}", best_iou=f"{best:.3f}")
             row = {"step": done, "loss": loss.item(), "lr": lr, "seconds": round(time.monotonic() - began, 1)}
@@ -164,7 +164,7 @@ def train(args: argparse.Namespace) -> int:
                     save_checkpoint(model, out / "best.safetensors")
             if done % args.checkpoint_every == 0 or done == args.steps or stop:
                 save_checkpoint(model, out / "last.safetensors")
-                torch.save({"step": done, "optimizer": optimizer.state_dict(), "best_iou": best}, state_path)
+                save_training_state(state_path, {"step": done, "optimizer": optimizer.state_dict(), "best_iou": best})
             log.write(row)
         if stop:
             break
@@ -191,6 +191,14 @@ def validate(model: OccupancyNetwork, shapes: list[Shape], config: ModelConfig, 
         for t in THRESHOLDS:
             totals[t] += iou(prob >= t, truth)
     return {t: total / max(1, len(shapes)) for t, total in totals.items()}
+
+
+def stop_everywhere(local: bool, device: torch.device) -> bool:
+    return local
+
+
+def save_training_state(path: Path, state: dict) -> None:
+    torch.save(state, path)
 
 
 def _draw(sets: list[list[Shape]], count: int, rng: np.random.Generator) -> list[Shape]:
