@@ -109,8 +109,16 @@ def rotate_shape(shape: dict, degrees: float) -> dict:
 
 def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
     if model.config.input_kind == "image":
-        return str(sorted((folder / "img").glob("*.png"))[args.view])
+        views = sorted((folder / "img").glob("*.png"))
+        if not 0 <= args.view < len(views):
+            raise OccNetError(
+                f"{folder}: no rendered image {args.view} (img/ holds {len(views)}); an image model needs a data set "
+                "with images (python -m backend data procedural renders them; data meshes does not)."
+            )
+        return str(views[args.view])
     if model.config.input_kind == "voxels":
+        if not (folder / "voxels.npz").is_file():
+            raise OccNetError(f"{folder}: no voxels.npz for the voxel model; prepare the data set again.")
         with np.load(folder / "voxels.npz") as data:
             r = int(data["resolution"])
             return np.unpackbits(data["occupancies"])[: r**3].reshape(r, r, r)
