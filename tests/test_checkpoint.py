@@ -140,10 +140,11 @@ def test_metadata_claiming_a_huge_network_is_refused_before_allocating(tmp_path)
 
 
 def test_one_bad_file_does_not_break_the_model_list(tmp_path):
-    save_checkpoint(build_model(SMALL), tmp_path / "good.safetensors")
-    _with_config(save_checkpoint(build_model(SMALL), tmp_path / "bad.safetensors"), evaluation=["x"], threshold="hi")
+    save_checkpoint(build_model(SMALL), tmp_path / "sound-model.safetensors")
+    broken = save_checkpoint(build_model(SMALL), tmp_path / "broken-model.safetensors")
+    _with_config(broken, evaluation=["x"], threshold="hi")
     env = {**os.environ, "OCCNET_MODELS_PATH": str(tmp_path)}
     for args in (["models"], ["models", "--json"]):
         done = run_cli(*args, env=env)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-        assert "good" in done.stdout and "bad" not in done.stdout
+        assert "sound-model" in done.stdout and "broken-model" not in done.stdout
