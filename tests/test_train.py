@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 from commands import run_cli
 
 from backend.checkpoint import read_config
+from backend.registry import WEIGHTS_DIR
 from backend.train import save_training_state, stop_everywhere
 
 
@@ -227,3 +228,15 @@ def test_ranks_agree_to_stop_on_rank_zeros_clock():
     results = mp.Manager().dict()
     mp.spawn(_stop_decision, args=(port, results), nprocs=2)
     assert dict(results) == {0: True, 1: True}
+
+
+def test_write_metadata_never_modifies_a_shipped_model(tiny_data, tmp_path):
+    shipped = WEIGHTS_DIR / "onet-pointcloud.safetensors"
+    before, mode = shipped.read_bytes(), shipped.stat().st_mode
+    evaluate = ["evaluate", "--model", "onet-pointcloud", "--data", tiny_data, "--resolution", "32", "--limit", "1"]
+    one_line_error(run_cli(*evaluate, "--write-metadata"), "shipped", "--write-metadata")
+    copy = tmp_path / "scored.safetensors"
+    done = run_cli(*evaluate, "--write-metadata", copy)
+    assert done.returncode == 0, done.stderr
+    assert shipped.read_bytes() == before and shipped.stat().st_mode == mode
+    assert "test_iou" in read_config(copy).evaluation and copy.stat().st_mode & 0o044 == 0o044
