@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import stat
@@ -14,7 +15,9 @@ from backend.config import ModelConfig, preset
 from backend.device import resolve_device
 from backend.errors import DeviceError, ModelLoadError
 from backend.models import build_model
+from backend.protocol import Message
 from backend.registry import find_model, list_models
+from backend.worker import Worker
 
 SMALL = ModelConfig(c_dim=16, decoder_hidden=16, decoder_blocks=1, encoder_hidden=16, encoder_blocks=2)
 
@@ -148,3 +151,6 @@ def test_one_bad_file_does_not_break_the_model_list(tmp_path):
         done = run_cli(*args, env=env)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
         assert "sound-model" in done.stdout and "broken-model" not in done.stdout
+    reply, _ = Worker(io.BytesIO(), "cpu").do_models(Message("models", 1, {"extra_dirs": [str(tmp_path)]}))
+    names = [m["name"] for m in reply["models"]]
+    assert "sound-model" in names and "broken-model" not in names  # the add-on's list
