@@ -241,6 +241,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     for name in at_least_one:
         if getattr(args, name) < 1:
             raise OccNetError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}.")
+    if args.threads is not None and args.threads < 1:
+        raise OccNetError(f"--threads must be at least 1, not {args.threads}.")
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise OccNetError(f"--max-minutes must be more than 0, not {args.max_minutes}.")
     low, high = args.cloud_points
