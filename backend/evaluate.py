@@ -23,7 +23,7 @@ from .data.samplers import partial_cloud
 from .errors import EmptySurfaceError, OccNetError
 from .mesh import Mesh
 from .metrics import iou, mesh_contains
-from .registry import find_model
+from .registry import find_model, is_shipped
 
 SURFACE_SAMPLES = 100_000
 FSCORE_THRESHOLD = 0.01
@@ -49,8 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--markdown", help="write the table as Markdown here")
     p.add_argument(
         "--write-metadata",
-        action="store_true",
-        help="store the mean scores in the checkpoint's metadata (what 'models' lists)",
+        nargs="?",
+        const="",
+        metavar="COPY",
+        help="store the mean scores in the checkpoint's metadata (what 'models' lists); shipped models are never "
+        "changed, so for them name the .safetensors copy to write",
     )
     p.add_argument(
         "--metadata-label",
@@ -109,8 +112,16 @@ def rotate_shape(shape: dict, degrees: float) -> dict:
 
 def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
     if model.config.input_kind == "image":
-        return str(sorted((folder / "img").glob("*.png"))[args.view])
+        views = sorted((folder / "img").glob("*.png"))
+        if not 0 <= args.view < len(views):
+            raise OccNetError(
+                f"{folder}: no rendered image {args.view} (img/ holds {len(views)}); an image model needs a data set "
+                "with images (python -m backend data procedural renders them; data meshes does not)."
+            )
+        return str(views[args.view])
     if model.config.input_kind == "voxels":
+        if not (folder / "voxels.npz").is_file():
+            raise OccNetError(f"{folder}: no voxels.npz for the voxel model; prepare the data set again.")
         with np.load(folder / "voxels.npz") as data:
             r = int(data["resolution"])
             return np.unpackbits(data["occupancies"])[: r**3].reshape(r, r, r)
@@ -122,6 +133,7 @@ def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespac
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    target = None if args.write_metadata is None else metadata_target(find_model(args.model), args.write_metadata)
     model = load_model(args.model, args.device)
     root = Path(args.data)
     entries = []
@@ -163,13 +175,29 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(markdown_table(results))
-    if args.write_metadata:
-        store_summary(find_model(args.model), results, args.metadata_label, args.headline)
+    if target is not None:
+        store_summary(find_model(args.model), results, args.metadata_label, args.headline, out=target)
+        print(f"{target}: scores stored in the metadata")
     return 0
 
 
-def store_summary(path: Path, results: dict, label: str | None = None, headline: bool = True) -> None:
-    """Rewrite the checkpoint with the test scores in its config; the tensors are unchanged.
+def metadata_target(model: Path, copy: str) -> Path:
+    """Where --write-metadata writes: the model itself, or the named copy; never a shipped model."""
+    target = Path(copy) if copy else model
+    if is_shipped(target):
+        raise OccNetError(
+            f"{target} is a shipped model and is never modified; name a copy to write instead: "
+            f"--write-metadata {model.stem}-scored.safetensors"
+        )
+    if target.suffix != ".safetensors":
+        raise OccNetError(f"{target}: --write-metadata writes a .safetensors checkpoint; name a file ending so.")
+    return target
+
+
+def store_summary(
+    path: Path, results: dict, label: str | None = None, headline: bool = True, out: Path | None = None
+) -> None:
+    """Write the checkpoint with the test scores in its config to `out` (default: in place); tensors unchanged.
 
     The headline scores are the model's test_* entries (what `models` and the add-on show first); a label keeps
     this run's scores beside them under that name, with Poisson's on the same inputs where they were measured.
@@ -197,7 +225,7 @@ def store_summary(path: Path, results: dict, label: str | None = None, headline:
         if results["points"]:
             evaluation["test_points"] = results["points"]
     network.config.evaluation = evaluation
-    save_checkpoint(network, path)
+    save_checkpoint(network, out or path)
 
 
 def summarize(rows: list[dict], model: Model, args: argparse.Namespace) -> dict:

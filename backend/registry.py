@@ -62,5 +62,10 @@ def find_model(name_or_path: str | Path, extra: list[str | Path] | None = None) 
     )
 
 
+def is_shipped(path: str | Path) -> bool:
+    """A file in the shipped weights folder: part of the install, never written by any command."""
+    return Path(path).resolve().parent == WEIGHTS_DIR
+
+
 def default_model(input_kind: str) -> str:
     return DEFAULT_MODELS[input_kind]

@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,17 +24,19 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_config, save_checkpoint
 from .config import PRESETS, ModelConfig, preset
 from .data.dataset import Sampling, Shape, load_split, make_batch
 from .device import resolve_device
 from .errors import OccNetError
 from .metrics import iou
 from .models import OccupancyNetwork, build_model
+from .outputs import atomic_write
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
 VAL_POINTS = 20_000
 VAL_CLOUD = 3_000  # input points of validation clouds for models that take any number
+RUN_FILES = ("last.safetensors", "best.safetensors", "state.pt", "log.csv", "config.json")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,26 +65,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--max-minutes", type=float, help="stop (with checkpoints) after this much training time")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/state.pt")
+    existing.add_argument("--overwrite", action="store_true", help="delete the run already in OUT and start afresh")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
 
 
 def train(args: argparse.Namespace) -> int:
+    _check_arguments(args)
+    try:
+        config = preset(args.preset, args.input)
+    except ValueError as exc:
+        raise OccNetError(f"{exc}.") from exc
+    out = Path(args.out)
+    state_path = out / "state.pt"
+    _check_run_folder(out, args, config)  # on every rank: one rank refusing alone would leave the others waiting
     rank, world = _init_distributed()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(
         f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if world > 1 and torch.cuda.is_available() else args.device
     )
-    out = Path(args.out)
-    state_path = out / "state.pt"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if not args.resume and (out / "last.safetensors").exists():
-            raise OccNetError(f"{out} already holds a run; pass --resume to continue it or choose another --out.")
-    config = preset(args.preset, args.input)
+        if args.overwrite:
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
     if config.architecture == "global":
         config.n_points = args.cloud_points[0]
     config.training = {
@@ -123,16 +134,12 @@ def train(args: argparse.Namespace) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     start, best = 0, -1.0
     if args.resume:
-        if not state_path.is_file():
-            raise OccNetError(f"{state_path}: nothing to resume. Start without --resume.")
         model.load_state_dict(load_checkpoint(out / "last.safetensors").state_dict())
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        start, best = int(state["step"]), float(state["best_iou"])
+        start, best = _restore_state(state_path, optimizer)
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     rng = np.random.default_rng([args.seed, rank, start])
     per_rank = max(1, args.batch // world)
-    log = _Log(out / "log.csv", resume=args.resume) if rank == 0 else None
+    log = _Log(out / "log.csv", resume_after=start if args.resume else None) if rank == 0 else None
     began = time.monotonic()
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train", disable=rank != 0)
     step = start
@@ -149,7 +156,9 @@ def train(args: argparse.Namespace) -> int:
         loss.backward()
         optimizer.step()
         done = step + 1
-        stop = args.max_minutes is not None and time.monotonic() - began > 60 * args.max_minutes
+        stop = args.max_minutes is not None and stop_everywhere(
+            time.monotonic() - began > 60 * args.max_minutes, device
+        )
         if rank == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}", best_iou=f"{best:.3f}")
             row = {"step": done, "loss": loss.item(), "lr": lr, "seconds": round(time.monotonic() - began, 1)}
@@ -164,7 +173,7 @@ def train(args: argparse.Namespace) -> int:
                     save_checkpoint(model, out / "best.safetensors")
             if done % args.checkpoint_every == 0 or done == args.steps or stop:
                 save_checkpoint(model, out / "last.safetensors")
-                torch.save({"step": done, "optimizer": optimizer.state_dict(), "best_iou": best}, state_path)
+                save_training_state(state_path, {"step": done, "optimizer": optimizer.state_dict(), "best_iou": best})
             log.write(row)
         if stop:
             break
@@ -193,6 +202,82 @@ def validate(model: OccupancyNetwork, shapes: list[Shape], config: ModelConfig, 
     return {t: total / max(1, len(shapes)) for t, total in totals.items()}
 
 
+def stop_everywhere(local: bool, device: torch.device) -> bool:
+    """Rank 0's decision on every rank: ranks that stopped by their own clocks would leave the others waiting
+    in the next gradient all-reduce forever. Called by all ranks together (it is a collective)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return local
+    flag = torch.tensor([int(local)], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def save_training_state(path: Path, state: dict) -> None:
+    """A crash mid-write keeps the old state."""
+    with atomic_write(path) as partial:
+        torch.save(state, partial)
+
+
+def _restore_state(path: Path, optimizer: torch.optim.Optimizer) -> tuple[int, float]:
+    """The step and best validation IoU saved with the optimizer; a damaged file is named, not a traceback."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        return int(state["step"]), float(state["best_iou"])
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as exc:
+        raise OccNetError(
+            f"{path}: the training state is damaged ({type(exc).__name__}: {exc}). "
+            "Restore it, or start the run again with --overwrite."
+        ) from exc
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse settings that would fail deep inside the loop (a zero interval divides by zero)."""
+    at_least_one = ("steps", "batch", "queries", "val_every", "checkpoint_every")
+    for name in at_least_one:
+        if getattr(args, name) < 1:
+            raise OccNetError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}.")
+    if args.threads is not None and args.threads < 1:
+        raise OccNetError(f"--threads must be at least 1, not {args.threads}.")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise OccNetError(f"--max-minutes must be more than 0, not {args.max_minutes}.")
+    low, high = args.cloud_points
+    if not 1 <= low <= high:
+        raise OccNetError(f"--cloud-points MIN MAX needs 1 <= MIN <= MAX, not {low} {high}.")
+    if not args.lr > 0:
+        raise OccNetError(f"--lr must be more than 0, not {args.lr}.")
+    for name in ("uniform_fraction", "partial", "outliers"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise OccNetError(f"--{name.replace('_', '-')} is a share between 0 and 1, not {getattr(args, name)}.")
+
+
+def _check_run_folder(out: Path, args: argparse.Namespace, config: ModelConfig) -> None:
+    """An existing run is continued (--resume, same preset and input) or replaced (--overwrite), never silently."""
+    if args.resume:
+        for name in ("last.safetensors", "state.pt"):
+            if not (out / name).is_file():
+                raise OccNetError(f"{out / name}: nothing to resume. Start without --resume.")
+        previous = read_config(out / "last.safetensors")
+        if previous.input_kind != config.input_kind:
+            raise OccNetError(
+                f"{out} holds a run on {previous.input_kind} input, not {config.input_kind}; "
+                f"resume it with --input {previous.input_kind}, or choose another --out."
+            )
+        was = previous.training.get("preset")
+        if was != args.preset:
+            raise OccNetError(
+                f"{out} holds a run of preset {was}, not {args.preset}; resume it with --preset {was}, "
+                "or choose another --out."
+            )
+        return
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and not args.overwrite:
+        raise OccNetError(
+            f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out."
+        )
+
+
 def _draw(sets: list[list[Shape]], count: int, rng: np.random.Generator) -> list[Shape]:
     """`count` shapes: each from a set chosen uniformly, then uniformly within it."""
     chosen = rng.integers(0, len(sets), count)
@@ -217,11 +302,17 @@ def _init_distributed() -> tuple[int, int]:
 class _Log:
     FIELDS = ["step", "loss", "lr", "seconds", *(f"val_iou@{t}" for t in THRESHOLDS)]
 
-    def __init__(self, path: Path, resume: bool) -> None:
+    def __init__(self, path: Path, resume_after: int | None) -> None:
+        """A new log, or on resuming the old one without the steps after the saved state (they are trained again)."""
         self.path = path
-        if not (resume and path.exists()):
-            with path.open("w", newline="") as f:
-                csv.DictWriter(f, self.FIELDS).writeheader()
+        rows = []
+        if resume_after is not None and path.exists():
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= resume_after]
+        with atomic_write(path) as partial, partial.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self.FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
 
     def write(self, row: dict) -> None:
         with self.path.open("a", newline="") as f:

@@ -1,7 +1,12 @@
+import io
 import json
+import os
+import stat
 
 import pytest
 import torch
+from commands import run_cli
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from backend import load_model
@@ -10,7 +15,9 @@ from backend.config import ModelConfig, preset
 from backend.device import resolve_device
 from backend.errors import DeviceError, ModelLoadError
 from backend.models import build_model
+from backend.protocol import Message
 from backend.registry import find_model, list_models
+from backend.worker import Worker
 
 SMALL = ModelConfig(c_dim=16, decoder_hidden=16, decoder_blocks=1, encoder_hidden=16, encoder_blocks=2)
 
@@ -86,3 +93,64 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA was requested"):
             resolve_device("cuda")
+
+
+def test_checkpoints_are_written_readable_like_any_file(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(build_model(SMALL), tmp_path / "m.safetensors")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def _with_config(path, **changes):
+    """The file's tensors under a config edited as JSON, as a hand-edited or hostile file would have it."""
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(SMALL.to_json()) | changes
+    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(config), "format": "occnet-blender"})
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"c_dim": -3}, "c_dim"),
+        ({"architecture": "triplane", "plane_resolution": 10**6}, "plane_resolution"),
+        ({"decoder_blocks": "5"}, "decoder_blocks"),
+        ({"threshold": 1.5}, "threshold"),
+        ({"image_widths": [64, -1, 256, 512]}, "image_widths"),
+        ({"voxel_resolution": 30}, "voxel_resolution"),
+        ({"evaluation": ["not", "a", "dict"]}, "evaluation"),
+        ({"n_points": True}, "n_points"),
+    ],
+    ids=["negative", "huge-planes", "string", "threshold", "widths", "voxels", "evaluation", "bool"],
+)
+def test_metadata_is_validated_before_anything_is_built(tmp_path, changes, field):
+    path = _with_config(save_checkpoint(build_model(SMALL), tmp_path / "m.safetensors"), **changes)
+    with pytest.raises(ModelLoadError, match=field) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+def test_metadata_claiming_a_huge_network_is_refused_before_allocating(tmp_path):
+    """In range field by field, but 8 GB of weights the file does not hold: compared with the file's header first."""
+    path = save_checkpoint(build_model(SMALL), tmp_path / "m.safetensors")
+    _with_config(path, c_dim=4096, decoder_hidden=4096, decoder_blocks=64)
+    with pytest.raises(ModelLoadError, match="do not match"):
+        load_checkpoint(path)
+
+
+def test_one_bad_file_does_not_break_the_model_list(tmp_path):
+    save_checkpoint(build_model(SMALL), tmp_path / "sound-model.safetensors")
+    broken = save_checkpoint(build_model(SMALL), tmp_path / "broken-model.safetensors")
+    _with_config(broken, evaluation=["x"], threshold="hi")
+    env = {**os.environ, "OCCNET_MODELS_PATH": str(tmp_path)}
+    for args in (["models"], ["models", "--json"]):
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        assert "sound-model" in done.stdout and "broken-model" not in done.stdout
+    reply, _ = Worker(io.BytesIO(), "cpu").do_models(Message("models", 1, {"extra_dirs": [str(tmp_path)]}))
+    names = [m["name"] for m in reply["models"]]
+    assert "sound-model" in names and "broken-model" not in names  # the add-on's list

@@ -160,3 +160,23 @@ def test_real_mesh_preparation_keeps_groups_together_and_rejects_sheets(tmp_path
     stamp = (tmp_path / "real" / "toy" / "index.json").stat().st_mtime_ns
     assert script.prepare_source(source, args)["kept"] == 4  # resumes: nothing is redone
     assert (tmp_path / "real" / "toy" / "index.json").stat().st_mtime_ns == stamp
+
+
+def test_mesh_folder_keeps_same_named_meshes_apart_and_reports_broken_files(tmp_path, capsys):
+    src = tmp_path / "meshes"
+    src.mkdir()
+    trimesh.creation.box((1, 0.5, 0.5)).export(src / "chair.obj")
+    trimesh.creation.icosphere(1).export(src / "chair.stl")
+    (src / "empty.off").write_text("")
+    (src / "bad.glb").write_bytes(b"glTF" + b"\x00" * 40)
+    root = prepare_mesh_folder(src, tmp_path / "data", n_uniform=1000, n_near=200, n_surface=500)
+    listed = sorted(n for lst in (root / "default").glob("*.lst") for n in lst.read_text().split())
+    assert len(listed) == 2 and len(set(listed)) == 2 and all(n.startswith("chair") for n in listed)
+    with (
+        np.load(root / "default" / listed[0] / "points.npz") as a,
+        np.load(root / "default" / listed[1] / "points.npz") as b,
+    ):
+        assert not np.array_equal(a["occupancies"], b["occupancies"])  # one is the box, one the ball
+    out = capsys.readouterr().out
+    assert "skipped 2 of 4 meshes" in out
+    assert str(src / "empty.off") in out and str(src / "bad.glb") in out

@@ -56,9 +56,7 @@ def prepare_mesh_folder(
         raise InputError(f"{src}: no mesh files ({', '.join(sorted(MESH_SUFFIXES))}) found.")
     lists: dict[tuple[str, str], list[str]] = {}
     failed = []
-    for path in tqdm(files, desc="meshes", unit="mesh"):
-        category = path.parent.relative_to(src).as_posix().replace("/", "_") if path.parent != src else "default"
-        name = path.stem
+    for path, (category, name) in tqdm(output_names(src, files).items(), desc="meshes", unit="mesh"):
         try:
             prepare_mesh(path, dst / category / name, n_uniform, n_near, n_surface, seed)
         except InputError as exc:
@@ -67,9 +65,41 @@ def prepare_mesh_folder(
         lists.setdefault((category, split_of(f"{category}/{name}")), []).append(name)
     for (category, split), names in lists.items():
         (dst / category / f"{split}.lst").write_text("\n".join(sorted(names)) + "\n")
-    for message in failed:
-        print(f"skipped {message}")
+    if failed:
+        print(f"skipped {len(failed)} of {len(files)} meshes:")
+        for message in failed:
+            print(f"  {message}")
+    if len(failed) == len(files):
+        raise InputError(f"{src}: none of the {len(files)} mesh files could be used (reasons above).")
     return dst
+
+
+def output_names(src: Path, files: list[Path]) -> dict[Path, tuple[str, str]]:
+    """Category and shape name of each file: sub-folder and stem, or stem_suffix where files of one category share
+    a stem (chair.obj, chair.stl), so that no two files ever write to one folder (compared case-blind, as some
+    file systems do)."""
+    categories = {
+        path: path.parent.relative_to(src).as_posix().replace("/", "_") if path.parent != src else "default"
+        for path in files
+    }
+    stems: dict[tuple[str, str], int] = {}
+    for path in files:
+        key = (categories[path].casefold(), path.stem.casefold())
+        stems[key] = stems.get(key, 0) + 1
+    used: set[tuple[str, str]] = set()
+    names = {}
+    for path in files:
+        category = categories[path]
+        name = (
+            path.stem if stems[(category.casefold(), path.stem.casefold())] == 1 else f"{path.stem}_{path.suffix[1:]}"
+        )
+        base, copy = name, 1
+        while (category.casefold(), name.casefold()) in used:
+            copy += 1
+            name = f"{base}_{copy}"
+        used.add((category.casefold(), name.casefold()))
+        names[path] = (category, name)
+    return names
 
 
 def winding(mesh: trimesh.Trimesh, points: np.ndarray, max_faces: int = WINDING_FACES) -> np.ndarray:
@@ -114,7 +144,10 @@ AMBIGUOUS = (0.3, 0.7)
 
 def load_normalized(path: Path) -> tuple[trimesh.Trimesh, np.ndarray, float]:
     """All parts of the file as one mesh, centred on its bounding box with the longest side 1; and that loc/scale."""
-    loaded = trimesh.load(str(path), force="mesh", process=False)
+    try:
+        loaded = trimesh.load(str(path), force="mesh", process=False)
+    except Exception as exc:  # trimesh's many readers raise anything on a malformed file; name it, go on
+        raise InputError(f"cannot be read as a mesh ({type(exc).__name__}: {exc})") from exc
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise InputError("holds no triangles")
     low, high = loaded.bounds
