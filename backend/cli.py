@@ -19,7 +19,7 @@ from .data.mesh_folder import prepare_mesh_folder
 from .data.procedural import DEFAULT_COUNTS, generate
 from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
-from .errors import OccNetError
+from .errors import InputError, OccNetError
 from .extract.mise import valid_resolutions
 from .formats import input_kind
 from .inputs import load_observation
@@ -119,18 +119,13 @@ def _extract_options(args: argparse.Namespace) -> dict:
     }
 
 
-def _load_for(args: argparse.Namespace, *inputs: str) -> Model:
-    name = args.model
+def _load_for(args: argparse.Namespace, *inputs: str, made_by: str | None = None) -> Model:
+    """--model, else the model that made the saved latents, else the shipped default for the inputs' kind."""
+    name = args.model or made_by
     if name is None:
-        kinds = {_kind_of(path) for path in inputs}
+        kinds = {input_kind(path) for path in inputs}
         name = default_model(kinds.pop() if len(kinds) == 1 else "pointcloud")
     return load_model(name, args.device)
-
-
-def _kind_of(path: str) -> str:
-    if Latent.is_latent_file(path):
-        return "pointcloud"
-    return input_kind(path)
 
 
 class _Bar:
@@ -177,8 +172,15 @@ def _reconstruct(args: argparse.Namespace) -> int:
 def _interpolate(args: argparse.Namespace) -> int:
     if args.steps < 2:
         raise OccNetError("--steps must be at least 2 (the two endpoints).")
-    model = _load_for(args, args.a, args.b)
-    a, b = (Latent.load(p) if Latent.is_latent_file(p) else model.encode(p) for p in (args.a, args.b))
+    saved = {path: Latent.load(path) for path in (args.a, args.b) if Latent.is_latent_file(path)}
+    made_by = {latent.model for latent in saved.values()}
+    if len(made_by) > 1:
+        raise InputError(
+            f"{args.a} was made by model '{saved[args.a].model}' and {args.b} by model '{saved[args.b].model}'; "
+            "a blend needs two shapes of one model. Reconstruct both with one --model."
+        )
+    model = _load_for(args, args.a, args.b, made_by=next(iter(made_by), None))
+    a, b = (saved[p] if p in saved else model.encode(p) for p in (args.a, args.b))
     out_dir = Path(args.out)
     bar = _Bar()
     try:

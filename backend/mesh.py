@@ -13,12 +13,13 @@ from .errors import InputError
 
 @dataclass
 class Mesh:
-    vertices: np.ndarray  # (V, 3) float32
+    vertices: np.ndarray  # (V, 3) float32 in the canonical frame; float64 (kept as given) in a source's own frame
     faces: np.ndarray  # (F, 3) int32
     normals: np.ndarray | None = None  # (V, 3) float32, unit length
 
     def __post_init__(self) -> None:
-        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32).reshape(-1, 3)
+        dtype = np.float64 if np.asarray(self.vertices).dtype == np.float64 else np.float32
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=dtype).reshape(-1, 3)
         self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
         if self.normals is not None:
             self.normals = np.ascontiguousarray(self.normals, dtype=np.float32).reshape(-1, 3)
@@ -27,8 +28,10 @@ class Mesh:
         return trimesh.Trimesh(self.vertices, self.faces, vertex_normals=self.normals, process=False)
 
     def transformed(self, center: np.ndarray, scale: float) -> Mesh:
-        """Map from the canonical frame back to the source's frame (x * scale + center)."""
-        return Mesh(self.vertices * np.float32(scale) + np.asarray(center, np.float32), self.faces, self.normals)
+        """Map from the canonical frame back to the source's frame (x * scale + center), in float64: a scan
+        far from the origin (georeferenced, at y = 5.4e6) would be rounded to half a metre in float32."""
+        vertices = self.vertices.astype(np.float64) * float(scale) + np.asarray(center, np.float64)
+        return Mesh(vertices, self.faces, self.normals)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

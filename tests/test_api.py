@@ -146,7 +146,7 @@ def test_large_coordinates_keep_the_inputs_precision(tiny_model, tmp_path):
         assert cli.main(["reconstruct", str(scan), "--out", str(out), "--model", str(tiny_model),
                          "--resolution", "32", "--device", "cpu", "--no-normals"]) == 0  # fmt: skip
         written = np.asarray(trimesh.load(out, process=False).vertices)
-        np.testing.assert_allclose(written - GEO_OFFSET, local, atol=1e-4, err_msg=suffix)
+        np.testing.assert_allclose(written - GEO_OFFSET, local.vertices, atol=1e-4, err_msg=suffix)
 
 
 @pytest.mark.parametrize("extreme", [1e300, 1e39, np.finfo(np.float64).max])
