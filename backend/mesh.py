@@ -34,11 +34,37 @@ class Mesh:
         return Mesh(vertices, self.faces, self.normals)
 
     def save(self, path: str | Path) -> Path:
+        """Any format trimesh writes. OBJ, OFF and PLY keep float64 vertices exactly; STL and glTF store
+        float32 by their specifications, which rounds a mesh far from the origin (at 5.4e6, to half a metre)."""
         path = Path(path)
         suffix = path.suffix.lower().lstrip(".")
         if suffix not in trimesh.exchange.export._mesh_exporters:
             writable = ", ".join(sorted(trimesh.exchange.export._mesh_exporters))
             raise InputError(f"{path}: cannot write '.{suffix}' meshes. Use one of: {writable}.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.to_trimesh().export(str(path))
+        if suffix == "ply":
+            path.write_bytes(self._ply_bytes())
+        else:
+            self.to_trimesh().export(str(path))
         return path
+
+    def _ply_bytes(self) -> bytes:
+        """Binary PLY with the vertices' own precision (double for float64): trimesh writes float32 only."""
+        columns = {axis: self.vertices[:, i] for i, axis in enumerate("xyz")}
+        if self.normals is not None:
+            columns.update({axis: self.normals[:, i] for i, axis in enumerate(("nx", "ny", "nz"))})
+        vertex = np.empty(len(self.vertices), dtype=[(name, f"<f{c.itemsize}") for name, c in columns.items()])
+        for name, column in columns.items():
+            vertex[name] = column
+        face = np.empty(len(self.faces), dtype=[("count", "u1"), ("index", "<i4", (3,))])
+        face["count"], face["index"] = 3, self.faces
+        header = [
+            "ply",
+            "format binary_little_endian 1.0",
+            f"element vertex {len(vertex)}",
+            *(f"property {'double' if c.itemsize == 8 else 'float'} {name}" for name, c in columns.items()),
+            f"element face {len(face)}",
+            "property list uchar int vertex_indices",
+            "end_header",
+        ]
+        return ("\n".join(header) + "\n").encode("ascii") + vertex.tobytes() + face.tobytes()
