@@ -56,7 +56,7 @@ class Latent:
     @classmethod
     def load(cls, path: str | Path) -> Latent:
         """A latent saved with `save`; a damaged or incomplete file is an InputError that says so."""
-        data = _read_npz(path)
+        data = _read_npz(path, (LATENT_MARKER, *_LATENT_KEYS))
         if LATENT_MARKER not in data:
             raise InputError(f"{path}: not a saved latent (write one with 'reconstruct --save-latent').")
         missing = [key for key in _LATENT_KEYS if key not in data]
@@ -71,17 +71,17 @@ class Latent:
     @staticmethod
     def is_latent_file(path: str | Path) -> bool:
         path = Path(path)
-        return path.suffix.lower() == ".npz" and path.is_file() and LATENT_MARKER in _read_npz(path)
+        return path.suffix.lower() == ".npz" and path.is_file() and LATENT_MARKER in _read_npz(path, (LATENT_MARKER,))
 
 
 _LATENT_KEYS = ("code", "model", "center", "scale")
 
 
-def _read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz archive; a truncated or damaged one is an InputError, not a zipfile traceback."""
+def _read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Those of `keys` that an .npz archive holds; a truncated or damaged one is an InputError, not a traceback."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+            return {key: data[key] for key in keys if key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise InputError(
             f"{path}: the .npz file is damaged or truncated ({exc}). Write it again "
