@@ -19,11 +19,11 @@ from .data.mesh_folder import prepare_mesh_folder
 from .data.procedural import DEFAULT_COUNTS, generate
 from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
-from .errors import InputError, OccNetError
+from .errors import InputError, ModelLoadError, OccNetError
 from .extract.mise import valid_resolutions
 from .formats import input_kind
 from .inputs import load_observation
-from .registry import default_model, list_models
+from .registry import default_model, find_model, list_models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +121,16 @@ def _extract_options(args: argparse.Namespace) -> dict:
 
 def _load_for(args: argparse.Namespace, *inputs: str, made_by: str | None = None) -> Model:
     """--model, else the model that made the saved latents, else the shipped default for the inputs' kind."""
-    name = args.model or made_by
+    if args.model is None and made_by is not None:
+        try:
+            find_model(made_by)
+        except ModelLoadError as exc:
+            raise ModelLoadError(
+                f"The saved latent was made by model '{made_by}', which is not installed here. Pass its "
+                "checkpoint with --model FILE.safetensors, or add its folder to OCCNET_MODELS_PATH."
+            ) from exc
+        return load_model(made_by, args.device)
+    name = args.model
     if name is None:
         kinds = {input_kind(path) for path in inputs}
         name = default_model(kinds.pop() if len(kinds) == 1 else "pointcloud")

@@ -107,6 +107,9 @@ def test_cli_blends_saved_latents_with_their_own_model(
     c = _image_latent(image_model, 1).save(tmp_path / "c.npz")
     d = _image_latent(image_model, 2).save(tmp_path / "d.npz")
     options = ["--steps", "2", "--resolution", "32", "--device", "cpu", "--no-normals"]
+    assert cli.main(["interpolate", str(a), str(b), "--out", str(tmp_path / "ab"), *options]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "made by model 'tiny-pointcloud'" in error and "--model" in error
     monkeypatch.setenv(MODELS_PATH_ENV, str(tiny_model.parent))
     assert cli.main(["interpolate", str(a), str(b), "--out", str(tmp_path / "ab"), *options]) == 0
     first = trimesh.load(tmp_path / "ab" / "blend_000.obj", process=False)
