@@ -189,3 +189,7 @@ def test_broken_latent_files_get_one_line_with_the_fix(tiny_model, tmp_path, cap
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and str(path) in error and "--save-latent" in error, error
     assert not (tmp_path / "out").exists()
+    truncated = _broken_latents(tmp_path, good)["damaged"]
+    assert cli.main(["reconstruct", str(truncated), "--out", str(tmp_path / "out.obj")]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(truncated) in error and "could not be read" in error, error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def load_observation(path: str | Path) -> Observation:
             return _read_array(path)
     except InputError:
         raise
-    except (OSError, ValueError, IndexError, KeyError, UnidentifiedImageError) as exc:
+    except (OSError, ValueError, IndexError, KeyError, EOFError, zipfile.BadZipFile, UnidentifiedImageError) as exc:
         raise InputError(f"{path}: could not be read as a '{suffix}' file ({exc}).") from exc
     raise InputError(f"{path}: unsupported file type '{suffix or path.name}'. Supported: {', '.join(SUPPORTED)}.")
 
