@@ -53,8 +53,8 @@ def normalize_points(
 
 
 def _check_extent(points: np.ndarray, count: int) -> None:
-    """A cloud with a shape at a place meshes can hold: not a single point, and within float32's range, which
-    mesh files, Blender and the network's canonical points use (beyond it distances overflow to infinity)."""
+    """A cloud with a shape, at a place meshes can hold: not a single point, and within float32's range, where
+    mesh files and Blender store coordinates (far beyond it, squared distances overflow to infinity)."""
     low, high = points.min(axis=0), points.max(axis=0)
     reach = float(np.abs(points).max())
     if reach > MAX_COORDINATE:
