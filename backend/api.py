@@ -8,6 +8,8 @@ result.mesh.save("scan_occnet.obj")
 from __future__ import annotations
 
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,19 +57,52 @@ class Latent:
 
     @classmethod
     def load(cls, path: str | Path) -> Latent:
-        with np.load(path, allow_pickle=False) as data:
-            if LATENT_MARKER not in data.files:
-                raise InputError(f"{path}: not a saved latent (write one with 'reconstruct --save-latent').")
-            frame = Frame.of(data["center"], data["scale"])
-            return cls(data["code"].astype(np.float32), str(data["model"]), frame)
+        """A latent saved with `save`; a damaged or incomplete file is an InputError that says so."""
+        data = _read_npz(path, (LATENT_MARKER, *_LATENT_KEYS))
+        if LATENT_MARKER not in data:
+            raise InputError(f"{path}: not a saved latent (write one with 'reconstruct --save-latent').")
+        missing = [key for key in _LATENT_KEYS if key not in data]
+        problem = f"it lacks {', '.join(repr(k) for k in missing)}" if missing else _latent_problem(data)
+        if problem:
+            raise InputError(
+                f"{path}: not a usable latent ({problem}). Save it again with 'reconstruct --save-latent'."
+            )
+        frame = Frame.of(data["center"], data["scale"])
+        return cls(data["code"].astype(np.float32), str(data["model"]), frame)
 
     @staticmethod
     def is_latent_file(path: str | Path) -> bool:
         path = Path(path)
-        if path.suffix.lower() != ".npz" or not path.is_file():
-            return False
+        return path.suffix.lower() == ".npz" and path.is_file() and LATENT_MARKER in _read_npz(path, (LATENT_MARKER,))
+
+
+_LATENT_KEYS = ("code", "model", "center", "scale")
+
+
+def _read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Those of `keys` that an .npz archive holds; a truncated or damaged one is an InputError, not a traceback."""
+    try:
         with np.load(path, allow_pickle=False) as data:
-            return LATENT_MARKER in data.files
+            return {key: data[key] for key in keys if key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(
+            f"{path}: the .npz file is damaged or truncated ({exc}). Write it again "
+            "(a latent with 'reconstruct --save-latent')."
+        ) from exc
+
+
+def _latent_problem(data: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a saved latent's values, in words, or None."""
+    code, model, center, scale = (data[key] for key in _LATENT_KEYS)
+    if code.dtype.kind not in "fiu" or code.size == 0 or not np.isfinite(code).all():
+        return "its 'code' is not a list of finite numbers"
+    if model.dtype.kind != "U" or model.ndim != 0 or not str(model):
+        return "its 'model' is not a model name"
+    if center.dtype.kind not in "fiu" or center.size != 3 or not np.isfinite(center).all():
+        return "its 'center' is not three finite numbers"
+    if scale.dtype.kind not in "fiu" or scale.size != 1 or not np.isfinite(scale).all() or float(scale.ravel()[0]) <= 0:
+        return "its 'scale' is not a positive number"
+    return None
 
 
 @dataclass
@@ -162,6 +197,13 @@ class Model:
         return observation
 
     def _check_latent(self, latent: Latent) -> None:
+        """Only the model that made a latent can decode it: another one, even with codes of the same length
+        (a point-cloud and an image model), reads the numbers as a different shape."""
+        if latent.model != self.name:
+            raise InputError(
+                f"The latent was made by model '{latent.model}', so model '{self.name}' cannot decode it. "
+                f"Use model '{latent.model}' (or reconstruct the shape again with '{self.name}')."
+            )
         expected = int(np.prod(self.config.latent_shape))
         if latent.code.size != expected:
             raise InputError(

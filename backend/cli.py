@@ -19,14 +19,14 @@ from .data.mesh_folder import prepare_mesh_folder
 from .data.procedural import DEFAULT_COUNTS, generate
 from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
-from .errors import OccNetError, OutputError
+from .errors import InputError, ModelLoadError, OccNetError, OutputError
 from .extract import ExtractOptions
 from .extract.mise import valid_resolutions
 from .formats import input_kind
 from .inputs import load_observation
 from .mesh import check_mesh_suffix
 from .outputs import check_output
-from .registry import default_model, list_models
+from .registry import default_model, find_model, list_models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,18 +125,22 @@ def _extract_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _load_for(args: argparse.Namespace, *inputs: str) -> Model:
+def _load_for(args: argparse.Namespace, *inputs: str, made_by: str | None = None) -> Model:
+    """--model, else the model that made the saved latents, else the shipped default for the inputs' kind."""
+    if args.model is None and made_by is not None:
+        try:
+            find_model(made_by)
+        except ModelLoadError as exc:
+            raise ModelLoadError(
+                f"The saved latent was made by model '{made_by}', which is not installed here. Pass its "
+                "checkpoint with --model FILE.safetensors, or add its folder to OCCNET_MODELS_PATH."
+            ) from exc
+        return load_model(made_by, args.device)
     name = args.model
     if name is None:
-        kinds = {_kind_of(path) for path in inputs}
+        kinds = {input_kind(path) for path in inputs}
         name = default_model(kinds.pop() if len(kinds) == 1 else "pointcloud")
     return load_model(name, args.device)
-
-
-def _kind_of(path: str) -> str:
-    if Latent.is_latent_file(path):
-        return "pointcloud"
-    return input_kind(path)
 
 
 class _Bar:
@@ -194,8 +198,15 @@ def _interpolate(args: argparse.Namespace) -> int:
     for path in paths:
         _check_mesh_output(path, [args.a, args.b])
     options = _extract_options(args)
-    model = _load_for(args, args.a, args.b)
-    a, b = (Latent.load(p) if Latent.is_latent_file(p) else model.encode(p) for p in (args.a, args.b))
+    saved = {path: Latent.load(path) for path in (args.a, args.b) if Latent.is_latent_file(path)}
+    made_by = {latent.model for latent in saved.values()}
+    if len(made_by) > 1:
+        raise InputError(
+            f"{args.a} was made by model '{saved[args.a].model}' and {args.b} by model '{saved[args.b].model}'; "
+            "a blend needs two shapes of one model. Reconstruct both with one --model."
+        )
+    model = _load_for(args, args.a, args.b, made_by=next(iter(made_by), None))
+    a, b = (saved[p] if p in saved else model.encode(p) for p in (args.a, args.b))
     bar = _Bar()
     try:
         for path, t in zip(paths, np.linspace(0.0, 1.0, args.steps), strict=True):

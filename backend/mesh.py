@@ -15,12 +15,13 @@ from .outputs import atomic_write
 
 @dataclass
 class Mesh:
-    vertices: np.ndarray  # (V, 3) float32
+    vertices: np.ndarray  # (V, 3) float32 in the canonical frame; float64 (kept as given) in a source's own frame
     faces: np.ndarray  # (F, 3) int32
     normals: np.ndarray | None = None  # (V, 3) float32, unit length
 
     def __post_init__(self) -> None:
-        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32).reshape(-1, 3)
+        dtype = np.float64 if np.asarray(self.vertices).dtype == np.float64 else np.float32
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=dtype).reshape(-1, 3)
         self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
         if self.normals is not None:
             self.normals = np.ascontiguousarray(self.normals, dtype=np.float32).reshape(-1, 3)
@@ -29,21 +30,49 @@ class Mesh:
         return trimesh.Trimesh(self.vertices, self.faces, vertex_normals=self.normals, process=False)
 
     def transformed(self, center: np.ndarray, scale: float) -> Mesh:
-        """Map from the canonical frame back to the source's frame (x * scale + center)."""
-        return Mesh(self.vertices * np.float32(scale) + np.asarray(center, np.float32), self.faces, self.normals)
+        """Map from the canonical frame back to the source's frame (x * scale + center), in float64: a scan
+        far from the origin (georeferenced, at y = 5.4e6) would be rounded to half a metre in float32."""
+        vertices = self.vertices.astype(np.float64) * float(scale) + np.asarray(center, np.float64)
+        return Mesh(vertices, self.faces, self.normals)
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically: a failed or interrupted export leaves an existing file at `path` untouched."""
+        """Write atomically: a failed or interrupted export leaves an existing file at `path` untouched. OBJ, OFF
+        and PLY keep float64 vertices exactly; STL and glTF store float32 by their specifications, which rounds a
+        mesh far from the origin (at 5.4e6, to half a metre)."""
         path = Path(path)
         suffix = check_mesh_suffix(path)
         # In memory first: trimesh's own file writing truncates the target before exporting. A .gltf keeps
         # its buffers inside, so the one file is the whole mesh.
-        data = self.to_trimesh().export(file_type=suffix, **({"embed_buffers": True} if suffix == "gltf" else {}))
+        if suffix == "ply":
+            data = self._ply_bytes()
+        else:
+            data = self.to_trimesh().export(file_type=suffix, **({"embed_buffers": True} if suffix == "gltf" else {}))
         if isinstance(data, dict):
             (data,) = data.values()
         with atomic_write(path) as partial:
             partial.write_bytes(data.encode() if isinstance(data, str) else data)
         return path
+
+    def _ply_bytes(self) -> bytes:
+        """Binary PLY with the vertices' own precision (double for float64): trimesh writes float32 only."""
+        columns = {axis: self.vertices[:, i] for i, axis in enumerate("xyz")}
+        if self.normals is not None:
+            columns.update({axis: self.normals[:, i] for i, axis in enumerate(("nx", "ny", "nz"))})
+        vertex = np.empty(len(self.vertices), dtype=[(name, f"<f{c.itemsize}") for name, c in columns.items()])
+        for name, column in columns.items():
+            vertex[name] = column
+        face = np.empty(len(self.faces), dtype=[("count", "u1"), ("index", "<i4", (3,))])
+        face["count"], face["index"] = 3, self.faces
+        header = [
+            "ply",
+            "format binary_little_endian 1.0",
+            f"element vertex {len(vertex)}",
+            *(f"property {'double' if c.itemsize == 8 else 'float'} {name}" for name, c in columns.items()),
+            f"element face {len(face)}",
+            "property list uchar int vertex_indices",
+            "end_header",
+        ]
+        return ("\n".join(header) + "\n").encode("ascii") + vertex.tobytes() + face.tobytes()
 
 
 def check_mesh_suffix(path: str | Path) -> str:

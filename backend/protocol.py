@@ -26,8 +26,11 @@ Replies (worker -> add-on):
     error        {id, kind, message}    kind in protocol/input/model/device/empty/cancelled/oom/internal;
                                         message is written for the user, with the fix; the client adds
                                         kind "crashed" to the jobs of a worker that died
-MESH   = arrays vertices (V,3) float32, faces (F,3) int32, normals (V,3) float32 (optional); fields stats
-LATENT = array code (or code_a / code_b in interpolate); fields latent_model, center [x,y,z], scale.
+MESH   = arrays vertices (V,3) float64 in the source's frame (exact far from the origin, where float32 would round
+         a georeferenced scan to half a metre; Blender stores float32), faces (F,3) int32, normals (V,3) float32
+         (optional); fields stats
+LATENT = array code (or code_a / code_b in interpolate); fields latent_model, center [x,y,z], scale. Only the model
+         named latent_model decodes it: extract and interpolate with another model are an "input" error.
          The worker sends code as float32 in the model's latent_shape: (c_dim,) for a global code, (3, c_dim, R, R)
          for feature planes (393,216 values for the small triplane model). Requests may send it as float16 (how
          the add-on stores latents) or float32, in any shape with latent_shape's number of values; the worker

@@ -1,10 +1,15 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
+import trimesh
 from fitting import ellipsoid_occupancy, ellipsoid_surface
 
-from backend import Latent, interpolate, load_model
+from backend import Latent, cli, interpolate, load_model
+from backend.api import Model
 from backend.errors import InputError, OccNetError
 from backend.metrics import iou, mesh_contains
+from backend.protocol import MODELS_PATH_ENV
 
 OFFSET = np.array([3.0, -1.0, 2.0])
 SCALE = 2.0
@@ -77,3 +82,114 @@ def ImageLike():  # noqa: N802  (reads like the observation it builds)
     from backend.inputs import ImageInput
 
     return ImageInput(np.zeros((8, 8, 3), np.uint8))
+
+
+def _image_latent(image_model: Model, seed: int) -> Latent:
+    return image_model.encode(np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+
+
+def test_a_latent_decodes_only_with_the_model_that_made_it(tiny_model, untrained_image_model):
+    points = load_model(tiny_model, "cpu")
+    image = _image_latent(load_model(untrained_image_model, "cpu"), 0)
+    assert image.code.size == points.config.c_dim  # the length alone cannot tell them apart
+    with pytest.raises(InputError, match="made by model 'tiny-image'.*'tiny-pointcloud'"):
+        points.extract(image, resolution=32)
+
+
+def test_cli_blends_saved_latents_with_their_own_model(
+    tiny_model, untrained_image_model, tmp_path, capsys, monkeypatch
+):
+    points = load_model(tiny_model, "cpu")
+    rng = np.random.default_rng(3)
+    a = points.encode(ellipsoid_surface(np.array([0.5, 0.3, 0.3]), 1000, rng)).save(tmp_path / "a.npz")
+    b = points.encode(ellipsoid_surface(np.array([0.3, 0.3, 0.5]), 1000, rng)).save(tmp_path / "b.npz")
+    image_model = load_model(untrained_image_model, "cpu")
+    c = _image_latent(image_model, 1).save(tmp_path / "c.npz")
+    d = _image_latent(image_model, 2).save(tmp_path / "d.npz")
+    options = ["--steps", "2", "--resolution", "32", "--device", "cpu", "--no-normals"]
+    assert cli.main(["interpolate", str(a), str(b), "--out", str(tmp_path / "ab"), *options]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "made by model 'tiny-pointcloud'" in error and "--model" in error
+    monkeypatch.setenv(MODELS_PATH_ENV, str(tiny_model.parent))
+    assert cli.main(["interpolate", str(a), str(b), "--out", str(tmp_path / "ab"), *options]) == 0
+    first = trimesh.load(tmp_path / "ab" / "blend_000.obj", process=False)
+    assert len(first.faces) == len(points.extract(Latent.load(a), resolution=32, normals=False).mesh.faces)
+
+    # Image latents are not decoded by a point-cloud model, even one with codes of the same length.
+    capsys.readouterr()
+    assert cli.main(["interpolate", str(c), str(d), "--out", str(tmp_path / "cd"), "--model", str(tiny_model)]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "'tiny-image'" in error and "'tiny-pointcloud'" in error
+    assert not (tmp_path / "cd").exists()
+
+    # Two latents from different models: one line naming both, before any model is loaded.
+    assert cli.main(["interpolate", str(a), str(c), "--out", str(tmp_path / "ac"), *options]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "'tiny-pointcloud'" in error and "'tiny-image'" in error
+
+
+GEO_OFFSET = np.array([512_000.25, 5_400_000.5, 312.75])  # a georeferenced scan: UTM metres
+
+
+def test_large_coordinates_keep_the_inputs_precision(tiny_model, tmp_path):
+    model = load_model(tiny_model, "cpu")
+    cloud = ellipsoid_surface(np.array([0.5, 0.35, 0.25]), 2000, np.random.default_rng(5)) * SCALE
+    local = model.reconstruct(cloud, resolution=32, normals=False).mesh
+    geo = model.reconstruct(cloud + GEO_OFFSET, resolution=32, normals=False)
+    assert geo.mesh.vertices.dtype == np.float64
+    assert len(np.unique(geo.mesh.vertices[:, 1])) > 100
+    np.testing.assert_allclose(geo.mesh.vertices - GEO_OFFSET, local.vertices, atol=1e-5)
+    assert Latent.load(geo.latent.save(tmp_path / "geo")).frame == geo.latent.frame
+
+    # The files the CLI writes keep them too, in the formats that store doubles.
+    scan = tmp_path / "scan.xyz"
+    np.savetxt(scan, cloud + GEO_OFFSET, fmt="%.6f")
+    for suffix in ("obj", "ply", "off"):
+        out = tmp_path / f"scan.{suffix}"
+        assert cli.main(["reconstruct", str(scan), "--out", str(out), "--model", str(tiny_model),
+                         "--resolution", "32", "--device", "cpu", "--no-normals"]) == 0  # fmt: skip
+        written = np.asarray(trimesh.load(out, process=False).vertices)
+        np.testing.assert_allclose(written - GEO_OFFSET, local.vertices, atol=1e-4, err_msg=suffix)
+
+
+@pytest.mark.parametrize("extreme", [1e300, 1e39, np.finfo(np.float64).max])
+def test_absurd_extents_are_refused_in_words(tiny_model, extreme):
+    cloud = ellipsoid_surface(np.full(3, 0.5), 500, np.random.default_rng(0))
+    cloud[:250] *= extreme
+    with pytest.raises(InputError, match="coordinates reach"):
+        load_model(tiny_model, "cpu").encode(cloud)
+
+
+def _broken_latents(folder: Path, good: Path) -> dict[str, Path]:
+    """Each way a saved latent can be damaged, with the words its error must use."""
+    data = dict(np.load(good))
+    broken = {}
+    truncated = folder / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    broken["damaged"] = truncated
+    for key in ("code", "model", "center", "scale"):
+        path = folder / f"no_{key}.npz"
+        np.savez(path, **{k: v for k, v in data.items() if k != key})
+        broken[f"'{key}'"] = path
+    for key, value in (("scale", np.float64(-1.0)), ("center", np.array([0.0, np.nan, 0.0])), ("code", np.zeros(0))):
+        path = folder / f"bad_{key}.npz"
+        np.savez(path, **{**data, key: value})
+        broken[f"'{key}'"] = path
+    return broken
+
+
+def test_broken_latent_files_get_one_line_with_the_fix(tiny_model, tmp_path, capsys):
+    model = load_model(tiny_model, "cpu")
+    good = model.encode(ellipsoid_surface(np.full(3, 0.5), 500, np.random.default_rng(0))).save(tmp_path / "good")
+    for words, path in _broken_latents(tmp_path, good).items():
+        with pytest.raises(InputError, match=words):
+            Latent.load(path)
+        capsys.readouterr()
+        assert cli.main(["interpolate", str(good), str(path), "--out", str(tmp_path / "out"), "--steps", "2"]) == 1
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and str(path) in error and "--save-latent" in error, error
+    assert not (tmp_path / "out").exists()
+    truncated = _broken_latents(tmp_path, good)["damaged"]
+    assert cli.main(["reconstruct", str(truncated), "--out", str(tmp_path / "out.obj")]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(truncated) in error and "could not be read" in error, error

@@ -54,7 +54,7 @@ def test_reconstruct_streams_progress_and_returns_raw_arrays(client, tiny_model)
     reply = client.wait(_reconstruct(client, tiny_model), on_progress=lambda s, f: stages.append(s))
     assert {"encode", "evaluate", "mesh", "normals"} <= set(stages)
     vertices, faces = reply.arrays["vertices"], reply.arrays["faces"]
-    assert vertices.dtype == np.float32 and faces.dtype == np.int32 and len(faces) > 100
+    assert vertices.dtype == np.float64 and faces.dtype == np.int32 and len(faces) > 100
     assert np.allclose(vertices.mean(axis=0), 5.0, atol=0.05)  # the source's frame
     assert reply.arrays["code"].shape == (32,) and reply.fields["stats"]["points_evaluated"] > 0
 
@@ -113,6 +113,21 @@ def test_latents_come_back_as_float16_in_their_shape_or_flat(request, fixture):
             assert iou(mesh_contains(reply.arrays["vertices"], reply.arrays["faces"], points), inside) >= 0.95
     finally:
         client.close()
+
+
+def test_far_coordinates_keep_their_precision_and_latents_their_model(client, tiny_model):
+    """A georeferenced scan (y = 5.4e6) comes back as exactly as one at the origin; a latent is decoded only
+    by the model that made it."""
+    offset = np.array([512_000.25, 5_400_000.5, 312.75])
+    fields = {"model": tiny_model.stem, "resolution": 32, "normals": False}
+    near = client.wait(client.submit("reconstruct", fields, {"points": CLOUD - 5.0}))
+    far = client.wait(client.submit("reconstruct", fields, {"points": CLOUD - 5.0 + offset}))
+    assert far.arrays["vertices"].dtype == np.float64
+    np.testing.assert_allclose(far.arrays["vertices"] - offset, near.arrays["vertices"], atol=1e-5)
+    other = {**fields, **far.fields, "latent_model": "onet-image"}
+    with pytest.raises(BackendError, match="made by model 'onet-image'") as info:
+        client.wait(client.submit("extract", other, {"code": far.arrays["code"]}))
+    assert info.value.kind == "input"
 
 
 def test_cancel_mid_job_then_keep_working(client, tiny_model):

@@ -144,7 +144,7 @@ def _pointcloud_example(
         cloud = np.concatenate([cloud, stray_points(middle, extent, int(rng.integers(1, 6)), rng)])
     thin = config.architecture == "triplane"
     cloud, frame, _ = normalize_points(cloud, config.n_points, seed=int(rng.integers(1 << 31)), thin=thin)
-    center, scale = frame.as_array(), np.float32(frame.scale)
+    center, scale = frame.as_array().astype(np.float32), np.float32(frame.scale)
     q = (q - center) / scale
     if n_outside:
         q_out = _outside_queries(inverse, center, scale, n_outside, rng)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import OccNetError
 from ..mesh import Mesh
 
@@ -15,4 +17,4 @@ def simplify_mesh(mesh: Mesh, faces: int) -> Mesh:
         raise OccNetError(
             "Simplification needs the 'fast-simplification' package: pip install fast-simplification"
         ) from exc
-    return Mesh(simplified.vertices, simplified.faces)
+    return Mesh(simplified.vertices.astype(np.float32), simplified.faces)

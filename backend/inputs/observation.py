@@ -20,7 +20,8 @@ class Frame:
         return cls(tuple(float(c) for c in np.asarray(center).reshape(3)), float(scale))
 
     def as_array(self) -> np.ndarray:
-        return np.asarray(self.center, dtype=np.float32)
+        """The center in float64, as the frame holds it: float32 would move a georeferenced scan by metres."""
+        return np.asarray(self.center, dtype=np.float64)
 
 
 @dataclass

@@ -12,6 +12,7 @@ OUTLIER_NEIGHBOURS = 8  # a stray point, or a clump of fewer than this many, is 
 OUTLIER_FACTOR = 4.0  # ... farther than this many times the 90th percentile of that distance over the cloud
 EXTREMES = 8  # points tested at each end of each axis, per round
 VOXEL_PRESAMPLE = 8  # clouds above this many times the cap are first thinned at random (speed, not quality)
+MAX_COORDINATE = float(np.finfo(np.float32).max)  # the largest coordinate a float32 mesh (file, Blender) holds
 
 
 def normalize_points(
@@ -52,7 +53,15 @@ def normalize_points(
 
 
 def _check_extent(points: np.ndarray, count: int) -> None:
+    """A cloud with a shape, at a place meshes can hold: not a single point, and within float32's range, where
+    mesh files and Blender store coordinates (far beyond it, squared distances overflow to infinity)."""
     low, high = points.min(axis=0), points.max(axis=0)
+    reach = float(np.abs(points).max())
+    if reach > MAX_COORDINATE:
+        raise InputError(
+            f"The point cloud's coordinates reach {reach:.3g}, beyond the {MAX_COORDINATE:.2g} that meshes can "
+            "store. Check the file's units, or rescale the cloud."
+        )
     if float((high - low).max()) <= 1e-9 * max(1.0, float(np.abs((low + high) / 2).max())):
         raise InputError(
             f"All {count} points are at the same place, so the cloud has no shape to reconstruct. "
