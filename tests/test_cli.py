@@ -1,11 +1,16 @@
 import json
 import os
+import platform
+import sys
 
 import numpy as np
+import torch
 import trimesh
 from commands import run_cli
 from fitting import ellipsoid_surface
 
+import backend
+from backend.device import describe_devices, resolve_device
 from backend.metrics import mesh_contains
 
 
@@ -70,9 +75,27 @@ def test_models_and_info(tiny_model, tmp_path):
     env = {**os.environ, "OCCNET_MODELS_PATH": str(tiny_model.parent)}
     listing = run_cli("models", "--json", env=env)
     assert listing.returncode == 0
-    entry = next(e for e in json.loads(listing.stdout) if e["name"] == tiny_model.stem)
-    assert entry["input_kind"] == "pointcloud" and entry["threshold"] == 0.5
+    entries = {e["name"]: e for e in json.loads(listing.stdout)}
+    assert {"triplane-pointcloud", "onet-pointcloud", "onet-image", tiny_model.stem} <= set(entries)
+    tiny = entries[tiny_model.stem]
+    assert tiny["input_kind"] == "pointcloud" and tiny["threshold"] == 0.5 and tiny["evaluation"] == {}
+    assert tiny["size_mb"] == round(tiny_model.stat().st_size / 1e6, 2)
     table = run_cli("models", env=env)
-    assert tiny_model.stem in table.stdout
+    rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
+    assert rows.keys() == entries.keys()
+    for name, entry in entries.items():  # each model's own kind, threshold and scores, on its own row
+        row = rows[name].split()
+        assert row[1] == entry["input_kind"] and row[3] == f"{entry['threshold']:.2f}", rows[name]
+        if "test_iou" in entry["evaluation"]:
+            assert f"test_iou {entry['evaluation']['test_iou']};" in rows[name]
+    assert rows[tiny_model.stem].endswith("not evaluated")
+
     info = run_cli("info")
-    assert info.returncode == 0 and "torch" in info.stdout and "cpu" in info.stdout
+    assert info.returncode == 0
+    lines = info.stdout.splitlines()
+    assert lines[0] == f"occnet backend {backend.__version__}"
+    assert lines[1] == f"python {platform.python_version()} ({sys.executable})"
+    assert lines[2] == f"torch {torch.__version__}, default device {resolve_device('auto')}"
+    assert lines[3] == f"devices: {', '.join(describe_devices())}"
+    if not torch.cuda.is_available():
+        assert lines[2].endswith("default device cpu") and lines[3] == "devices: cpu"
