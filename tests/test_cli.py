@@ -4,12 +4,14 @@ import platform
 import sys
 
 import numpy as np
+import pytest
 import torch
 import trimesh
 from commands import run_cli
 from fitting import ellipsoid_surface
 
 import backend
+from backend import Latent
 from backend.device import describe_devices, resolve_device
 from backend.metrics import mesh_contains
 
@@ -35,7 +37,9 @@ def test_reconstruct_writes_a_mesh_in_the_input_frame(tiny_model, tmp_path):
     assert mesh.is_watertight
     assert mesh_contains(mesh.vertices, mesh.faces, np.array([[10.0, 0, -3], [10, 0, 0]])).tolist() == [True, False]
     assert "evaluate" in done.stderr  # tqdm progress goes to stderr
-    assert (tmp_path / "scan_latent.npz").is_file()
+    latent = Latent.load(tmp_path / "scan_latent.npz")  # where the scan was, to blend or re-mesh it later
+    np.testing.assert_allclose(latent.frame.center, [10, 0, -3], atol=0.1)
+    assert latent.frame.scale == pytest.approx(4.0, rel=0.05) and latent.model == tiny_model.stem
 
 
 def test_interpolate_writes_each_step(tiny_model, tmp_path):
@@ -59,6 +63,10 @@ def test_interpolate_writes_each_step(tiny_model, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "blend").iterdir()) == [f"blend_00{i}.stl" for i in range(3)]
+    extent = [np.ptp(trimesh.load(tmp_path / "blend" / f"blend_00{i}.stl").vertices, axis=0) for i in range(3)]
+    ratio = [x / y for x, y, _ in extent]  # a is long along X, b along Y
+    assert ratio[0] > 1.5 and ratio[2] < 0.7 and ratio[2] + 0.2 < ratio[1] < ratio[0] - 0.2, ratio
+    assert [line.split(": ")[1].split(",")[0] for line in done.stdout.splitlines()] == ["t=0.000", "t=0.500", "t=1.000"]
 
 
 def test_bad_input_gives_one_clear_line_and_a_failing_status(tiny_model, tmp_path):
