@@ -25,7 +25,12 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
                 f"CUDA was requested but this PyTorch ({torch.__version__}) sees no CUDA GPU. "
                 "Use device 'cpu' or 'auto', or install a CUDA build of PyTorch."
             )
-        index = int(name.split(":")[1]) if ":" in name else 0
+        suffix = name.partition(":")[2]
+        if ":" in name and not suffix.isdigit():
+            raise DeviceError(
+                f"Unknown device '{name}'. Write 'cuda' or 'cuda:N' with N the GPU's number, e.g. cuda:0."
+            )
+        index = int(suffix or 0)
         if index >= torch.cuda.device_count():
             raise DeviceError(
                 f"CUDA device {index} was requested but only {torch.cuda.device_count()} "

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import trimesh
 from fitting import ellipsoid_occupancy, ellipsoid_surface
+from PIL import Image
 
 from backend import Latent, cli, interpolate, load_model
 from backend.api import Model
@@ -70,12 +71,16 @@ def test_interpolation_endpoints_and_midpoint(tiny_model, tmp_path):
         interpolate(a, Latent(a.code, "another-model"), 0.5)
 
 
-def test_wrong_input_kind_names_the_fix(tiny_model, untrained_image_model):
+def test_wrong_input_kind_names_the_fix(tiny_model, untrained_image_model, tmp_path):
     with pytest.raises(InputError, match="reconstructs from point clouds, but the input is images"):
         load_model(tiny_model, "cpu").encode(ImageLike())
     image_model = load_model(untrained_image_model, "cpu")
-    latent = image_model.encode(np.random.default_rng(0).integers(0, 255, (120, 80, 4), dtype=np.uint8))
+    pixels = np.random.default_rng(0).integers(0, 255, (120, 80, 4), dtype=np.uint8)
+    latent = image_model.encode(pixels)
     assert latent.code.shape == (32,) and latent.frame.scale == 1.0
+    Image.fromarray(pixels).save(tmp_path / "view.png")
+    np.testing.assert_allclose(image_model.encode(tmp_path / "view.png").code, latent.code, atol=1e-6)
+    assert np.abs(image_model.encode(pixels[::-1].copy()).code - latent.code).max() > 1e-4  # the image matters
 
 
 def ImageLike():  # noqa: N802  (reads like the observation it builds)

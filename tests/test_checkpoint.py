@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import re
 import stat
 
 import pytest
@@ -85,14 +86,35 @@ def test_unknown_model_names_list_what_exists(tmp_path, monkeypatch):
         load_model(tmp_path / "missing.safetensors")
 
 
-def test_devices():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
-    with pytest.raises(DeviceError, match="Unknown device"):
+@pytest.mark.parametrize(
+    "cuda, mps, expected",
+    [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+    ids=["cuda-first", "then-mps", "else-cpu"],
+)
+def test_auto_prefers_cuda_then_mps_then_the_cpu(monkeypatch, cuda, mps, expected):
+    """What this machine offers is fixed, so the GPUs a user may have are simulated at the two questions asked."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    for name in ("auto", None, "", "AUTO"):
+        assert resolve_device(name) == torch.device(expected)
+
+
+def test_a_named_device_is_given_or_refused_with_the_fix(monkeypatch):
+    assert resolve_device("cpu") == resolve_device("CPU") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(
+        DeviceError,
+        match=re.escape(f"CUDA was requested but this PyTorch ({torch.__version__})") + ".*Use device 'cpu'",
+    ):
+        resolve_device("cuda")
+    with pytest.raises(DeviceError, match="CUDA was requested"):
+        resolve_device("cuda:0")
+    with pytest.raises(DeviceError, match="Apple MPS was requested but is not available here. Use 'auto' or 'cpu'"):
+        resolve_device("mps")
+    with pytest.raises(DeviceError, match="Unknown device 'tpu'. Choose one of: auto, cuda, mps, cpu"):
         resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="CUDA was requested"):
-            resolve_device("cuda")
 
 
 def test_checkpoints_are_written_readable_like_any_file(tmp_path):
@@ -154,3 +176,14 @@ def test_one_bad_file_does_not_break_the_model_list(tmp_path):
     reply, _ = Worker(io.BytesIO(), "cpu").do_models(Message("models", 1, {"extra_dirs": [str(tmp_path)]}))
     names = [m["name"] for m in reply["models"]]
     assert "sound-model" in names and "broken-model" not in names  # the add-on's list
+
+
+def test_a_cuda_index_must_name_a_visible_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(DeviceError, match="CUDA device 2 was requested but only 2 GPU"):
+        resolve_device("cuda:2")
+    with pytest.raises(DeviceError, match="cuda:first"):
+        resolve_device("cuda:first")

@@ -1,15 +1,20 @@
 import json
 import os
+import platform
+import sys
 import time
 
 import numpy as np
 import pytest
+import torch
 import trimesh
 from commands import run_cli
 from fitting import ellipsoid_surface
 
+import backend
 from backend.api import Latent
 from backend.cli import main
+from backend.device import describe_devices, resolve_device
 from backend.mesh import Mesh
 from backend.metrics import mesh_contains
 from backend.outputs import atomic_write
@@ -36,7 +41,9 @@ def test_reconstruct_writes_a_mesh_in_the_input_frame(tiny_model, tmp_path):
     assert mesh.is_watertight
     assert mesh_contains(mesh.vertices, mesh.faces, np.array([[10.0, 0, -3], [10, 0, 0]])).tolist() == [True, False]
     assert "evaluate" in done.stderr  # tqdm progress goes to stderr
-    assert (tmp_path / "scan_latent.npz").is_file()
+    latent = Latent.load(tmp_path / "scan_latent.npz")  # where the scan was, to blend or re-mesh it later
+    np.testing.assert_allclose(latent.frame.center, [10, 0, -3], atol=0.1)
+    assert latent.frame.scale == pytest.approx(4.0, rel=0.05) and latent.model == tiny_model.stem
 
 
 def test_interpolate_writes_each_step(tiny_model, tmp_path):
@@ -60,6 +67,10 @@ def test_interpolate_writes_each_step(tiny_model, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "blend").iterdir()) == [f"blend_00{i}.stl" for i in range(3)]
+    extent = [np.ptp(trimesh.load(tmp_path / "blend" / f"blend_00{i}.stl").vertices, axis=0) for i in range(3)]
+    ratio = [x / y for x, y, _ in extent]  # a is long along X, b along Y
+    assert ratio[0] > 1.5 and ratio[2] < 0.7 and ratio[2] + 0.2 < ratio[1] < ratio[0] - 0.2, ratio
+    assert [line.split(": ")[1].split(",")[0] for line in done.stdout.splitlines()] == ["t=0.000", "t=0.500", "t=1.000"]
 
 
 def test_bad_input_gives_one_clear_line_and_a_failing_status(tiny_model, tmp_path):
@@ -76,12 +87,30 @@ def test_models_and_info(tiny_model, tmp_path):
     env = {**os.environ, "OCCNET_MODELS_PATH": str(tiny_model.parent)}
     listing = run_cli("models", "--json", env=env)
     assert listing.returncode == 0
-    entry = next(e for e in json.loads(listing.stdout) if e["name"] == tiny_model.stem)
-    assert entry["input_kind"] == "pointcloud" and entry["threshold"] == 0.5
+    entries = {e["name"]: e for e in json.loads(listing.stdout)}
+    assert {"triplane-pointcloud", "onet-pointcloud", "onet-image", tiny_model.stem} <= set(entries)
+    tiny = entries[tiny_model.stem]
+    assert tiny["input_kind"] == "pointcloud" and tiny["threshold"] == 0.5 and tiny["evaluation"] == {}
+    assert tiny["size_mb"] == round(tiny_model.stat().st_size / 1e6, 2)
     table = run_cli("models", env=env)
-    assert tiny_model.stem in table.stdout
+    rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
+    assert rows.keys() == entries.keys()
+    for name, entry in entries.items():  # each model's own kind, threshold and scores, on its own row
+        row = rows[name].split()
+        assert row[1] == entry["input_kind"] and row[3] == f"{entry['threshold']:.2f}", rows[name]
+        if "test_iou" in entry["evaluation"]:
+            assert f"test_iou {entry['evaluation']['test_iou']};" in rows[name]
+    assert rows[tiny_model.stem].endswith("not evaluated")
+
     info = run_cli("info")
-    assert info.returncode == 0 and "torch" in info.stdout and "cpu" in info.stdout
+    assert info.returncode == 0
+    lines = info.stdout.splitlines()
+    assert lines[0] == f"occnet backend {backend.__version__}"
+    assert lines[1] == f"python {platform.python_version()} ({sys.executable})"
+    assert lines[2] == f"torch {torch.__version__}, default device {resolve_device('auto')}"
+    assert lines[3] == f"devices: {', '.join(describe_devices())}"
+    if not torch.cuda.is_available():
+        assert lines[2].endswith("default device cpu") and lines[3] == "devices: cpu"
 
 
 # --- Outputs: never over an input, checked before any work, written atomically -------------------------------

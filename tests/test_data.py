@@ -1,5 +1,7 @@
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,7 +116,53 @@ def test_mesh_folder_with_a_hole_is_labelled_by_winding_number(tmp_path):
         for n in (root / "boxes" / f"{s}.lst").read_text().split()
     ]
     assert sorted(listed) == ["ball", "open"]
-    assert split_of("boxes/open") == split_of("boxes/open")
+
+
+def _splits(names: list[str]) -> list[str]:
+    return [split_of(n) for n in names]
+
+
+def test_splits_are_the_stated_shares_and_the_same_in_every_process():
+    """The split comes from the name alone: Python's salted hash() would move shapes between runs."""
+    names = [f"category_{i % 7}/mesh_{i:05d}" for i in range(6000)]
+    here = _splits(names)
+    shares = {s: here.count(s) / len(names) for s in ("train", "val", "test")}
+    assert shares["train"] == pytest.approx(0.8, abs=0.02), shares
+    assert shares["val"] == pytest.approx(0.1, abs=0.015) and shares["test"] == pytest.approx(0.1, abs=0.015), shares
+    code = (
+        "import json, sys; from backend.data.mesh_folder import split_of; "
+        "print(json.dumps([split_of(n) for n in json.load(sys.stdin)]))"
+    )
+    other_seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"  # this process's salt differs
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(names[:500]),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": other_seed},
+        check=True,
+    )
+    assert json.loads(elsewhere.stdout) == here[:500]
+
+
+def test_adding_meshes_keeps_every_prepared_mesh_in_its_split(tmp_path):
+    src, dst = tmp_path / "meshes" / "parts", tmp_path / "data"
+    src.mkdir(parents=True)
+
+    def add(names):
+        for name in names:
+            trimesh.creation.box((1, 0.5, 0.3)).export(src / f"{name}.stl")
+        prepare_mesh_folder(src.parent, dst, n_uniform=200, n_near=100, n_surface=200)
+        return {n: s for s in ("train", "val", "test") for n in _listed(dst / "parts" / f"{s}.lst")}
+
+    first = add([f"box{i:02d}" for i in range(10)])
+    assert set(first.values()) == {"train", "val", "test"}  # these names reach every split
+    second = add([f"added{i:02d}" for i in range(10)])  # listed before the first ten
+    assert len(second) == 20 and {n: second[n] for n in first} == first
+
+
+def _listed(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
 
 
 def test_real_mesh_preparation_keeps_groups_together_and_rejects_sheets(tmp_path, monkeypatch):

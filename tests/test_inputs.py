@@ -98,8 +98,14 @@ def test_mesh_files_are_sampled_on_their_surface(tmp_path):
 
 
 def test_voxel_arrays(tmp_path):
-    np.save(tmp_path / "v.npy", np.zeros((32, 32, 32), bool))
-    assert isinstance(load_observation(tmp_path / "v.npy"), VoxelInput)
+    centres = (np.indices((32, 32, 32)) + 0.5) / 32 - 0.5
+    grid = (centres**2).sum(axis=0) <= 0.3**2  # a ball in the unit cube the grid covers
+    np.save(tmp_path / "v.npy", grid)
+    np.savez(tmp_path / "v.npz", occupancies=grid)
+    for name in ("v.npy", "v.npz"):
+        observation = load_observation(tmp_path / name)
+        assert isinstance(observation, VoxelInput)
+        np.testing.assert_array_equal(observation.grid, grid)  # the cells as stored, not re-ordered or resampled
 
 
 @pytest.mark.parametrize(
