@@ -16,13 +16,16 @@ from fitting import ellipsoid_surface
 
 from backend.protocol import (
     PROTOCOL_VERSION,
+    CancelRequest,
     ExtractRequest,
     InterpolateRequest,
     MeshReply,
     ModelsRequest,
     Progress,
     ReconstructRequest,
+    encode,
     read_message,
+    write_message,
 )
 from occnet_blender.client import BackendClient, BackendError
 
@@ -317,3 +320,37 @@ def test_a_worker_that_breaks_the_protocol_fails_its_jobs_at_once(tmp_path):
     assert info.value.kind == "protocol" and time.monotonic() - started < 25
     client.process.wait(timeout=10)  # ended, not left running deaf
     client.close()
+
+
+def test_the_worker_reads_requests_while_its_replies_wait_to_be_read(tiny_model):
+    """The add-on may be slow to read a big reply; meanwhile a cancel and the next (large) request must still go
+    in, or both ends wait on each other: no lock that a blocked write holds may stand in the reader's way."""
+    worker = _spawn_worker({"OCCNET_MODELS_PATH": str(tiny_model.parent)})
+    try:
+        write_message(worker.stdin, encode(ReconstructRequest(model=tiny_model.stem, resolution=128, points=CLOUD), 1))
+        worker.stdin.flush()
+        _wait_until_idle(worker.pid)  # the mesh (more than a pipe holds) is half written: nobody reads stdout
+        points = np.zeros((300_000, 3), np.float32)  # 3.6 MB: more than the pipe holds too
+
+        def send():
+            write_message(worker.stdin, encode(CancelRequest(2), None))
+            write_message(worker.stdin, encode(ReconstructRequest(model=tiny_model.stem, points=points), 3))
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        sender.join(30)
+        assert not sender.is_alive(), "the worker stopped reading requests while a reply waited to be read"
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def _wait_until_idle(pid, timeout=180):
+    """Until the process has used no CPU for two seconds (it is blocked)."""
+    deadline, last, still = time.monotonic() + timeout, None, 0
+    while time.monotonic() < deadline and still < 4:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        used = int(fields[11]) + int(fields[12])  # utime + stime
+        still, last = (still + 1 if used == last else 0), used
+        time.sleep(0.5)
+    assert still >= 4, "the worker kept computing"
