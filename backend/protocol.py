@@ -298,7 +298,7 @@ def decode_request(message: Message) -> Request:
 def decode_reply(message: Message, request: type) -> Reply:
     """The typed reply to a request of class `request` (progress and error replies fit every request)."""
     cls = {"progress": Progress, "error": ErrorReply}.get(message.type, request.REPLY)
-    if cls is None or cls.TYPE != message.type:
+    if message.type not in REPLY_TYPES or cls is None or cls.TYPE != message.type:
         raise ProtocolError(f"unexpected '{message.type}' reply to a '{request.TYPE}' request", message.id)
     return decode(cls, message)
 

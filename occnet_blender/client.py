@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .shared import (
+    ERROR_KINDS,
     CancelRequest,
     ErrorReply,
     HelloReply,
@@ -41,9 +42,11 @@ STDERR_LINES_KEPT = 40
 
 
 class BackendError(Exception):
-    """A job failed; `kind` is the protocol's error kind, the message is for the user."""
+    """A job failed; `kind` is one of the protocol's ERROR_KINDS, the message is for the user."""
 
     def __init__(self, message: str, kind: str = "internal") -> None:
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"error kind '{kind}' is not one of {', '.join(ERROR_KINDS)}")
         super().__init__(message)
         self.kind = kind
 

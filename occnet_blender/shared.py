@@ -8,6 +8,7 @@ except ImportError:  # a source checkout, where both halves are top-level packag
     from backend.formats import SUPPORTED, input_kind
 
 AUTO_MODEL = protocol.AUTO_MODEL
+ERROR_KINDS = protocol.ERROR_KINDS
 MODELS_PATH_ENV = protocol.MODELS_PATH_ENV
 CancelRequest = protocol.CancelRequest
 ErrorReply = protocol.ErrorReply
@@ -32,6 +33,7 @@ write_message = protocol.write_message
 
 __all__ = [
     "AUTO_MODEL",
+    "ERROR_KINDS",
     "MODELS_PATH_ENV",
     "SUPPORTED",
     "CancelRequest",
