@@ -10,6 +10,7 @@ stdout is handed to the protocol alone, so nothing a library prints at import co
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import sys
@@ -97,7 +98,12 @@ class Worker:
         self.closing = threading.Event()
 
     def send(self, message: object, msg_id: int | None) -> None:
-        frame = encode(message, msg_id)
+        try:
+            frame = encode(message, msg_id)
+            json.dumps(frame.fields)  # fails here, before a byte is written, rather than mid-frame
+        except Exception as exc:  # a reply that cannot be encoded still gets an answer, and the worker lives
+            traceback.print_exc(file=sys.stderr)
+            frame = encode(ErrorReply("internal", f"The backend could not send its reply: {exc!r}."), msg_id)
         with self.write_lock:
             try:
                 write_message(self.channel, frame)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import bpy
 from bpy.app.handlers import persistent
 
-from .client import BackendError, Event, raise_if_error
+from .client import BackendClient, BackendError, Event, raise_if_error
 from .connection import BACKEND
 from .shared import Progress, Reply, Request
 
@@ -30,6 +30,7 @@ class Job:
     on_error: Callable[[BackendError], None] | None = None
     undo_message: str = ""
     id: int | None = None
+    client: BackendClient | None = None  # the worker it went to: its reply comes from there even after a restart
     stage: str = "waiting for the backend"
     fraction: float = 0.0
     cancelled: bool = False
@@ -66,9 +67,9 @@ class Jobs:
             job.cancelled, job.stage, count = True, "cancelling", count + 1
             if job.id is None:
                 self._fail(job, CANCELLED)
-            elif (client := BACKEND.client) is not None:
+            else:
                 try:
-                    client.cancel(job.id)
+                    job.client.cancel(job.id)
                 except BackendError:  # the worker is gone: its jobs fail as crashed on the next poll
                     pass
         _redraw()
@@ -85,9 +86,9 @@ class Jobs:
     def poll(self) -> float | None:
         """One timer step: submit what can go, apply what came back. Returns the next interval or None."""
         state, client = BACKEND.state, BACKEND.client  # read once: the starting thread or stop() may change them
-        if client is not None:
-            for event in client.events():
-                self._dispatch(event)
+        for sender in {id(j.client): j.client for j in self.queue if j.client is not None}.values():
+            for event in sender.events():  # a stopped worker's jobs end too (as crashed), never stranded
+                self._dispatch(sender, event)
         waiting = [j for j in self.queue if j.id is None]
         if state == "failed":
             for job in waiting:
@@ -95,7 +96,7 @@ class Jobs:
         elif waiting and state == "ready" and client is not None and client.alive:
             for job in waiting:
                 try:
-                    job.id = client.submit(job.request)
+                    job.id, job.client = client.submit(job.request), client
                     job.stage = "queued"
                 except BackendError as exc:
                     self._fail(job, exc)
@@ -105,8 +106,8 @@ class Jobs:
         _redraw()
         return POLL_SECONDS if self.queue or any(busy) or BACKEND.state == "starting" else None
 
-    def _dispatch(self, event: Event) -> None:
-        job = next((j for j in self.queue if j.id is not None and j.id == event.job), None)
+    def _dispatch(self, sender: BackendClient, event: Event) -> None:
+        job = next((j for j in self.queue if j.id is not None and j.id == event.job and j.client is sender), None)
         if job is None:
             return
         if isinstance(event.reply, Progress):

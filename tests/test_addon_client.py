@@ -76,3 +76,21 @@ def _workers() -> set[int]:
         if b"backend.worker" in command and int(fields[1]) == os.getpid() and fields[0] != "Z":
             found.add(int(entry.name))
     return found
+
+
+def test_a_stop_while_a_job_runs_ends_that_job(blender, addon):
+    """Restart Backend (or the installer) mid-job: the job ends (as cancelled: the worker stops it), the queue
+    does not hang on it, and the next job runs on the new worker."""
+    jobs = addon.jobs.JOBS
+    addon.connection.BACKEND.require()
+    blender.context.scene.occnet.resolution = 256
+    running = _scan_job(addon, blender, "running")
+    jobs.start(running)
+    assert _poll_until(addon, lambda: running.stage == "evaluate")
+    addon.connection.BACKEND.stop()
+    assert _poll_until(addon, lambda: not jobs.queue), f"stranded: {running.stage}"
+    assert "running.occnet" not in bpy.data.objects
+    blender.context.scene.occnet.resolution = 32
+    after = _scan_job(addon, blender, "after")
+    jobs.start(after)
+    assert _poll_until(addon, lambda: not jobs.queue) and "after.occnet" in bpy.data.objects

@@ -286,9 +286,10 @@ def test_nothing_printed_while_torch_imports_reaches_the_protocol_stream(tmp_pat
     worker = _spawn_worker({"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])})
     try:
         worker.stdin.write(_frame({"v": PROTOCOL_VERSION, "type": "hello", "id": 1}))
-        worker.stdin.close()
+        worker.stdin.flush()
         (reply,) = _replies(worker, 1)
         assert (reply.type, reply.id) == ("hello", 1)
+        worker.stdin.close()
         assert b"noise from an import" in worker.stderr.read()
     finally:
         worker.kill()
