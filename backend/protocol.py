@@ -1,36 +1,38 @@
-"""The add-on <-> worker protocol, version 1. This module is the one place it is written down.
+"""The add-on <-> worker protocol, version 2. This module is the one place it is written down, and its
+dataclasses are the messages both sides build and read (stdlib + numpy only: it runs inside Blender).
 
 Start: `python -m backend.worker --device D`, with OCCNET_MODELS_PATH (os.pathsep separated) naming
 folders of extra models. Transport: the worker's stdin (requests) and stdout (replies); no port is
 opened. Every message is one frame:
 
-    4 bytes  big-endian length L of the header
-    L bytes  UTF-8 JSON header: {"v": 1, "type": ..., "id": ..., "arrays": [[name, dtype, shape], ...], ...}
+    4 bytes  big-endian length L of the header (at most MAX_HEADER_BYTES)
+    L bytes  UTF-8 JSON object: {"v": 2, "type": ..., "id": ..., "arrays": [[name, dtype, shape], ...], ...fields}
     then     each array's raw bytes, C order, in the order listed (arrays never travel as JSON lists)
 
-Requests (add-on -> worker); every one carries an integer "id" that its replies repeat:
-    hello        -> hello {protocol, backend, torch, device, devices}
-    models       -> result {models: [{name, input_kind, architecture, latent_shape, size_mb, threshold, c_dim,
-                                      evaluation}]}   (architecture "global" or "triplane"; c_dim is the code's
-                                      length or the features per plane pixel; latent_shape: see LATENT)
-    reconstruct  {model, input_path? | arrays points/pixels/voxels, resolution, threshold, refine_steps, faces,
-                  normals} -> result MESH + LATENT       (model "auto": the shipped default for the input's kind)
-    encode       {model, input_path? | arrays ...} -> result LATENT
-    extract      {model, LATENT, resolution, ...} -> result MESH
-    interpolate  {model, a: LATENT, b: LATENT, t, method, resolution, ...} -> result MESH + LATENT (the blend)
-    cancel       {target: id of a queued or running job} -> that job ends with error {kind: "cancelled"}
-    shutdown     -> the worker exits after the running job
-Replies (worker -> add-on):
-    progress     {id, stage, fraction}  stage in encode/evaluate/mesh/simplify/refine/normals
-    result       {id, ...}
-    error        {id, kind, message}    kind in protocol/input/model/device/empty/cancelled/oom/internal;
-                                        message is written for the user, with the fix; the client adds
-                                        kind "crashed" to the jobs of a worker that died
+"id" is an integer (or null on a reply to a request whose id could not be read). Arrays are plain numbers
+(bool, int, uint or float dtypes); one array holds at most MAX_ARRAY_BYTES and one frame's arrays together at
+most MAX_FRAME_BYTES. A frame that breaks these rules gets an error reply of kind "protocol" (to its id when
+that could be read) and the worker reads on; the end of its stdin always ends the worker.
+
+Requests (add-on -> worker), each a dataclass below; every one carries an "id" that its replies repeat:
+    hello        HelloRequest        -> hello  HelloReply
+    models       ModelsRequest       -> result ModelsReply
+    reconstruct  ReconstructRequest  -> result ReconstructReply (MESH + LATENT)   model "auto": the shipped
+                                                                                  default for the input's kind
+    encode       EncodeRequest       -> result EncodeReply (LATENT)
+    extract      ExtractRequest      -> result MeshReply
+    interpolate  InterpolateRequest  -> result MeshReply (the blend's latent is not sent back)
+    cancel       CancelRequest       -> the target job ends with an error of kind "cancelled"; no reply of its own
+    shutdown     ShutdownRequest     -> the worker exits after the running job
+Replies (worker -> add-on): the "hello"/"result" above, and for any request
+    progress     Progress   {stage, fraction}  stage in encode/evaluate/mesh/simplify/refine/normals
+    error        ErrorReply {kind, message}    kind in ERROR_KINDS; message is written for the user, with the
+                                               fix; the client adds kind "crashed" to the jobs of a worker that died
 MESH   = arrays vertices (V,3) float64 in the source's frame (exact far from the origin, where float32 would round
          a georeferenced scan to half a metre; Blender stores float32), faces (F,3) int32, normals (V,3) float32
-         (optional); fields stats
-LATENT = array code (or code_a / code_b in interpolate); fields latent_model, center [x,y,z], scale. Only the model
-         named latent_model decodes it: extract and interpolate with another model are an "input" error.
+         (optional); field stats
+LATENT = array code with field latent (a LatentFrame: latent_model, center [x,y,z], scale). Only the model named
+         latent_model decodes it: extract and interpolate with another model are an "input" error.
          The worker sends code as float32 in the model's latent_shape: (c_dim,) for a global code, (3, c_dim, R, R)
          for feature planes (393,216 values for the small triplane model). Requests may send it as float16 (how
          the add-on stores latents) or float32, in any shape with latent_shape's number of values; the worker
@@ -39,26 +41,37 @@ LATENT = array code (or code_a / code_b in interpolate); fields latent_model, ce
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import struct
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 AUTO_MODEL = "auto"  # the "model" that picks the shipped default for the input's kind
 MODELS_PATH_ENV = "OCCNET_MODELS_PATH"
-REQUEST_TYPES = ("hello", "models", "reconstruct", "encode", "extract", "interpolate", "cancel", "shutdown")
-REPLY_TYPES = ("hello", "progress", "result", "error")
 ERROR_KINDS = ("protocol", "input", "model", "device", "empty", "cancelled", "oom", "internal", "crashed")
 MAX_HEADER_BYTES = 1 << 20
 RESOLUTIONS = (32, 64, 128, 256, 512)  # the grids a request's "resolution" names: MISE doubles from the first
+# 256 MiB: 20 million points as float32 xyz, a 4096 x 4096 RGBA float image, a mesh of 20 million faces;
+# the largest latent (feature planes) is a few MB.
+MAX_ARRAY_BYTES = 1 << 28
+MAX_FRAME_BYTES = 1 << 29
+MAX_ARRAY_DIMS = 8
 _LENGTH = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
-    """The byte stream is not a valid frame."""
+    """A frame or message that breaks the protocol; `id` is the message's id when it could be read."""
+
+    def __init__(self, message: str, msg_id: int | None = None) -> None:
+        super().__init__(message)
+        self.id = msg_id
 
 
 def threshold_problem(threshold: float) -> str | None:
@@ -71,10 +84,245 @@ def threshold_problem(threshold: float) -> str | None:
 
 @dataclass
 class Message:
+    """One frame as it travels: the envelope the typed messages below are encoded into."""
+
     type: str
     id: int | None = None
     fields: dict = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+# --- the messages ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatentFrame:
+    """What a latent code needs besides its numbers: the model that made it and the input's normalisation."""
+
+    latent_model: str
+    center: tuple[float, ...] = (0.0, 0.0, 0.0)
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    input_kind: str
+    architecture: str  # "global" or "triplane"
+    latent_shape: tuple[int, ...]
+    size_mb: float
+    threshold: float
+    c_dim: int  # the code's length, or the features per plane pixel
+    evaluation: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Extraction:
+    """How a latent becomes a mesh; threshold None is the model's own."""
+
+    resolution: int = 128
+    threshold: float | None = None
+    refine_steps: int = 0
+    faces: int = 0
+    normals: bool = True
+
+    def extraction_options(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Extraction)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObservationSource:
+    """An input: a file the worker reads, or one of the arrays."""
+
+    input_path: str | None = None
+    points: np.ndarray | None = None
+    pixels: np.ndarray | None = None
+    voxels: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class HelloReply:
+    TYPE: ClassVar[str] = "hello"
+    protocol: int
+    backend: str
+    torch: str
+    device: str
+    devices: list
+    pid: int
+
+
+@dataclass(frozen=True)
+class ModelsReply:
+    TYPE: ClassVar[str] = "result"
+    models: list[ModelInfo]
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeshReply:
+    TYPE: ClassVar[str] = "result"
+    vertices: np.ndarray
+    faces: np.ndarray
+    normals: np.ndarray | None = None
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconstructReply(MeshReply):
+    latent: LatentFrame
+    code: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncodeReply:
+    TYPE: ClassVar[str] = "result"
+    latent: LatentFrame
+    code: np.ndarray
+
+
+@dataclass(frozen=True)
+class Progress:
+    TYPE: ClassVar[str] = "progress"
+    stage: str
+    fraction: float
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    TYPE: ClassVar[str] = "error"
+    kind: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ERROR_KINDS:
+            raise ProtocolError(f"error kind '{self.kind}' is not one of {', '.join(ERROR_KINDS)}")
+
+
+@dataclass(frozen=True)
+class HelloRequest:
+    TYPE: ClassVar[str] = "hello"
+    REPLY: ClassVar[type] = HelloReply
+
+
+@dataclass(frozen=True)
+class ModelsRequest:
+    TYPE: ClassVar[str] = "models"
+    REPLY: ClassVar[type] = ModelsReply
+    extra_dirs: list[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconstructRequest(Extraction, ObservationSource):
+    TYPE: ClassVar[str] = "reconstruct"
+    REPLY: ClassVar[type] = ReconstructReply
+    model: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncodeRequest(ObservationSource):
+    TYPE: ClassVar[str] = "encode"
+    REPLY: ClassVar[type] = EncodeReply
+    model: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractRequest(Extraction):
+    TYPE: ClassVar[str] = "extract"
+    REPLY: ClassVar[type] = MeshReply
+    model: str
+    latent: LatentFrame
+    code: np.ndarray
+
+
+@dataclass(frozen=True, kw_only=True)
+class InterpolateRequest(Extraction):
+    TYPE: ClassVar[str] = "interpolate"
+    REPLY: ClassVar[type] = MeshReply
+    model: str
+    a: LatentFrame
+    b: LatentFrame
+    code_a: np.ndarray
+    code_b: np.ndarray
+    t: float
+    method: str = "linear"
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    TYPE: ClassVar[str] = "cancel"
+    REPLY: ClassVar[type | None] = None
+    target: int
+
+
+@dataclass(frozen=True)
+class ShutdownRequest:
+    TYPE: ClassVar[str] = "shutdown"
+    REPLY: ClassVar[type | None] = None
+
+
+REQUESTS: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (
+        HelloRequest,
+        ModelsRequest,
+        ReconstructRequest,
+        EncodeRequest,
+        ExtractRequest,
+        InterpolateRequest,
+        CancelRequest,
+        ShutdownRequest,
+    )
+}
+REQUEST_TYPES = tuple(REQUESTS)
+REPLY_TYPES = ("hello", "result", "progress", "error")
+Request = (
+    HelloRequest
+    | ModelsRequest
+    | ReconstructRequest
+    | EncodeRequest
+    | ExtractRequest
+    | InterpolateRequest
+    | CancelRequest
+    | ShutdownRequest
+)
+Reply = HelloReply | ModelsReply | MeshReply | EncodeReply | Progress | ErrorReply
+
+
+def encode(message: Any, msg_id: int | None) -> Message:
+    """A request or reply dataclass as a frame: arrays travel raw, everything else as JSON fields."""
+    fields, arrays = {}, {}
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[f.name] = value
+        elif value is not None or not _is_array(_hints(type(message))[f.name]):
+            fields[f.name] = _jsonable(value)
+    return Message(message.TYPE, msg_id, fields, arrays)
+
+
+def decode_request(message: Message) -> Request:
+    """The typed request in a frame; ProtocolError (with the frame's id) for an unknown type or a bad field."""
+    cls = REQUESTS.get(message.type)
+    if cls is None:
+        raise ProtocolError(f"unknown request type '{message.type}'", message.id)
+    return decode(cls, message)
+
+
+def decode_reply(message: Message, request: type) -> Reply:
+    """The typed reply to a request of class `request` (progress and error replies fit every request)."""
+    cls = {"progress": Progress, "error": ErrorReply}.get(message.type, request.REPLY)
+    if message.type not in REPLY_TYPES or cls is None or cls.TYPE != message.type:
+        raise ProtocolError(f"unexpected '{message.type}' reply to a '{request.TYPE}' request", message.id)
+    return decode(cls, message)
+
+
+def decode(cls: type, message: Message) -> Any:
+    try:
+        return _from_fields(cls, message.fields, message.arrays, cls.TYPE)
+    except ProtocolError as exc:
+        raise ProtocolError(str(exc), message.id) from None
+
+
+# --- framing --------------------------------------------------------------------------------------------
 
 
 def write_message(stream: BinaryIO, message: Message) -> None:
@@ -94,7 +342,8 @@ def write_message(stream: BinaryIO, message: Message) -> None:
 
 
 def read_message(stream: BinaryIO) -> Message | None:
-    """The next message, or None at a clean end of stream. Raises ProtocolError on a broken frame."""
+    """The next message, or None at a clean end of stream. Raises ProtocolError on a broken frame; after one
+    whose header could be read the stream stays in step (an oversized frame's arrays are not read)."""
     prefix = _read_exact(stream, _LENGTH.size, allow_eof=True)
     if prefix is None:
         return None
@@ -103,24 +352,57 @@ def read_message(stream: BinaryIO) -> Message | None:
         raise ProtocolError(f"header of {length} bytes is larger than the limit of {MAX_HEADER_BYTES}")
     try:
         header = json.loads(_read_exact(stream, length).decode("utf-8"))
-        specs = header.pop("arrays", [])
-        arrays = {}
-        for name, dtype, shape in specs:
-            dt = np.dtype(dtype)
-            if dt.hasobject:
-                raise ProtocolError(f"array '{name}' has an object dtype")
-            count = int(np.prod(shape, dtype=np.int64))
-            arrays[name] = np.frombuffer(_read_exact(stream, count * dt.itemsize), dtype=dt).reshape(shape)
-    except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"malformed header: {exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"the header is not JSON ({exc})") from None
     if not isinstance(header, dict):
-        raise ProtocolError("header is not a JSON object")
+        raise ProtocolError(f"the header is a JSON {type(header).__name__}, not an object")
+    msg_id = header.pop("id", None)
+    if msg_id is not None and (type(msg_id) is not int):
+        raise ProtocolError(f"the id {msg_id!r} is not an integer")
     version = header.pop("v", None)
     if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol version {version}, expected {PROTOCOL_VERSION}")
+        raise ProtocolError(f"protocol version {version!r}, expected {PROTOCOL_VERSION}", msg_id)
     kind = header.pop("type", None)
-    msg_id = header.pop("id", None)
-    return Message(str(kind), msg_id, header, arrays)
+    if not isinstance(kind, str):
+        raise ProtocolError(f"the type {kind!r} is not a string", msg_id)
+    specs = [_array_spec(spec, msg_id) for spec in _as_list(header.pop("arrays", []), "arrays", msg_id)]
+    total = sum(dtype.itemsize * count for _, dtype, _, count in specs)
+    if total > MAX_FRAME_BYTES:
+        raise ProtocolError(f"the arrays hold {total} bytes, more than the limit of {MAX_FRAME_BYTES}", msg_id)
+    arrays = {}
+    for name, dtype, shape, count in specs:
+        arrays[name] = np.frombuffer(_read_exact(stream, count * dtype.itemsize), dtype=dtype).reshape(shape)
+    return Message(kind, msg_id, header, arrays)
+
+
+def _array_spec(spec: object, msg_id: int | None) -> tuple[str, np.dtype, tuple[int, ...], int]:
+    """[name, dtype, shape] checked: a plain number dtype, a small non-negative shape, within the size cap."""
+    if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str) and isinstance(spec[1], str)):
+        raise ProtocolError(f"array spec {spec!r} is not [name, dtype, shape]", msg_id)
+    name, dtype_text, shape = spec
+    try:
+        dtype = np.dtype(dtype_text)
+    except TypeError:
+        raise ProtocolError(f"array '{name}' has an unknown dtype {dtype_text!r}", msg_id) from None
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ProtocolError(f"array '{name}' has dtype {dtype_text!r}; only bool, int and float travel", msg_id)
+    shape = _as_list(shape, f"array '{name}' shape", msg_id)
+    if len(shape) > MAX_ARRAY_DIMS or not all(type(n) is int and n >= 0 for n in shape):
+        raise ProtocolError(f"array '{name}' has shape {shape!r}; give at most 8 non-negative integers", msg_id)
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize > MAX_ARRAY_BYTES:
+        raise ProtocolError(
+            f"array '{name}' claims {count * dtype.itemsize} bytes, more than the limit of {MAX_ARRAY_BYTES}", msg_id
+        )
+    return name, dtype, tuple(shape), count
+
+
+def _as_list(value: object, what: str, msg_id: int | None) -> list:
+    if not isinstance(value, list):
+        raise ProtocolError(f"{what} is not a list", msg_id)
+    return value
 
 
 def _read_exact(stream: BinaryIO, size: int, allow_eof: bool = False) -> bytes | None:
@@ -134,3 +416,68 @@ def _read_exact(stream: BinaryIO, size: int, allow_eof: bool = False) -> bytes |
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
+
+
+# --- field conversion -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_array(hint: Any) -> bool:
+    return hint is np.ndarray or np.ndarray in typing.get_args(hint)
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _from_fields(cls: type, fields: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
+    hints, values = _hints(cls), {}
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if _is_array(hints[f.name]):
+            if f.name in arrays:
+                values[f.name] = arrays[f.name]
+            elif required:
+                raise ProtocolError(f"'{where}' needs the array '{f.name}'")
+        elif f.name in fields:
+            values[f.name] = _convert(fields[f.name], hints[f.name], f"{where}.{f.name}")
+        elif required:
+            raise ProtocolError(f"'{where}' needs the field '{f.name}'")
+    return cls(**values)
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """A JSON value checked against a field's type hint; ProtocolError names the field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, where)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ProtocolError(f"'{where}' must be an object")
+        return _from_fields(hint, value, {}, where)
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, list):
+            raise ProtocolError(f"'{where}' must be a list")
+        item = args[0] if args else Any
+        items = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if tuple in (origin, hint) else items
+    if hint is Any:
+        return value
+    if hint is float and type(value) in (int, float):
+        return float(value)
+    if hint is dict and isinstance(value, dict) or type(value) is hint:
+        return value
+    raise ProtocolError(f"'{where}' must be {getattr(hint, '__name__', hint)}, not {type(value).__name__}")

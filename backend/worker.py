@@ -1,35 +1,88 @@
 """The process the Blender add-on starts: serves protocol requests (see protocol.py) on stdin/stdout.
 
 Jobs run one at a time on the main thread, models stay loaded between jobs, and a reader thread
-keeps listening so that a cancel arrives mid-job. The worker ends when its stdin closes or its
-parent process goes away, so it never outlives Blender.
+keeps listening so that a cancel arrives mid-job. The reader answers every malformed frame with a
+"protocol" error and reads on; the worker ends when its stdin closes or its parent process goes
+away, so it never outlives Blender. torch and the modules that import it load only in `main`, after
+stdout is handed to the protocol alone, so nothing a library prints at import corrupts a frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import queue
 import sys
 import threading
 import time
 import traceback
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-import torch
 
 from . import __version__
-from .api import Latent, Model, Reconstruction, interpolate, load_model
-from .device import describe_devices, resolve_device
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
 from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput, load_observation
-from .protocol import AUTO_MODEL, PROTOCOL_VERSION, Message, ProtocolError, read_message, write_message
-from .registry import default_model, list_models
+from .protocol import (
+    AUTO_MODEL,
+    PROTOCOL_VERSION,
+    CancelRequest,
+    EncodeReply,
+    EncodeRequest,
+    ErrorReply,
+    ExtractRequest,
+    HelloReply,
+    HelloRequest,
+    InterpolateRequest,
+    LatentFrame,
+    MeshReply,
+    ModelInfo,
+    ModelsReply,
+    ModelsRequest,
+    ObservationSource,
+    Progress,
+    ProtocolError,
+    ReconstructReply,
+    ReconstructRequest,
+    Request,
+    ShutdownRequest,
+    decode_request,
+    encode,
+    read_message,
+    write_message,
+)
+
+if TYPE_CHECKING:
+    from .api import Latent, Model, Reconstruction
 
 PARENT_POLL_SECONDS = 1.0
-_HANDLED = ("hello", "models", "reconstruct", "encode", "extract", "interpolate")
 _OBSERVATION_ARRAYS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}
+_ERRORS = (
+    (Cancelled, "cancelled"),
+    (InputError, "input"),
+    (ModelLoadError, "model"),
+    (DeviceError, "device"),
+    (EmptySurfaceError, "empty"),
+    (OccNetError, "input"),
+)
+_OOM_MESSAGE = "The GPU ran out of memory. Lower the resolution, or set the device to CPU."
+
+
+def error_reply(exc: BaseException, request: str) -> ErrorReply:
+    """The reply for an exception a job raised: the backend's own errors by type, the rest as internal."""
+    import torch
+
+    # torch.OutOfMemoryError is PyTorch 2.5+; torch.cuda.OutOfMemoryError (its base there) is older than 2.1
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
+        return ErrorReply("oom", _OOM_MESSAGE)
+    for kind_of, kind in _ERRORS:
+        if isinstance(exc, kind_of):
+            return ErrorReply(kind, "Cancelled; nothing was changed." if kind == "cancelled" else str(exc))
+    if isinstance(exc, ProtocolError | KeyError | TypeError | ValueError):
+        return ErrorReply("protocol", f"Malformed '{request}' request: {exc}.")
+    traceback.print_exception(exc, file=sys.stderr)
+    return ErrorReply("internal", f"The backend failed unexpectedly: {exc!r}. Details are in the backend log.")
 
 
 class Worker:
@@ -37,212 +90,208 @@ class Worker:
         self.channel = channel
         self.device = device
         self.models: dict[tuple[str, str], Model] = {}
-        self.jobs: queue.Queue[Message | None] = queue.Queue()
+        self.jobs: queue.Queue[tuple[int | None, Request] | None] = queue.Queue()
         self.cancelled: set[int] = set()
         self.running: int | None = None
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards cancelled and running; never held while writing
+        self.write_lock = threading.Lock()  # one frame at a time on stdout
         self.closing = threading.Event()
 
-    def send(self, message: Message) -> None:
-        with self.lock:
+    def send(self, message: object, msg_id: int | None) -> None:
+        try:
+            frame = encode(message, msg_id)
+            json.dumps(frame.fields)  # fails here, before a byte is written, rather than mid-frame
+        except Exception as exc:  # a reply that cannot be encoded still gets an answer, and the worker lives
+            traceback.print_exc(file=sys.stderr)
+            frame = encode(ErrorReply("internal", f"The backend could not send its reply: {exc!r}."), msg_id)
+        with self.write_lock:
             try:
-                write_message(self.channel, message)
+                write_message(self.channel, frame)
             except (BrokenPipeError, OSError, ValueError):
                 self.closing.set()
 
-    def error(self, msg_id: int | None, kind: str, message: str) -> None:
-        self.send(Message("error", msg_id, {"kind": kind, "message": message}))
-
     def read_requests(self, stream: BinaryIO) -> None:
-        """Reader thread: cancels act at once, everything else queues for the main thread."""
-        while not self.closing.is_set():
-            try:
-                message = read_message(stream)
-            except ProtocolError as exc:
-                self.error(None, "protocol", f"Malformed request ({exc}); it was ignored.")
-                continue
-            except (OSError, ValueError):
-                message = None
-            if message is None or message.type == "shutdown":
-                break
-            if message.type == "cancel":
-                target = message.fields.get("target")
-                with self.lock:
-                    self.cancelled.add(target)
-                continue
-            self.jobs.put(message)
-        self.closing.set()
-        with self.lock:
-            if self.running is not None:
-                self.cancelled.add(self.running)
-        self.jobs.put(None)
+        """Reader thread: cancels act at once, everything else queues for the main thread. It ends only at the
+        end of stdin (or a shutdown): a malformed frame gets an error reply and the next frame is read."""
+        try:
+            while not self.closing.is_set():
+                try:
+                    message = read_message(stream)
+                    if message is None:
+                        break
+                    request = decode_request(message)
+                except ProtocolError as exc:
+                    self.send(ErrorReply("protocol", f"Malformed request ({exc}); it was ignored."), exc.id)
+                    continue
+                if isinstance(request, ShutdownRequest):
+                    break
+                if isinstance(request, CancelRequest):
+                    with self.lock:
+                        self.cancelled.add(request.target)
+                    continue
+                self.jobs.put((message.id, request))
+        except Exception:  # a broken stdin (OSError, ValueError) or a bug: either way, end like at EOF
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            self.closing.set()
+            with self.lock:
+                if self.running is not None:
+                    self.cancelled.add(self.running)
+            self.jobs.put(None)
 
     def serve(self) -> None:
         while True:
-            message = self.jobs.get()
-            if message is None or self.closing.is_set():
+            item = self.jobs.get()
+            if item is None or self.closing.is_set():
                 return
-            self.run(message)
+            self.run(*item)
 
-    def run(self, message: Message) -> None:
-        job = message.id
+    def run(self, job: int | None, request: Request) -> None:
         with self.lock:
-            if job in self.cancelled:
-                self.cancelled.discard(job)
-                skip = True
-            else:
-                self.running, skip = job, False
+            skip = job in self.cancelled
+            self.cancelled.discard(job)
+            self.running = None if skip else job
         if skip:
-            self.error(job, "cancelled", "Cancelled before it started.")
+            self.send(ErrorReply("cancelled", "Cancelled before it started."), job)
             return
         try:
-            if message.type not in _HANDLED:
-                self.error(job, "protocol", f"Unknown request type '{message.type}'.")
-                return
-            fields, arrays = getattr(self, f"do_{message.type}")(message)
-            self.send(Message("result" if message.type != "hello" else "hello", job, fields, arrays))
-        except Cancelled:
-            self.error(job, "cancelled", "Cancelled; nothing was changed.")
-        except (KeyError, TypeError, ValueError) as exc:
-            self.error(job, "protocol", f"Malformed '{message.type}' request: {exc!r}.")
-        except InputError as exc:
-            self.error(job, "input", str(exc))
-        except ModelLoadError as exc:
-            self.error(job, "model", str(exc))
-        except DeviceError as exc:
-            self.error(job, "device", str(exc))
-        except EmptySurfaceError as exc:
-            self.error(job, "empty", str(exc))
-        except OccNetError as exc:
-            self.error(job, "input", str(exc))
-        except torch.OutOfMemoryError:
-            self.error(job, "oom", "The GPU ran out of memory. Lower the resolution, or set the device to CPU.")
+            reply = getattr(self, f"do_{request.TYPE}")(request, job)
         except Exception as exc:  # the worker must answer every job, whatever broke
-            traceback.print_exc(file=sys.stderr)
-            self.error(job, "internal", f"The backend failed unexpectedly: {exc!r}. Details are in the backend log.")
+            reply = error_reply(exc, request.TYPE)
         finally:
             with self.lock:
                 self.running = None
                 self.cancelled.discard(job)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            _free_gpu_cache()
+        self.send(reply, job)
 
-    # --- request handlers: (message) -> (reply fields, reply arrays) -------------------------------
+    # --- request handlers: (request, id) -> reply -----------------------------------------------------
 
-    def do_hello(self, message: Message) -> tuple[dict, dict]:
+    def do_hello(self, request: HelloRequest, job: int | None) -> HelloReply:
+        import torch
+
+        from .device import describe_devices, resolve_device
+
         device = resolve_device(self.device)
-        return {
-            "protocol": PROTOCOL_VERSION,
-            "backend": __version__,
-            "torch": torch.__version__,
-            "device": str(device),
-            "devices": describe_devices(),
-            "pid": os.getpid(),
-        }, {}
+        return HelloReply(
+            PROTOCOL_VERSION, __version__, torch.__version__, str(device), describe_devices(), os.getpid()
+        )
 
-    def do_models(self, message: Message) -> tuple[dict, dict]:
+    def do_models(self, request: ModelsRequest, job: int | None) -> ModelsReply:
+        from .registry import list_models
+
         models = [
-            {
-                "name": e.name,
-                "input_kind": e.config.input_kind,
-                "size_mb": round(e.size_mb, 2),
-                "threshold": e.config.threshold,
-                "c_dim": e.config.c_dim,
-                "architecture": e.config.architecture,
-                "latent_shape": list(e.config.latent_shape),
-                "evaluation": e.config.evaluation,
-            }
-            for e in list_models(message.fields.get("extra_dirs"))
+            ModelInfo(
+                name=e.name,
+                input_kind=e.config.input_kind,
+                architecture=e.config.architecture,
+                latent_shape=tuple(e.config.latent_shape),
+                size_mb=round(e.size_mb, 2),
+                threshold=e.config.threshold,
+                c_dim=e.config.c_dim,
+                evaluation=e.config.evaluation or {},
+            )
+            for e in list_models(request.extra_dirs)
         ]
-        return {"models": models}, {}
+        return ModelsReply(models)
 
-    def do_reconstruct(self, message: Message) -> tuple[dict, dict]:
-        observation = self.observation(message)
-        model = self.model(message, observation)
-        result = model.reconstruct(observation, progress=self.progress(message), **self.extract_options(message))
-        return _mesh_reply(result)
+    def do_reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
+        observation = self.observation(request)
+        model = self.model(request.model, observation)
+        result = model.reconstruct(observation, progress=self.progress(job), **self.extract_options(request, job))
+        return _mesh_reply(result, with_latent=True)
 
-    def do_encode(self, message: Message) -> tuple[dict, dict]:
-        observation = self.observation(message)
-        latent = self.model(message, observation).encode(observation)
-        return _latent_fields(latent), {"code": latent.code}
+    def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
+        observation = self.observation(request)
+        latent = self.model(request.model, observation).encode(observation)
+        return EncodeReply(latent=_latent_frame(latent), code=latent.code)
 
-    def do_extract(self, message: Message) -> tuple[dict, dict]:
-        model = self.model(message)
-        latent = _latent_from(message.fields, message.arrays["code"], model.name)
-        return _mesh_reply(model.extract(latent, progress=self.progress(message), **self.extract_options(message)))
+    def do_extract(self, request: ExtractRequest, job: int | None) -> MeshReply:
+        model = self.model(request.model)
+        latent = _latent_from(request.latent, request.code, model.name)
+        return _mesh_reply(model.extract(latent, progress=self.progress(job), **self.extract_options(request, job)))
 
-    def do_interpolate(self, message: Message) -> tuple[dict, dict]:
-        model = self.model(message)
-        a = _latent_from(message.fields["a"], message.arrays["code_a"], model.name)
-        b = _latent_from(message.fields["b"], message.arrays["code_b"], model.name)
-        blend = interpolate(a, b, float(message.fields["t"]), message.fields.get("method", "linear"))
-        return _mesh_reply(model.extract(blend, progress=self.progress(message), **self.extract_options(message)))
+    def do_interpolate(self, request: InterpolateRequest, job: int | None) -> MeshReply:
+        from .api import interpolate
+
+        model = self.model(request.model)
+        a = _latent_from(request.a, request.code_a, model.name)
+        b = _latent_from(request.b, request.code_b, model.name)
+        blend = interpolate(a, b, request.t, request.method)
+        return _mesh_reply(model.extract(blend, progress=self.progress(job), **self.extract_options(request, job)))
 
     # --- helpers --------------------------------------------------------------------------------------
 
-    def model(self, message: Message, observation: Observation | None = None) -> Model:
+    def model(self, name: str, observation: Observation | None = None) -> Model:
         """The requested model, loaded once; "auto" is the shipped default for the observation's kind."""
-        name = str(message.fields["model"])
+        from .api import load_model
+        from .registry import default_model
+
         if name == AUTO_MODEL:
             if observation is None:
                 raise InputError("Name the model: 'auto' only works where there is an input to choose by.")
             name = default_model(observation.kind)
-        device = str(message.fields.get("device") or self.device)
-        key = (name, device)
+        key = (name, self.device)
         if key not in self.models:
-            self.models[key] = load_model(name, device)
+            self.models[key] = load_model(name, self.device)
         return self.models[key]
 
-    def observation(self, message: Message) -> Observation:
-        if "input_path" in message.fields:
-            return load_observation(message.fields["input_path"])
+    def observation(self, request: ObservationSource) -> Observation:
+        if request.input_path is not None:
+            return load_observation(request.input_path)
         for name, kind in _OBSERVATION_ARRAYS.items():
-            if name in message.arrays:
-                return kind(message.arrays[name])
+            if getattr(request, name) is not None:
+                return kind(getattr(request, name))
         raise InputError("The request carries no input: send 'input_path' or an array 'points', 'pixels' or 'voxels'.")
 
-    def extract_options(self, message: Message) -> dict:
-        f = message.fields
-        options = {
-            "resolution": int(f.get("resolution", 128)),
-            "threshold": None if f.get("threshold") is None else float(f["threshold"]),
-            "refine_steps": int(f.get("refine_steps", 0)),
-            "faces": int(f.get("faces", 0)),
-            "normals": bool(f.get("normals", True)),
-        }
-        job = message.id
-        options["cancel"] = lambda: job in self.cancelled or self.closing.is_set()
-        return options
+    def extract_options(
+        self, request: ReconstructRequest | ExtractRequest | InterpolateRequest, job: int | None
+    ) -> dict:
+        return {**request.extraction_options(), "cancel": lambda: job in self.cancelled or self.closing.is_set()}
 
-    def progress(self, message: Message):
+    def progress(self, job: int | None):
         last = [0.0]
 
         def report(stage: str, fraction: float) -> None:
             now = time.monotonic()
             if fraction in (0.0, 1.0) or now - last[0] > 0.05:
                 last[0] = now
-                self.send(Message("progress", message.id, {"stage": stage, "fraction": round(float(fraction), 4)}))
+                self.send(Progress(stage, round(float(fraction), 4)), job)
 
         return report
 
 
-def _latent_fields(latent: Latent) -> dict:
-    return {"latent_model": latent.model, "center": list(latent.frame.center), "scale": latent.frame.scale}
+def _free_gpu_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
-def _latent_from(fields: dict, code: np.ndarray, model: str) -> Latent:
+def _latent_frame(latent: Latent) -> LatentFrame:
+    return LatentFrame(latent.model, tuple(latent.frame.center), latent.frame.scale)
+
+
+def _latent_from(frame: LatentFrame, code: np.ndarray, model: str) -> Latent:
     """A latent the add-on sent back: float16 as it stores them (or float32), in any shape with the model's
     number of values; the model reshapes it and checks the count."""
-    frame = Frame.of(fields.get("center", (0, 0, 0)), fields.get("scale", 1.0))
-    return Latent(np.asarray(code, np.float32).copy(), str(fields.get("latent_model", model)), frame)
+    from .api import Latent
+
+    try:
+        where = Frame.of(frame.center, frame.scale)
+    except ValueError:
+        raise InputError(f"A latent's center has {len(frame.center)} values; it needs 3 (x, y, z).") from None
+    return Latent(np.asarray(code, np.float32).copy(), frame.latent_model or model, where)
 
 
-def _mesh_reply(result: Reconstruction) -> tuple[dict, dict]:
-    arrays = {"vertices": result.mesh.vertices, "faces": result.mesh.faces, "code": result.latent.code}
-    if result.mesh.normals is not None:
-        arrays["normals"] = result.mesh.normals
-    return {**_latent_fields(result.latent), "stats": result.stats}, arrays
+def _mesh_reply(result: Reconstruction, with_latent: bool = False) -> MeshReply:
+    """The mesh (and, for a reconstruction, the latent the add-on keeps for blends)."""
+    mesh = {"vertices": result.mesh.vertices, "faces": result.mesh.faces, "normals": result.mesh.normals}
+    if with_latent:
+        return ReconstructReply(
+            **mesh, stats=result.stats, latent=_latent_frame(result.latent), code=result.latent.code
+        )
+    return MeshReply(**mesh, stats=result.stats)
 
 
 def _watch_parent(parent: int, closing: threading.Event) -> None:
@@ -251,14 +300,22 @@ def _watch_parent(parent: int, closing: threading.Event) -> None:
             os._exit(0)
 
 
+def _protocol_channel() -> BinaryIO:
+    """The real stdout, for protocol frames alone; file descriptor 1 and sys.stdout go to stderr from here on."""
+    sys.stdout.flush()
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return channel
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backend.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto", help="default device for jobs: auto, cuda, mps or cpu")
     args = parser.parse_args(argv)
-    # Only protocol frames may go to the real stdout; anything a library prints goes to stderr.
-    channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    sys.stdout = sys.stderr
+    channel = _protocol_channel()
+    from . import api  # noqa: F401  (torch, the models: loaded now that stdout is safe, so hello is quick)
+
     worker = Worker(channel, args.device)
     threading.Thread(target=worker.read_requests, args=(sys.stdin.buffer,), daemon=True).start()
     threading.Thread(target=_watch_parent, args=(os.getppid(), worker.closing), daemon=True).start()

@@ -14,11 +14,12 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
-from .client import BackendError, Message
+from .client import BackendError
 from .extraction import PREVIEW_RESOLUTION
 from .jobs import JOBS, Job
 from .latents import BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, FRAME_KEYS, LATENT_KEY, latent_of, store_latent
 from .meshes import as_matrix, collection_names, fill_mesh, flat_matrix, new_mesh_object
+from .shared import InterpolateRequest, LatentFrame, MeshReply
 
 SETTLE_SECONDS = 0.3
 _rendering = False
@@ -146,37 +147,27 @@ def tick() -> bool:
 def _job(obj: bpy.types.Object, factor: float, resolution: int, pending: Pending | None = None) -> Job:
     state = obj.occnet
     name = obj.name
-    ends = [
-        {"latent_model": state.model, "center": list(obj[key][:3]), "scale": float(obj[key][3])} for key in FRAME_KEYS
-    ]
-    fields = {
-        "model": state.model,
-        **state.settings_fields(),
-        "resolution": resolution,
-        "t": float(factor),
-        "method": "linear",
-        "a": ends[0],
-        "b": ends[1],
-    }
+    a, b = (LatentFrame(state.model, tuple(obj[key][:3]), float(obj[key][3])) for key in FRAME_KEYS)
     code_a, code_b = (latent_of(obj, key, as_stored=True) for key in BLEND_LATENT_KEYS)  # float16: half the bytes
-    arrays = {"code_a": code_a, "code_b": code_b}
+    options = {**state.settings_fields(), "resolution": resolution}
+    request = InterpolateRequest(model=state.model, **options, a=a, b=b, code_a=code_a, code_b=code_b, t=float(factor))
 
-    def apply(message: Message) -> None:
+    def apply(reply: MeshReply) -> None:
         if pending is not None:
             pending.job = None
         target = bpy.data.objects.get(name)
         if target is not None:
-            show(target, message, factor, resolution)
+            show(target, reply, factor, resolution)
 
     def failed(error: BackendError) -> None:
         if pending is not None:
             pending.job, pending.failed = None, (round(factor, 6), resolution)
 
-    return Job(name, "interpolate", fields, arrays, apply, failed)
+    return Job(name, request, apply, failed)
 
 
-def show(obj: bpy.types.Object, message: Message, factor: float, resolution: int) -> None:
-    fill_mesh(obj.data, message.arrays["vertices"], message.arrays["faces"], smooth=True)
+def show(obj: bpy.types.Object, reply: MeshReply, factor: float, resolution: int) -> None:
+    fill_mesh(obj.data, reply.vertices, reply.faces, smooth=True)
     a, b = (as_matrix(list(obj[key])) for key in BLEND_MATRIX_KEYS)
     obj.matrix_world = a.lerp(b, factor)
     obj.occnet.shown_factor, obj.occnet.shown_resolution = factor, resolution

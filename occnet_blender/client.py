@@ -1,8 +1,10 @@
 """Starting the backend worker and talking to it (protocol: backend/protocol.py).
 
-Non-blocking by design: a reader thread turns the worker's replies into a queue that the UI drains
-from a bpy.app.timers poller (`events`); background runs, where timers never fire, use `wait`.
-A worker that dies is reported on every job it had, and started again on the next request.
+Non-blocking by design: a reader thread sorts the worker's replies into one inbox per job. The UI drains
+the inboxes of its jobs from a bpy.app.timers poller (`events`); background runs and renders, where timers
+do not help, block on their own job's inbox (`run` or `wait`), so neither takes the other's replies.
+A worker that dies, or breaks the protocol, is reported on every job it had and started again on the
+next request. No lock is held while writing to the worker: only the write lock, which nothing else needs.
 """
 
 from __future__ import annotations
@@ -16,21 +18,53 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .shared import Message, ProtocolError, read_message, write_message
+from .shared import (
+    ERROR_KINDS,
+    CancelRequest,
+    ErrorReply,
+    HelloReply,
+    HelloRequest,
+    Progress,
+    ProtocolError,
+    Reply,
+    Request,
+    ShutdownRequest,
+    decode_reply,
+    encode,
+    read_message,
+    write_message,
+)
 
 STDERR_LINES_KEPT = 40
 
 
 class BackendError(Exception):
-    """A job failed; `kind` is the protocol's error kind, the message is for the user."""
+    """A job failed; `kind` is one of the protocol's ERROR_KINDS, the message is for the user."""
 
     def __init__(self, message: str, kind: str = "internal") -> None:
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"error kind '{kind}' is not one of {', '.join(ERROR_KINDS)}")
         super().__init__(message)
         self.kind = kind
+
+
+@dataclass(frozen=True)
+class Event:
+    """A reply for job `job` (None: a reply to a frame the worker could not read)."""
+
+    job: int | None
+    reply: Reply
+
+
+@dataclass
+class _Inbox:
+    request: type
+    events: queue.Queue[Event]
+    waited: bool  # a blocking caller reads it; `events` leaves it alone
+    done: bool = False  # its last reply (result or error) arrived
 
 
 class BackendClient:
@@ -46,19 +80,21 @@ class BackendClient:
         self.device = device
         self.extra_env = extra_env or {}
         self.process: subprocess.Popen | None = None
-        self.hello: dict | None = None
+        self.hello: HelloReply | None = None
         self._ids = itertools.count(1)
-        self._events: queue.Queue[Message] = queue.Queue()
-        self._pending: set[int] = set()
-        self._lock = threading.Lock()
+        self._inboxes: dict[int, _Inbox] = {}
+        self._stray: queue.Queue[Event] = queue.Queue()
+        self._lock = threading.Lock()  # guards _inboxes; never held while writing to the worker
+        self._write_lock = threading.Lock()  # one frame at a time on the worker's stdin
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self.restarts = 0
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        process = self.process
+        return process is not None and process.poll() is None
 
-    def start(self, timeout: float = 120.0) -> dict:
+    def start(self, timeout: float = 120.0) -> HelloReply:
         """Start the worker (if it is not running) and return its hello: versions and device."""
         if self.alive and self.hello is not None:
             return self.hello
@@ -67,7 +103,7 @@ class BackendClient:
         env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.backend_root), env.get("PYTHONPATH")]))
         try:
-            self.process = subprocess.Popen(
+            process = subprocess.Popen(
                 [self.python, "-m", "backend.worker", "--device", self.device],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -81,60 +117,83 @@ class BackendClient:
                 "Set 'Backend Python' in the add-on preferences to an interpreter with PyTorch.",
                 "device",
             ) from exc
-        self.hello = None
+        self.process, self.hello = process, None
         self._stderr.clear()
-        threading.Thread(target=self._read_replies, args=(self.process,), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(self.process,), daemon=True).start()
-        reply = self.wait(self.submit("hello"), timeout=timeout)
-        self.hello = reply.fields
+        threading.Thread(target=self._read_replies, args=(process,), daemon=True).start()
+        threading.Thread(target=self._read_stderr, args=(process,), daemon=True).start()
+        self.hello = self.run(HelloRequest(), timeout=timeout)
         return self.hello
 
-    def submit(self, kind: str, fields: dict | None = None, arrays: dict[str, np.ndarray] | None = None) -> int:
-        """Send a request and return its id; starts or restarts the worker if needed."""
-        if kind != "hello" and not self.alive:
+    def submit(self, request: Request, waited: bool = False) -> int:
+        """Send a request and return its id; starts or restarts the worker if needed. `waited`: the caller
+        will block on it with `wait`, so `events` never hands its replies to anyone else."""
+        if not isinstance(request, HelloRequest) and not self.alive:
             self.start()
         job = next(self._ids)
         with self._lock:
-            self._pending.add(job)
-            self._send(Message(kind, job, fields or {}, arrays or {}))
+            self._inboxes[job] = _Inbox(type(request), queue.Queue(), waited)
+        try:
+            self._send(request, job)
+        except BackendError:
+            with self._lock:
+                self._inboxes.pop(job, None)
+            raise
         return job
+
+    def run(
+        self, request: Request, on_progress: Callable[[str, float], None] | None = None, timeout: float | None = None
+    ) -> Reply:
+        """Submit and block until the reply (background runs, renders); BackendError if the job failed."""
+        return self.wait(self.submit(request, waited=True), on_progress, timeout)
 
     def cancel(self, job: int) -> None:
         with self._lock:
-            if job in self._pending and self.alive:
-                self._send(Message("cancel", None, {"target": job}))
+            inbox = self._inboxes.get(job)
+            pending = inbox is not None and not inbox.done
+        if pending and self.alive:
+            self._send(CancelRequest(job), None)
 
-    def events(self) -> list[Message]:
-        """Every reply that arrived since the last call; never blocks (for the UI's timer)."""
+    def events(self) -> list[Event]:
+        """Every reply that arrived since the last call for the jobs nobody waits on; never blocks (the UI's timer)."""
         out = []
-        while True:
-            try:
-                out.append(self._events.get_nowait())
-            except queue.Empty:
-                return out
+        with self._lock:
+            for job, inbox in list(self._inboxes.items()):
+                if inbox.waited:
+                    continue
+                out.extend(_drain(inbox.events))
+                if inbox.done and inbox.events.empty():
+                    del self._inboxes[job]
+        return out + _drain(self._stray)
 
     def wait(
         self, job: int, on_progress: Callable[[str, float], None] | None = None, timeout: float | None = None
-    ) -> Message:
-        """Block until the job ends (for background mode); raise BackendError if it failed."""
+    ) -> Reply:
+        """Block until the job ends; raise BackendError if it failed."""
+        with self._lock:
+            inbox = self._inboxes.get(job)
+            if inbox is None:
+                raise BackendError(f"Job {job} is not running: its reply was already taken.", "internal")
+            inbox.waited = True
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                self.cancel(job)
-                raise BackendError(f"The backend did not answer within {timeout:.0f} s.", "internal")
-            try:
-                message = self._events.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if message.id != job:
-                continue
-            if message.type == "progress":
-                if on_progress is not None:
-                    on_progress(message.fields["stage"], message.fields["fraction"])
-                continue
-            raise_if_error(message)
-            return message
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self.cancel(job)
+                    raise BackendError(f"The backend did not answer within {timeout:.0f} s.", "internal")
+                try:
+                    reply = inbox.events.get(timeout=remaining).reply
+                except queue.Empty:
+                    continue
+                if isinstance(reply, Progress):
+                    if on_progress is not None:
+                        on_progress(reply.stage, reply.fraction)
+                    continue
+                raise_if_error(reply)
+                return reply
+        finally:
+            with self._lock:
+                self._inboxes.pop(job, None)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; end it if it does not. Frees its memory, GPU memory included."""
@@ -143,8 +202,9 @@ class BackendClient:
             return
         try:
             if process.poll() is None:
-                write_message(process.stdin, Message("shutdown", None))
-                process.stdin.close()
+                with self._write_lock:
+                    write_message(process.stdin, encode(ShutdownRequest(), None))
+                    process.stdin.close()
             process.wait(timeout)
         except (OSError, ValueError, subprocess.TimeoutExpired):
             process.kill()
@@ -153,41 +213,62 @@ class BackendClient:
     def stderr_tail(self) -> str:
         return "\n".join(self._stderr)
 
-    def _send(self, message: Message) -> None:
+    def _send(self, request: Request, job: int | None) -> None:
+        process = self.process
         try:
-            write_message(self.process.stdin, message)
-        except (OSError, ValueError) as exc:
+            with self._write_lock:
+                write_message(process.stdin, encode(request, job))
+        except (OSError, ValueError, AttributeError) as exc:
             raise BackendError(f"The backend is not running ({exc}); it restarts on the next request.") from exc
 
     def _read_replies(self, process: subprocess.Popen) -> None:
+        broken = ""
         while True:
             try:
                 message = read_message(process.stdout)
-            except (ProtocolError, OSError, ValueError):
-                message = None
+            except ProtocolError as exc:  # the stream cannot be trusted past this: end this worker
+                broken = f"The backend broke the protocol ({exc})"
+                process.kill()
+                break
+            except (OSError, ValueError):
+                break
             if message is None:
                 break
-            if message.type != "progress" and message.id is not None:
-                with self._lock:
-                    self._pending.discard(message.id)
-            self._events.put(message)
+            self._deliver(message)
         code = process.wait()
         with self._lock:
-            orphans, self._pending = sorted(self._pending), set()
+            orphans = [job for job, inbox in self._inboxes.items() if not inbox.done]
         if self.process is process or self.process is None:
             detail = self.stderr_tail().strip().splitlines()[-1:] or [""]
+            text = broken or f"The backend stopped unexpectedly (exit code {code}) {detail[0]}".strip()
             for job in orphans:
-                self._events.put(
-                    Message(
-                        "error",
+                self._put(
+                    Event(
                         job,
-                        {
-                            "kind": "crashed",
-                            "message": f"The backend stopped unexpectedly (exit code {code}) {detail[0]}".strip()
-                            + ". It restarts on the next request.",
-                        },
+                        ErrorReply("protocol" if broken else "crashed", text + ". It restarts on the next request."),
                     )
                 )
+
+    def _deliver(self, message) -> None:
+        with self._lock:
+            inbox = self._inboxes.get(message.id) if message.id is not None else None
+        if inbox is None:
+            reply = ErrorReply("protocol", str(message.fields.get("message", message.type)))
+            self._stray.put(Event(message.id, reply))
+            return
+        try:
+            reply = decode_reply(message, inbox.request)
+        except ProtocolError as exc:
+            reply = ErrorReply("protocol", f"The backend sent a malformed reply ({exc}).")
+        self._put(Event(message.id, reply))
+
+    def _put(self, event: Event) -> None:
+        with self._lock:
+            inbox = self._inboxes.get(event.job)
+            if inbox is None or inbox.done:
+                return
+            inbox.done = not isinstance(event.reply, Progress)
+            inbox.events.put(event)
 
     def _read_stderr(self, process: subprocess.Popen) -> None:
         for line in iter(process.stderr.readline, b""):
@@ -196,6 +277,15 @@ class BackendClient:
             print(f"[occnet backend] {text}", file=sys.stderr)
 
 
-def raise_if_error(message: Message) -> None:
-    if message.type == "error":
-        raise BackendError(message.fields.get("message", "unknown error"), message.fields.get("kind", "internal"))
+def raise_if_error(reply: Reply) -> None:
+    if isinstance(reply, ErrorReply):
+        raise BackendError(reply.message, reply.kind)
+
+
+def _drain(events: queue.Queue[Event]) -> list[Event]:
+    out = []
+    while True:
+        try:
+            out.append(events.get_nowait())
+        except queue.Empty:
+            return out

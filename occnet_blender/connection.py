@@ -16,8 +16,8 @@ from pathlib import Path
 import bpy
 
 from .client import BackendClient, BackendError
-from .preferences import ADDON_ID, ENV_FOLDER, preferences
-from .shared import AUTO_MODEL, MODELS_PATH_ENV
+from .settings import ADDON_ID, ENV_FOLDER, preferences
+from .shared import AUTO_MODEL, MODELS_PATH_ENV, HelloReply, ModelInfo, ModelsRequest
 
 ROOT = Path(__file__).resolve().parent.parent  # holds backend/ both in the extension and in a checkout
 WEIGHTS_DIR = ROOT / "backend" / "weights"
@@ -56,36 +56,47 @@ def launch_settings() -> LaunchSettings:
 
 
 class Backend:
+    """The worker's lifecycle. A start runs on a thread in the UI; `_lock` makes what it publishes (client,
+    state, models) change together, and a start that `stop` overtook closes its worker instead of publishing."""
+
     def __init__(self) -> None:
         self.state = "stopped"  # stopped | starting | ready | failed
         self.message = ""
         self.client: BackendClient | None = None
-        self.hello: dict = {}
-        self.models: list[dict] = []
+        self.hello: HelloReply | None = None
+        self.models: list[ModelInfo] = []
         self._items: list[tuple[str, str, str]] = []
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._generation = 0  # bumped by every start and stop; a start publishes only if still current
         self.launch_override: LaunchSettings | None = None  # the batch script's --backend-python
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def start_async(self) -> None:
         """Start the worker on a thread unless it is running or starting (UI mode)."""
-        if self.state == "starting" or (self.state == "ready" and self.client is not None and self.client.alive):
-            return
         settings = self.launch_override or launch_settings()
-        self.state, self.message = "starting", "Starting the backend…"
-        self._thread = threading.Thread(target=self._start, args=(settings,), daemon=True)
-        self._thread.start()
+        with self._lock:
+            if self.state == "starting" or self._ready():
+                return
+            generation = self._begin()
+            self._thread = threading.Thread(target=self._start, args=(settings, generation), daemon=True)
+            self._thread.start()
 
     def require(self) -> BackendClient:
         """The running client, started here if needed (background mode); BackendError if none starts."""
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join()
-        if self.state != "ready" or self.client is None or not self.client.alive:
-            self._start(self.launch_override or launch_settings())
-        if self.state != "ready":
-            raise BackendError(self.message, "device")
-        return self.client
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join()
+        settings = self.launch_override or launch_settings()
+        with self._lock:
+            generation = None if self._ready() else self._begin()
+        if generation is not None:
+            self._start(settings, generation)
+        with self._lock:
+            if self.state != "ready" or self.client is None:
+                raise BackendError(self.message, "device")
+            return self.client
 
     def restart(self) -> None:
         self.stop()
@@ -95,12 +106,23 @@ class Backend:
             self.start_async()
 
     def stop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.client, self.state, self.message = None, "stopped", ""
+        """End the worker; a start still under way is abandoned (it closes the worker it made)."""
+        with self._lock:
+            self._generation += 1
+            client, self.client, self.state, self.message = self.client, None, "stopped", ""
+        if client is not None:
+            client.close()
 
-    def _start(self, settings: LaunchSettings) -> None:
-        self.state = "starting"
+    def _ready(self) -> bool:
+        return self.state == "ready" and self.client is not None and self.client.alive
+
+    def _begin(self) -> int:
+        """Under the lock: mark a start, and return its generation."""
+        self._generation += 1
+        self.state, self.message = "starting", "Starting the backend…"
+        return self._generation
+
+    def _start(self, settings: LaunchSettings, generation: int) -> None:
         env = {MODELS_PATH_ENV: settings.models_dir} if settings.models_dir else {}
         tried = []
         for label, python in settings.interpreters:
@@ -109,35 +131,55 @@ class Backend:
                 continue
             client = BackendClient(python, ROOT, settings.device, env)
             try:
-                self.hello = client.start()
-                models = client.wait(client.submit("models"), timeout=60).fields["models"]
+                hello = client.start()
+                models = client.run(ModelsRequest(), timeout=60).models
             except BackendError as exc:
                 client.close()
                 tried.append(f"{label} ({python}): {_first_line(exc)}")
                 continue
-            self.client, self.models = client, sorted(models, key=lambda m: m["name"])
-            self.state = "ready"
-            self.message = f"Ready on {self.hello['device'].upper()} (PyTorch {self.hello['torch']})"
+            ready = f"Ready on {hello.device.upper()} (PyTorch {hello.torch})"
+            self._publish(generation, client, "ready", ready, hello, models)
             return
-        self.state = "failed"
-        self.message = (
+        message = (
             "No Python with PyTorch could run the backend. Tried " + "; ".join(tried) + ". "
             "Fix: press 'Install Backend' in the add-on preferences, or set 'Backend Python' there (the batch "
             "script: --backend-python) to an interpreter that has PyTorch."
         )
+        self._publish(generation, None, "failed", message)
+
+    def _publish(
+        self,
+        generation: int,
+        client: BackendClient | None,
+        state: str,
+        message: str,
+        hello: HelloReply | None = None,
+        models: list[ModelInfo] = (),
+    ) -> None:
+        """Make a start's outcome current, unless a stop or another start came after it; close the worker
+        that is left over (the replaced one, or this start's own when it came too late)."""
+        with self._lock:
+            if generation != self._generation:
+                unused = client
+            else:
+                unused, self.client, self.state, self.message = self.client, client, state, message
+                if client is not None:
+                    self.hello, self.models = hello, sorted(models, key=lambda m: m.name)
+        if unused is not None:
+            unused.close()
 
     # --- what the UI shows ----------------------------------------------------------------------------
 
     def summary(self) -> str:
         return {"stopped": "not started (starts on the first Reconstruct)"}.get(self.state, self.message)
 
-    def model_info(self, name: str) -> dict | None:
-        return next((m for m in self.models if m["name"] == name), None)
+    def model_info(self, name: str) -> ModelInfo | None:
+        return next((m for m in self.models if m.name == name), None)
 
     def model_items(self) -> list[tuple[str, str, str]]:
         """Enum items (kept referenced, as Blender requires): Automatic, then every model found."""
         if self.models:
-            found = [(m["name"], f"{m['name']} ({m['input_kind']})", _describe(m)) for m in self.models]
+            found = [(m.name, f"{m.name} ({m.input_kind})", _describe(m)) for m in self.models]
         else:
             found = [(name, name, "Found on disk; details show once the backend runs") for name in _model_files()]
         automatic = (AUTO_MODEL, "Automatic", "The shipped model for each input: point clouds and meshes, or images")
@@ -158,10 +200,10 @@ def _model_files_in(*folders: str) -> list[str]:
     return sorted({p.stem for folder in paths if folder.is_dir() for p in folder.glob("*.safetensors")})
 
 
-def _describe(model: dict) -> str:
-    latent = " x ".join(str(n) for n in model["latent_shape"])
-    text = f"Reads {model['input_kind']} input, {model['size_mb']:.1f} MB, latent {latent}"
-    scores = model.get("evaluation") or {}
+def _describe(model: ModelInfo) -> str:
+    latent = " x ".join(str(n) for n in model.latent_shape)
+    text = f"Reads {model.input_kind} input, {model.size_mb:.1f} MB, latent {latent}"
+    scores = model.evaluation
     if "test_iou" in scores:
         text += f"; held-out IoU {scores['test_iou']:.3f}"
     return text

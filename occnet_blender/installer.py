@@ -14,7 +14,7 @@ from pathlib import Path
 import bpy
 
 from .connection import BACKEND, ROOT, env_python
-from .preferences import ADDON_ID, ENV_FOLDER, preferences
+from .settings import ADDON_ID, ENV_FOLDER, preferences
 
 TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": "https://download.pytorch.org/whl/cu128"}
 REQUIREMENTS = ROOT / "backend" / "requirements.txt"

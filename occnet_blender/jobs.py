@@ -1,20 +1,21 @@
 """Backend jobs: queued and polled from a bpy.app.timers callback in the UI, run to the end in background mode.
 
-Every bpy change happens in a job's callback on the main thread. The poller only drains a queue, so the
-main thread never waits on the worker.
+Every bpy change happens in a job's callback on the main thread. The poller only drains the replies of its
+own jobs (a synchronous job's replies stay with its caller), so the main thread never waits on the worker.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import bpy
 from bpy.app.handlers import persistent
 
-from .client import BackendError, Message, raise_if_error
+from .client import BackendClient, BackendError, Event, raise_if_error
 from .connection import BACKEND
+from .shared import Progress, Reply, Request
 
 POLL_SECONDS = 0.05
 CANCELLED = BackendError("Cancelled; nothing was changed.", "cancelled")
@@ -24,13 +25,12 @@ PROBLEMS_KEPT = 5
 @dataclass
 class Job:
     label: str
-    request: str  # a protocol request type
-    fields: dict
-    arrays: dict = field(default_factory=dict)
-    on_result: Callable[[Message], object] = lambda message: None
+    request: Request
+    on_result: Callable[[Reply], object] = lambda reply: None
     on_error: Callable[[BackendError], None] | None = None
     undo_message: str = ""
     id: int | None = None
+    client: BackendClient | None = None  # the worker it went to: its reply comes from there even after a restart
     stage: str = "waiting for the backend"
     fraction: float = 0.0
     cancelled: bool = False
@@ -55,9 +55,8 @@ class Jobs:
     def run_now(self, job: Job) -> object:
         """Background mode: run the job to its end and return what its on_result made; BackendError if it fails."""
         client = BACKEND.require()
-        job.id = client.submit(job.request, job.fields, job.arrays)
-        message = client.wait(job.id, on_progress=lambda stage, fraction: _print_progress(job, stage, fraction))
-        return job.on_result(message)
+        reply = client.run(job.request, on_progress=lambda stage, fraction: _print_progress(job, stage, fraction))
+        return job.on_result(reply)
 
     def cancel(self) -> int:
         """Cancel every queued and running job; the scene stays as it was. Returns how many."""
@@ -68,8 +67,11 @@ class Jobs:
             job.cancelled, job.stage, count = True, "cancelling", count + 1
             if job.id is None:
                 self._fail(job, CANCELLED)
-            elif BACKEND.client is not None:
-                BACKEND.client.cancel(job.id)
+            else:
+                try:
+                    job.client.cancel(job.id)
+                except BackendError:  # the worker is gone: its jobs fail as crashed on the next poll
+                    pass
         _redraw()
         return count
 
@@ -83,41 +85,41 @@ class Jobs:
 
     def poll(self) -> float | None:
         """One timer step: submit what can go, apply what came back. Returns the next interval or None."""
-        client = BACKEND.client
-        if client is not None:
-            for message in client.events():
-                self._dispatch(message)
+        state, client = BACKEND.state, BACKEND.client  # read once: the starting thread or stop() may change them
+        for sender in {id(j.client): j.client for j in self.queue if j.client is not None}.values():
+            for event in sender.events():  # a stopped worker's jobs end too (as crashed), never stranded
+                self._dispatch(sender, event)
         waiting = [j for j in self.queue if j.id is None]
-        if BACKEND.state == "failed":
+        if state == "failed":
             for job in waiting:
                 self._fail(job, BackendError(BACKEND.message, "device"))
-        elif waiting and BACKEND.state == "ready" and client.alive:
+        elif waiting and state == "ready" and client is not None and client.alive:
             for job in waiting:
                 try:
-                    job.id = client.submit(job.request, job.fields, job.arrays)
+                    job.id, job.client = client.submit(job.request), client
                     job.stage = "queued"
                 except BackendError as exc:
                     self._fail(job, exc)
-        elif waiting and BACKEND.state == "ready" and all(j.id is None for j in self.queue):
+        elif waiting and state in ("ready", "stopped") and all(j.id is None for j in self.queue):
             BACKEND.start_async()  # the worker died: start another off the main thread, once its jobs are answered
         busy = [tick() for tick in self.ticks]
         _redraw()
         return POLL_SECONDS if self.queue or any(busy) or BACKEND.state == "starting" else None
 
-    def _dispatch(self, message: Message) -> None:
-        job = next((j for j in self.queue if j.id is not None and j.id == message.id), None)
+    def _dispatch(self, sender: BackendClient, event: Event) -> None:
+        job = next((j for j in self.queue if j.id is not None and j.id == event.job and j.client is sender), None)
         if job is None:
             return
-        if message.type == "progress":
-            job.stage, job.fraction = message.fields["stage"], message.fields["fraction"]
+        if isinstance(event.reply, Progress):
+            job.stage, job.fraction = event.reply.stage, event.reply.fraction
             return
         self.queue.remove(job)
         if job.cancelled:  # whatever came back: its owner learns it ended, the scene does not change
             self._fail(job, CANCELLED)
             return
         try:
-            raise_if_error(message)
-            job.on_result(message)
+            raise_if_error(event.reply)
+            job.on_result(event.reply)
         except BackendError as exc:
             self._fail(job, exc)
             return

@@ -15,9 +15,9 @@ from .shared import AUTO_MODEL
 
 def _check_model(source: Source, model: str) -> None:
     info = BACKEND.model_info(model) if model != AUTO_MODEL else None
-    if info is not None and info["input_kind"] != source.kind:
+    if info is not None and info.input_kind != source.kind:
         raise GatherError(
-            f"'{source.name}' is a {source.kind} input but the model '{model}' reads {info['input_kind']} input. "
+            f"'{source.name}' is a {source.kind} input but the model '{model}' reads {info.input_kind} input. "
             "Pick a matching model, or Automatic."
         )
 

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import bpy
 
-ADDON_ID = __package__.rpartition(".")[0]  # the extension's module, e.g. "bl_ext.user_default.occnet"
-ENV_FOLDER = "backend-env"
+from . import installer
+from .connection import BACKEND
+from .jobs import JOBS
+from .settings import ADDON_ID, preferences
+
+__all__ = ["OCCNET_AP_preferences", "preferences"]
 
 
 def _launch_changed(self, context) -> None:
     """A new interpreter, device or models folder takes effect with the next worker; stop an idle one now."""
-    from .connection import BACKEND
-    from .jobs import JOBS
-
     if not JOBS.queue:
         BACKEND.stop()
-
-
-def preferences() -> bpy.types.AddonPreferences | None:
-    """The add-on's preferences, or None when it runs from a source checkout (the batch script)."""
-    addon = bpy.context.preferences.addons.get(ADDON_ID) if ADDON_ID else None
-    return addon.preferences if addon is not None else None
 
 
 class OCCNET_AP_preferences(bpy.types.AddonPreferences):
@@ -58,14 +53,12 @@ class OCCNET_AP_preferences(bpy.types.AddonPreferences):
     )
 
     def draw(self, context) -> None:
-        from . import connection, installer
-
         layout = self.layout
         layout.prop(self, "backend_python")
         layout.prop(self, "device")
         layout.prop(self, "models_dir")
         box = layout.box()
-        box.label(text=f"Backend: {connection.BACKEND.summary()}")
+        box.label(text=f"Backend: {BACKEND.summary()}")
         row = box.row()
         row.prop(self, "install_build", expand=True)
         row.operator("occnet.install_backend", icon="IMPORT")

@@ -2,40 +2,65 @@
 atomic writing of outputs."""
 
 try:  # inside the installed extension, backend/ is a sibling package
+    from ..backend import protocol
     from ..backend.formats import SUPPORTED, input_kind
     from ..backend.outputs import atomic_write, same_file
-    from ..backend.protocol import (
-        AUTO_MODEL,
-        MODELS_PATH_ENV,
-        RESOLUTIONS,
-        Message,
-        ProtocolError,
-        read_message,
-        threshold_problem,
-        write_message,
-    )
 except ImportError:  # a source checkout, where both halves are top-level packages
+    from backend import protocol
     from backend.formats import SUPPORTED, input_kind
     from backend.outputs import atomic_write, same_file
-    from backend.protocol import (
-        AUTO_MODEL,
-        MODELS_PATH_ENV,
-        RESOLUTIONS,
-        Message,
-        ProtocolError,
-        read_message,
-        threshold_problem,
-        write_message,
-    )
+
+AUTO_MODEL = protocol.AUTO_MODEL
+ERROR_KINDS = protocol.ERROR_KINDS
+MODELS_PATH_ENV = protocol.MODELS_PATH_ENV
+RESOLUTIONS = protocol.RESOLUTIONS
+CancelRequest = protocol.CancelRequest
+ErrorReply = protocol.ErrorReply
+HelloReply = protocol.HelloReply
+HelloRequest = protocol.HelloRequest
+InterpolateRequest = protocol.InterpolateRequest
+LatentFrame = protocol.LatentFrame
+MeshReply = protocol.MeshReply
+ModelInfo = protocol.ModelInfo
+ModelsRequest = protocol.ModelsRequest
+Progress = protocol.Progress
+ProtocolError = protocol.ProtocolError
+ReconstructReply = protocol.ReconstructReply
+ReconstructRequest = protocol.ReconstructRequest
+Reply = protocol.Reply
+Request = protocol.Request
+ShutdownRequest = protocol.ShutdownRequest
+decode_reply = protocol.decode_reply
+encode = protocol.encode
+read_message = protocol.read_message
+threshold_problem = protocol.threshold_problem
+write_message = protocol.write_message
 
 __all__ = [
     "AUTO_MODEL",
+    "ERROR_KINDS",
     "MODELS_PATH_ENV",
     "SUPPORTED",
     "atomic_write",
-    "Message",
+    "CancelRequest",
+    "ErrorReply",
+    "HelloReply",
+    "HelloRequest",
+    "InterpolateRequest",
+    "LatentFrame",
+    "MeshReply",
+    "ModelInfo",
+    "ModelsRequest",
+    "Progress",
     "ProtocolError",
     "RESOLUTIONS",
+    "ReconstructReply",
+    "ReconstructRequest",
+    "Reply",
+    "Request",
+    "ShutdownRequest",
+    "decode_reply",
+    "encode",
     "input_kind",
     "read_message",
     "same_file",

@@ -102,7 +102,7 @@ def test_dragging_is_latest_wins_with_a_coarse_preview(blender, addon, monkeypat
     monkeypatch.setattr(addon.blend, "synchronous", lambda: False)
     submitted = []
     start = jobs.start
-    monkeypatch.setattr(jobs, "start", lambda job: submitted.append(job.fields["resolution"]) or start(job))
+    monkeypatch.setattr(jobs, "start", lambda job: submitted.append(job.request.resolution) or start(job))
     for i in range(1, 21):  # a drag: each value runs the property's update callback, as in the UI
         blend.occnet.factor = i / 20
         jobs.poll()

@@ -133,7 +133,7 @@ def test_cancel_mid_job_leaves_the_scene_as_it_was(blender, addon):
     assert job.stage == "evaluate"
     names = set(bpy.data.objects.keys())
     assert addon.jobs.JOBS.cancel() == 1
-    _run_ui_job(addon, addon.jobs.Job("noop", "hello", {}), lambda: not addon.jobs.JOBS.queue)
+    _run_ui_job(addon, addon.jobs.Job("noop", addon.shared.HelloRequest()), lambda: not addon.jobs.JOBS.queue)
     assert set(bpy.data.objects.keys()) == names
     assert not addon.jobs.JOBS.problems, "a cancel is not a problem"
 

@@ -16,7 +16,7 @@ from backend.config import ModelConfig, preset
 from backend.device import resolve_device
 from backend.errors import DeviceError, ModelLoadError
 from backend.models import build_model
-from backend.protocol import Message
+from backend.protocol import ModelsRequest
 from backend.registry import find_model, list_models
 from backend.worker import Worker
 
@@ -173,8 +173,8 @@ def test_one_bad_file_does_not_break_the_model_list(tmp_path):
         done = run_cli(*args, env=env)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
         assert "sound-model" in done.stdout and "broken-model" not in done.stdout
-    reply, _ = Worker(io.BytesIO(), "cpu").do_models(Message("models", 1, {"extra_dirs": [str(tmp_path)]}))
-    names = [m["name"] for m in reply["models"]]
+    reply = Worker(io.BytesIO(), "cpu").do_models(ModelsRequest(extra_dirs=[str(tmp_path)]), 1)
+    names = [m.name for m in reply.models]
     assert "sound-model" in names and "broken-model" not in names  # the add-on's list
 
 

@@ -1,10 +1,12 @@
 """The add-on's client and the backend worker, as real processes talking the real protocol."""
 
+import json
 import os
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +14,19 @@ import numpy as np
 import pytest
 from fitting import ellipsoid_surface
 
+from backend.protocol import (
+    PROTOCOL_VERSION,
+    CancelRequest,
+    ExtractRequest,
+    InterpolateRequest,
+    MeshReply,
+    ModelsRequest,
+    Progress,
+    ReconstructRequest,
+    encode,
+    read_message,
+    write_message,
+)
 from occnet_blender.client import BackendClient, BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,65 +42,52 @@ def client(tiny_model):
 
 
 def _reconstruct(client, tiny_model, resolution=64, **fields):
-    return client.submit(
-        "reconstruct", {"model": tiny_model.stem, "resolution": resolution, **fields}, {"points": CLOUD}
-    )
+    return client.submit(ReconstructRequest(model=tiny_model.stem, resolution=resolution, points=CLOUD, **fields))
 
 
 def _wait_for_stage(client, job, stage, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for event in client.events():
-            if event.id == job and event.type == "progress" and event.fields["stage"] == stage:
+            if event.job == job and isinstance(event.reply, Progress) and event.reply.stage == stage:
                 return
-            assert event.type == "progress", event
+            assert isinstance(event.reply, Progress), event
         time.sleep(0.01)
     raise AssertionError(f"no '{stage}' progress within {timeout} s")
 
 
 def test_hello_and_model_listing(client, tiny_model):
-    assert client.hello["protocol"] == 1 and client.hello["device"] == "cpu"
-    models = client.wait(client.submit("models")).fields["models"]
-    assert tiny_model.stem in [m["name"] for m in models]
+    assert client.hello.protocol == PROTOCOL_VERSION and client.hello.device == "cpu"
+    models = client.run(ModelsRequest()).models
+    assert tiny_model.stem in [m.name for m in models]
 
 
 def test_reconstruct_streams_progress_and_returns_raw_arrays(client, tiny_model):
     stages = []
     reply = client.wait(_reconstruct(client, tiny_model), on_progress=lambda s, f: stages.append(s))
     assert {"encode", "evaluate", "mesh", "normals"} <= set(stages)
-    vertices, faces = reply.arrays["vertices"], reply.arrays["faces"]
+    vertices, faces = reply.vertices, reply.faces
     assert vertices.dtype == np.float64 and faces.dtype == np.int32 and len(faces) > 100
     assert np.allclose(vertices.mean(axis=0), 5.0, atol=0.05)  # the source's frame
-    assert reply.arrays["code"].shape == (32,) and reply.fields["stats"]["points_evaluated"] > 0
+    assert reply.code.shape == (32,) and reply.stats["points_evaluated"] > 0
 
     # The model stays loaded: the latent comes back, and extracting it again matches.
-    again = client.wait(
-        client.submit(
-            "extract",
-            {
-                "model": tiny_model.stem,
-                "resolution": 64,
-                "center": reply.fields["center"],
-                "scale": reply.fields["scale"],
-            },
-            {"code": reply.arrays["code"]},
+    again = client.run(ExtractRequest(model=tiny_model.stem, resolution=64, latent=reply.latent, code=reply.code))
+    np.testing.assert_allclose(again.vertices, vertices, atol=1e-5)
+    other_end = type(reply.latent)(reply.latent.latent_model, (0.0, 0.0, 0.0), reply.latent.scale)
+    blend = client.run(
+        InterpolateRequest(
+            model=tiny_model.stem,
+            resolution=32,
+            t=0.5,
+            a=reply.latent,
+            b=other_end,
+            code_a=reply.code,
+            code_b=reply.code,
         )
     )
-    np.testing.assert_allclose(again.arrays["vertices"], vertices, atol=1e-5)
-    blend = client.wait(
-        client.submit(
-            "interpolate",
-            {
-                "model": tiny_model.stem,
-                "resolution": 32,
-                "t": 0.5,
-                "a": reply.fields,
-                "b": {**reply.fields, "center": [0.0, 0.0, 0.0]},
-            },
-            {"code_a": reply.arrays["code"], "code_b": reply.arrays["code"]},
-        )
-    )
-    assert np.allclose(blend.arrays["vertices"].mean(axis=0), 2.5, atol=0.05)
+    assert np.allclose(blend.vertices.mean(axis=0), 2.5, atol=0.05)
+    assert type(blend) is MeshReply  # only the mesh travels back: the add-on has both ends' latents
 
 
 @pytest.mark.parametrize("fixture", ["tiny_model", "tiny_triplane_model"])
@@ -97,20 +99,18 @@ def test_latents_come_back_as_float16_in_their_shape_or_flat(request, fixture):
     client = BackendClient(sys.executable, ROOT, device="cpu", extra_env={"OCCNET_MODELS_PATH": str(path.parent)})
     client.start()
     try:
-        entry = next(m for m in client.wait(client.submit("models")).fields["models"] if m["name"] == path.stem)
+        entry = next(m for m in client.run(ModelsRequest()).models if m.name == path.stem)
         first = client.wait(_reconstruct(client, path, resolution=32, normals=False))
-        code = first.arrays["code"]
-        assert code.dtype == np.float32 and code.shape == tuple(entry["latent_shape"])
-        half, ends = code.astype(np.float16), {"a": first.fields, "b": first.fields}
-        extract = {"model": path.stem, "resolution": 32, "normals": False, **first.fields}
-        replies = [client.wait(client.submit("extract", extract, {"code": c})) for c in (half, half.ravel())]
-        replies.append(
-            client.wait(client.submit("interpolate", {**extract, **ends, "t": 0.5}, {"code_a": half, "code_b": code}))
-        )
+        code = first.code
+        assert code.dtype == np.float32 and code.shape == entry.latent_shape
+        half, options = code.astype(np.float16), {"model": path.stem, "resolution": 32, "normals": False}
+        replies = [client.run(ExtractRequest(**options, latent=first.latent, code=c)) for c in (half, half.ravel())]
+        ends = {"a": first.latent, "b": first.latent, "code_a": half, "code_b": code}
+        replies.append(client.run(InterpolateRequest(**options, **ends, t=0.5)))
         points = np.random.default_rng(0).uniform(CLOUD.min(0) - 0.1, CLOUD.max(0) + 0.1, (20_000, 3))
-        inside = mesh_contains(first.arrays["vertices"], first.arrays["faces"], points)
+        inside = mesh_contains(first.vertices, first.faces, points)
         for reply in replies:
-            assert iou(mesh_contains(reply.arrays["vertices"], reply.arrays["faces"], points), inside) >= 0.95
+            assert iou(mesh_contains(reply.vertices, reply.faces, points), inside) >= 0.95
     finally:
         client.close()
 
@@ -119,14 +119,15 @@ def test_far_coordinates_keep_their_precision_and_latents_their_model(client, ti
     """A georeferenced scan (y = 5.4e6) comes back as exactly as one at the origin; a latent is decoded only
     by the model that made it."""
     offset = np.array([512_000.25, 5_400_000.5, 312.75])
-    fields = {"model": tiny_model.stem, "resolution": 32, "normals": False}
-    near = client.wait(client.submit("reconstruct", fields, {"points": CLOUD - 5.0}))
-    far = client.wait(client.submit("reconstruct", fields, {"points": CLOUD - 5.0 + offset}))
-    assert far.arrays["vertices"].dtype == np.float64
-    np.testing.assert_allclose(far.arrays["vertices"] - offset, near.arrays["vertices"], atol=1e-5)
-    other = {**fields, **far.fields, "latent_model": "onet-image"}
+    near = client.run(ReconstructRequest(model=tiny_model.stem, resolution=32, normals=False, points=CLOUD - 5.0))
+    far = client.run(
+        ReconstructRequest(model=tiny_model.stem, resolution=32, normals=False, points=CLOUD - 5.0 + offset)
+    )
+    assert far.vertices.dtype == np.float64
+    np.testing.assert_allclose(far.vertices - offset, near.vertices, atol=1e-5)
+    foreign = type(far.latent)("onet-image", far.latent.center, far.latent.scale)
     with pytest.raises(BackendError, match="made by model 'onet-image'") as info:
-        client.wait(client.submit("extract", other, {"code": far.arrays["code"]}))
+        client.run(ExtractRequest(model=tiny_model.stem, resolution=32, latent=foreign, code=far.code))
     assert info.value.kind == "input"
 
 
@@ -137,20 +138,16 @@ def test_cancel_mid_job_then_keep_working(client, tiny_model):
     with pytest.raises(BackendError) as info:
         client.wait(job, timeout=60)
     assert info.value.kind == "cancelled"
-    assert client.wait(_reconstruct(client, tiny_model, resolution=32)).arrays["faces"].size
+    assert client.wait(_reconstruct(client, tiny_model, resolution=32)).faces.size
 
 
 def test_malformed_requests_get_error_replies_and_the_worker_survives(client, tiny_model):
     header = b"{this is not json"
     client.process.stdin.write(struct.pack(">I", len(header)) + header)
     client.process.stdin.flush()
-    unknown = client.submit("explode")
-    no_model = client.submit("reconstruct", {"resolution": 64}, {"points": CLOUD})
-    bad_input = client.submit("reconstruct", {"model": tiny_model.stem}, {"points": np.full((5, 3), np.nan)})
-    missing_model = client.submit("reconstruct", {"model": "no-such-model"}, {"points": CLOUD})
+    bad_input = client.submit(ReconstructRequest(model=tiny_model.stem, points=np.full((5, 3), np.nan)))
+    missing_model = client.submit(ReconstructRequest(model="no-such-model", points=CLOUD))
     for job, kind, text in [
-        (unknown, "protocol", "Unknown request type"),
-        (no_model, "protocol", "model"),
         (bad_input, "input", "no usable points"),
         (missing_model, "model", "No model named"),
     ]:
@@ -158,7 +155,7 @@ def test_malformed_requests_get_error_replies_and_the_worker_survives(client, ti
             client.wait(job, timeout=60)
         assert info.value.kind == kind
     assert client.alive
-    assert client.wait(_reconstruct(client, tiny_model, resolution=32)).arrays["faces"].size
+    assert client.wait(_reconstruct(client, tiny_model, resolution=32)).faces.size
 
 
 def test_a_crashed_worker_fails_its_job_and_is_restarted(client, tiny_model):
@@ -169,7 +166,7 @@ def test_a_crashed_worker_fails_its_job_and_is_restarted(client, tiny_model):
         client.wait(job, timeout=60)
     assert info.value.kind == "crashed"
     reply = client.wait(_reconstruct(client, tiny_model, resolution=32), timeout=120)
-    assert reply.arrays["faces"].size and client.restarts == 1
+    assert reply.faces.size and client.restarts == 1
 
 
 def test_worker_exits_when_its_parent_dies(tiny_model):
@@ -180,7 +177,7 @@ def test_worker_exits_when_its_parent_dies(tiny_model):
             (
                 "import sys, time; from occnet_blender.client import BackendClient\n"
                 f"c = BackendClient(sys.executable, {str(ROOT)!r}, device='cpu')\n"
-                "print(c.start()['pid'], flush=True)\n"
+                "print(c.start().pid, flush=True)\n"
                 "time.sleep(600)\n"
             ),
         ],
@@ -204,3 +201,173 @@ def _running(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+# --- the worker alone, fed raw frames --------------------------------------------------------------------
+
+
+def _spawn_worker(extra_env=None, tmp_path=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(extra_env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend.worker", "--device", "cpu"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def _frame(header, payload=b""):
+    data = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack(">I", len(data)) + data + payload
+
+
+def _replies(process, count, timeout=60):
+    """The next `count` replies, read on a thread so that a deaf worker fails the test instead of hanging it."""
+    box = []
+
+    def read():
+        for _ in range(count):
+            box.append(read_message(process.stdout))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert not reader.is_alive(), f"the worker answered {len(box)} of {count} frames: {box}"
+    return box
+
+
+def test_every_malformed_frame_gets_a_protocol_error_and_the_worker_reads_on():
+    v = PROTOCOL_VERSION
+    huge = [["points", "<f4", [1 << 40, 3]]]
+    frames = [
+        (_frame(b"[1, 2]"), None),  # JSON, not an object
+        (_frame(b'"hello"'), None),
+        (_frame(b"3"), None),
+        (_frame({"v": v, "type": "hello", "id": "7"}), None),  # id not an integer
+        (_frame({"v": v, "type": "hello", "id": [7]}), None),
+        (_frame({"v": v, "type": "cancel", "id": 8, "target": "x"}), 8),  # target not an integer
+        (_frame({"v": v, "type": "cancel", "id": 9, "target": [1]}), 9),
+        (_frame({"v": v, "type": "reconstruct", "id": 10, "model": "m", "arrays": huge}), 10),  # no input needs it
+        (_frame({"v": v, "type": "reconstruct", "id": 11, "model": "m", "arrays": [["p", "|O", [1]]]}), 11),
+        (_frame({"v": v, "type": "reconstruct", "id": 12, "model": "m", "arrays": [["p", "<f4", [-1, 3]]]}), 12),
+        (_frame({"v": v, "type": "reconstruct", "id": 13, "model": "m", "arrays": "points"}), 13),
+        (_frame({"v": v, "type": "extract", "id": 14, "model": 3}), 14),  # a field of the wrong type
+        (_frame({"v": v, "type": "explode", "id": 15}), 15),
+        (_frame({"v": v + 1, "type": "hello", "id": 16}), 16),
+    ]
+    worker = _spawn_worker()
+    try:
+        worker.stdin.write(b"".join(frame for frame, _ in frames) + _frame({"v": v, "type": "hello", "id": 17}))
+        worker.stdin.flush()
+        replies = _replies(worker, len(frames) + 1)
+        for reply, (_, expected_id) in zip(replies, frames, strict=False):
+            assert (reply.type, reply.fields["kind"], reply.id) == ("error", "protocol", expected_id), reply
+        assert (replies[-1].type, replies[-1].id) == ("hello", 17)
+        assert worker.poll() is None
+        worker.stdin.close()  # the end of stdin ends the worker, whatever came before
+        assert worker.wait(timeout=20) == 0
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_stdin_eof_ends_the_worker_inside_a_frame():
+    worker = _spawn_worker()
+    try:
+        worker.stdin.write(_frame({"v": PROTOCOL_VERSION, "type": "hello", "id": 1}))
+        worker.stdin.flush()
+        assert _replies(worker, 1)[0].type == "hello"
+        worker.stdin.write(struct.pack(">I", 100) + b'{"v": ')  # a frame cut short
+        worker.stdin.close()
+        assert worker.wait(timeout=20) == 0
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def test_nothing_printed_while_torch_imports_reaches_the_protocol_stream(tmp_path):
+    """A library that prints at import (here: a hook on `import torch`) must not corrupt the first frame."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        "class Noisy(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'torch':\n"
+        "            print('noise from an import', flush=True)\n"
+        "            sys.meta_path.remove(self)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Noisy())\n"
+    )
+    worker = _spawn_worker({"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])})
+    try:
+        worker.stdin.write(_frame({"v": PROTOCOL_VERSION, "type": "hello", "id": 1}))
+        worker.stdin.flush()
+        (reply,) = _replies(worker, 1)
+        assert (reply.type, reply.id) == ("hello", 1)
+        worker.stdin.close()
+        assert b"noise from an import" in worker.stderr.read()
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+@pytest.mark.parametrize("new_torch", [True, False], ids=["torch>=2.5", "torch<2.5"])
+def test_out_of_memory_maps_to_oom_on_every_supported_pytorch(monkeypatch, new_torch):
+    """torch.OutOfMemoryError is PyTorch 2.5+; before it, only torch.cuda.OutOfMemoryError exists."""
+    import torch
+
+    from backend.worker import error_reply
+
+    if not new_torch:
+        monkeypatch.delattr(torch, "OutOfMemoryError", raising=False)
+    assert error_reply(torch.cuda.OutOfMemoryError("CUDA out of memory"), "reconstruct").kind == "oom"
+    internal = error_reply(RuntimeError("boom"), "reconstruct")
+    assert internal.kind == "internal" and "boom" in internal.message
+
+
+def test_a_worker_that_breaks_the_protocol_fails_its_jobs_at_once(tmp_path):
+    """Bytes on stdout that are not a frame (here: a banner printed at interpreter start) end that worker and
+    fail its jobs with kind "protocol", instead of leaving the client waiting on a worker it stopped reading."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.stdout.write('a banner on stdout\\n')\n")
+    client = BackendClient(sys.executable, ROOT, device="cpu", extra_env={"PYTHONPATH": str(tmp_path)})
+    started = time.monotonic()
+    with pytest.raises(BackendError, match="broke the protocol") as info:
+        client.start(timeout=30)
+    assert info.value.kind == "protocol" and time.monotonic() - started < 25
+    client.process.wait(timeout=10)  # ended, not left running deaf
+    client.close()
+
+
+def test_the_worker_reads_requests_while_its_replies_wait_to_be_read(tiny_model):
+    """The add-on may be slow to read a big reply; meanwhile a cancel and the next (large) request must still go
+    in, or both ends wait on each other: no lock that a blocked write holds may stand in the reader's way."""
+    worker = _spawn_worker({"OCCNET_MODELS_PATH": str(tiny_model.parent)})
+    try:
+        write_message(worker.stdin, encode(ReconstructRequest(model=tiny_model.stem, resolution=128, points=CLOUD), 1))
+        worker.stdin.flush()
+        _wait_until_idle(worker.pid)  # the mesh (more than a pipe holds) is half written: nobody reads stdout
+        points = np.zeros((300_000, 3), np.float32)  # 3.6 MB: more than the pipe holds too
+
+        def send():
+            write_message(worker.stdin, encode(CancelRequest(2), None))
+            write_message(worker.stdin, encode(ReconstructRequest(model=tiny_model.stem, points=points), 3))
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        sender.join(30)
+        assert not sender.is_alive(), "the worker stopped reading requests while a reply waited to be read"
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+def _wait_until_idle(pid, timeout=180):
+    """Until the process has used no CPU for two seconds (it is blocked)."""
+    deadline, last, still = time.monotonic() + timeout, None, 0
+    while time.monotonic() < deadline and still < 4:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+        used = int(fields[11]) + int(fields[12])  # utime + stime
+        still, last = (still + 1 if used == last else 0), used
+        time.sleep(0.5)
+    assert still >= 4, "the worker kept computing"

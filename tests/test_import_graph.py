@@ -1,0 +1,75 @@
+"""Imports run one way: no module of the add-on or the backend imports, directly or through others, a module
+that imports it back (function-level imports count too: they hide a cycle, they do not remove it)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("occnet_blender", "backend")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules `name` imports; `from pkg import x` means the module pkg.x when there is one."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            if module.split(".")[0] not in PACKAGES:  # a relative import above the top (`..backend`): its target
+                module = ".".join(module.split(".")[1:])
+            submodules = {f"{module}.{alias.name}" for alias in node.names} & modules.keys()
+            targets.update(submodules or {module})
+    ancestors = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}  # imported anyway, first
+    return {t for t in targets if t in modules and t != name and t not in ancestors}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, stack = {}, []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_graph_sees_the_imports_it_must():
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert "occnet_blender.client" in graph["occnet_blender.jobs"]  # from .client import ...
+    assert "backend.protocol" in graph["occnet_blender.shared"]  # from ..backend import protocol
+    assert "backend.errors" in graph["backend.worker"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_run_one_way(package):
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items() if name.startswith(package)}
+    graph = {name: {t for t in targets if t in graph} for name, targets in graph.items()}
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
