@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup wheels dist demo test test-all bench lint clean
 
 setup: $(STAMP)
 
@@ -14,13 +14,22 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt -e ".[data]"
 	touch $(STAMP)
 
+# The pinned ONNX Runtime wheels the extension zips carry, fetched once into build/wheels/ and sha256-checked.
+# `make test` needs them (the tests install a zip in Blender): fetching here fails loudly when the registry
+# cannot be reached, where the tests alone would only skip.
+wheels: setup
+	$(PY) build.py --fetch-only
+
+dist: wheels
+	$(PY) build.py
+
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup
+test: setup wheels
 	$(PY) -m pytest
 
-test-all: setup
+test-all: setup wheels
 	$(PY) -m pytest -m ""
 
 bench: setup
@@ -31,4 +40,4 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) dist out .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) dist build out .pytest_cache .ruff_cache *.egg-info

@@ -1,16 +1,26 @@
-"""Stage the Blender extension and write dist/occnet-<version>.zip.
+"""Stage the Blender extension and write one zip per platform: dist/occnet-<version>-<platform>.zip.
 
-The zip holds what Blender installs: a root `__init__.py` that registers `occnet_blender`, the
-add-on itself, the torch backend with its shipped weights (the worker runs it from there), the
-manifest, and `backend/requirements.txt` for the add-on's "Install backend" button.
+Each zip holds what Blender installs: a root `__init__.py` that registers `occnet_blender`, the add-on itself,
+the backend with its shipped weights, `backend/requirements.txt` for the add-on's "Install backend" button, the
+manifest with the zip's `platforms` and `wheels`, and the ONNX Runtime CPU wheel for that platform under
+`wheels/` (Blender installs it into its extensions site-packages), so the models run on the CPU with nothing
+to download. ONNX Runtime needs only numpy at import and to run a session, and Blender ships numpy, so that one
+wheel is the whole runtime.
+
+The wheels come unmodified from the package registry (`pip download`), are cached under build/wheels/ and are
+checked against the sha256 pinned in WHEELS, so a build is reproducible; so are the zips (fixed timestamps).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import subprocess
 import sys
+import tempfile
 import tomllib
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -18,12 +28,42 @@ MANIFEST = "blender_manifest.toml"
 PACKAGES = ("occnet_blender", "backend")
 SKIPPED_PARTS = {"__pycache__"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo"}
+WHEEL_CACHE = ROOT / "build" / "wheels"
+ZIP_LIMIT = 100 * 1000 * 1000  # bytes: the most the extension platform accepts per upload
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the same timestamp on every entry: the same inputs give the same zip bytes
+PYTHON_VERSION = "3.11"  # Blender 4.2 to 5.0
 ROOT_INIT = '''"""OccNet for Blender (written by build.py): the extension's entry point."""
 
 from .occnet_blender import register, unregister
 
 __all__ = ["register", "unregister"]
 '''
+
+# The one pinned list: Blender platform -> the ONNX Runtime CPU wheel for CPython 3.11 there, with its sha256.
+# ONNX Runtime 1.31 publishes no Intel-macOS wheel (the last was 1.23), so there is no macos-x64 zip.
+WHEELS: dict[str, tuple[str, str]] = {
+    "linux-x64": (
+        "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+        "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+    ),
+    "windows-x64": (
+        "onnxruntime-1.31.1-cp311-cp311-win_amd64.whl",
+        "c3d91b5de31e2fc82d71bd65b2b22bddee8b49057a3a36338e9a868e0ea90c05",
+    ),
+    "windows-arm64": (
+        "onnxruntime-1.31.1-cp311-cp311-win_arm64.whl",
+        "93800007a7023b3ab26ad72e6463d0d57d84ead49a2f6341954d91438e046bc0",
+    ),
+    "macos-arm64": (
+        "onnxruntime-1.31.1-cp311-cp311-macosx_14_0_arm64.whl",
+        "60b6b69bfe580eab576cacc5d132a0e9cf2a37fcfd18d46dd191042b1d1ed0d7",
+    ),
+}
+PLATFORMS = tuple(WHEELS)
+
+
+class WheelUnavailable(RuntimeError):
+    """A pinned wheel is not in the cache and could not be fetched (offline, registry down, hash mismatch)."""
 
 
 def manifest_version() -> str:
@@ -36,9 +76,61 @@ def backend_requirements() -> str:
     return "\n".join(project["dependencies"]) + "\n"
 
 
+def zip_name(version: str, platform: str) -> str:
+    """Blender's own name for a split-platform build (`blender_ext.py build --split-platforms`)."""
+    return f"occnet-{version}-{platform.replace('-', '_')}.zip"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_wheel(platform: str, cache: Path = WHEEL_CACHE) -> Path:
+    """The pinned wheel for `platform`, from the cache or else from the registry; its sha256 is always checked."""
+    filename, expected = WHEELS[platform]
+    cached = cache / filename
+    if cached.exists() and sha256(cached) == expected:
+        return cached
+    distribution, version, *_, wheel_platform = filename.removesuffix(".whl").split("-")
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
+        command += ["--python-version", PYTHON_VERSION, "--platform", wheel_platform, "--dest", scratch]
+        done = subprocess.run([*command, f"{distribution}=={version}"], capture_output=True, text=True)
+        fetched = Path(scratch) / filename
+        if done.returncode != 0 or not fetched.exists():
+            lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+            reason = lines[-1].strip() if lines else f"pip did not write {filename}"
+            raise WheelUnavailable(f"{filename} is not in {cache} and pip could not fetch it: {reason}")
+        if (actual := sha256(fetched)) != expected:
+            raise WheelUnavailable(
+                f"{filename} from the registry has sha256 {actual}, not the pinned {expected}: "
+                "check the registry, or update WHEELS in build.py if the pin was wrong."
+            )
+        fetched.replace(cached)
+    return cached
+
+
+def fetch_wheels(platforms: Iterable[str] = PLATFORMS, cache: Path = WHEEL_CACHE) -> dict[str, Path]:
+    return {platform: fetch_wheel(platform, cache) for platform in platforms}
+
+
+def platform_manifest(platform: str) -> bytes:
+    """The source manifest with this zip's `platforms` and `wheels`, as top-level keys before the first table."""
+    text = (ROOT / MANIFEST).read_text()
+    lines = text.splitlines(keepends=True)
+    first_table = next(i for i, line in enumerate(lines) if line.startswith("["))
+    fields = f'platforms = ["{platform}"]\nwheels = ["./wheels/{WHEELS[platform][0]}"]\n\n'
+    return ("".join(lines[:first_table]) + fields + "".join(lines[first_table:])).encode()
+
+
 def staged_files() -> dict[str, bytes]:
-    """Archive name -> contents."""
-    files = {"__init__.py": ROOT_INIT.encode(), MANIFEST: (ROOT / MANIFEST).read_bytes()}
+    """Archive name -> contents, the same for every platform (the manifest is added per platform)."""
+    files = {"__init__.py": ROOT_INIT.encode()}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*")):
             relative = path.relative_to(ROOT)
@@ -48,27 +140,64 @@ def staged_files() -> dict[str, bytes]:
     return files
 
 
-def build(out_dir: Path = ROOT / "dist") -> Path:
+def write_zip(target: Path, files: dict[str, bytes], wheel: Path) -> Path:
+    """Write atomically; the wheel is stored as it is (already compressed), the rest deflated."""
+    partial = target.with_suffix(".zip.partial")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(entry(name), data, compress_type=zipfile.ZIP_DEFLATED)
+        archive.writestr(entry(f"wheels/{wheel.name}"), wheel.read_bytes(), compress_type=zipfile.ZIP_STORED)
+    partial.replace(target)
+    return target
+
+
+def entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def build(out_dir: Path = ROOT / "dist", platforms: Iterable[str] = PLATFORMS) -> dict[str, Path]:
+    """Write one zip per platform into `out_dir`; returns platform -> zip path."""
+    platforms = tuple(platforms)
+    if unknown := [p for p in platforms if p not in WHEELS]:
+        raise SystemExit(f"No ONNX Runtime wheel is pinned for {', '.join(unknown)}; choose from {', '.join(WHEELS)}.")
     version = manifest_version()
     import backend
 
     if backend.__version__ != version:
         raise SystemExit(f"{MANIFEST} says version {version} but backend/__init__.py says {backend.__version__}.")
+    wheels = fetch_wheels(platforms)
+    common = staged_files()
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"occnet-{version}.zip"
-    partial = target.with_suffix(".zip.partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in staged_files().items():
-            archive.writestr(name, data)
-    partial.replace(target)
-    return target
+    zips = {}
+    for platform in platforms:
+        files = {**common, MANIFEST: platform_manifest(platform)}
+        zips[platform] = write_zip(out_dir / zip_name(version, platform), files, wheels[platform])
+        if (size := zips[platform].stat().st_size) > ZIP_LIMIT:
+            raise SystemExit(f"{zips[platform]} is {size / 1e6:.1f} MB, over the {ZIP_LIMIT / 1e6:.0f} MB limit.")
+    return zips
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="folder for the zip (default: dist/)")
+    parser.add_argument("--out", type=Path, default=ROOT / "dist", help="folder for the zips (default: dist/)")
+    parser.add_argument(
+        "--platform", action="append", choices=PLATFORMS, help="build only this platform (repeatable; default: all)"
+    )
+    parser.add_argument("--fetch-only", action="store_true", help="only fill the wheel cache (build/wheels/)")
     args = parser.parse_args(argv)
-    print(build(args.out))
+    platforms = args.platform or PLATFORMS
+    try:
+        if args.fetch_only:
+            for path in fetch_wheels(platforms).values():
+                print(path)
+        else:
+            for path in build(args.out, platforms).values():
+                print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
+    except WheelUnavailable as error:
+        print(f"build.py: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
