@@ -31,7 +31,9 @@ from backend.runtime.model import load_runtime_model
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("triplane-pointcloud", "onet-pointcloud", "onet-image")
 LOGIT_TOLERANCE = 1e-4  # float32 sums in another order; a logit moves the 0.5 surface by far less than a voxel
-BLOCKED = ("torch", "scipy", "skimage", "PIL", "trimesh", "safetensors", "onnx")
+# Not in stock Blender, or not bundled: the PyTorch stack, and onnxruntime's declared dependencies, none of which
+# it imports to run a graph (so the extension zips need only its wheel)
+BLOCKED = ("torch", "scipy", "skimage", "PIL", "trimesh", "safetensors", "onnx", "google", "flatbuffers", "packaging")
 
 
 def _observation(input_kind: str, seed: int) -> np.ndarray:
