@@ -5,7 +5,8 @@ Each model gets two graphs beside its `.safetensors` file, the two stages MISE n
     NAME.encoder.onnx   network input in the canonical frame -> latent code
                         point models: points (N, 3) float32, already normalised to the unit cube
                         (backend.inputs.pointcloud.normalize_points); image models: image (3, S, S) float32,
-                        already prepared (backend.inputs.image.prepare_image); code: the model's latent_shape
+                        already prepared (backend.inputs.image.prepare_image); voxel models: voxels (R, R, R)
+                        float32 of 0 and 1; code: the model's latent_shape
     NAME.decoder.onnx   code (latent_shape) float32 and points (N, 3) float32 in the canonical frame -> logits (N,)
 
 N is dynamic. The graphs hold no weights: every initializer that is a checkpoint tensor is ONNX external data
@@ -88,9 +89,12 @@ def export_model(checkpoint: str | Path, out: str | Path | None = None, overwrit
     points = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) - 0.5
     if config.input_kind == "pointcloud":
         encoder_args, encoder_names, encoder_shapes = (points,), ["points"], ({0: n},)
-    else:
+    elif config.input_kind == "image":
         image = torch.zeros(3, config.image_size, config.image_size)
         encoder_args, encoder_names, encoder_shapes = (image,), ["image"], None
+    else:
+        grid = torch.zeros((config.voxel_resolution,) * 3)
+        encoder_args, encoder_names, encoder_shapes = (grid,), ["voxels"], None
     code = torch.zeros(config.latent_shape)
     graphs = {
         "encoder": _export(_Encoder(network), encoder_args, encoder_names, ["code"], encoder_shapes),

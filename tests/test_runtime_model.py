@@ -152,13 +152,14 @@ def test_the_export_command_reproduces_the_committed_graphs(tmp_path, name, caps
         )
 
 
-SMALL = ModelConfig(c_dim=16, decoder_hidden=16, decoder_blocks=1, encoder_hidden=16, encoder_blocks=2)
+SMALL_VOXELS = ModelConfig(input_kind="voxels", c_dim=16, decoder_hidden=16, decoder_blocks=1, voxel_resolution=16)
 
 
 def test_graphs_are_kept_and_refused_for_another_checkpoint(tmp_path, capsys):
-    """A second export does not replace graphs without --overwrite; graphs exported from one checkpoint do not
-    run on another one's file (its tensors lie elsewhere); a model with no graphs says how to export them."""
-    checkpoint = save_checkpoint(build_model(SMALL).eval(), tmp_path / "mine.safetensors")
+    """A model of one's own (here a voxel model) runs once exported: a model with no graphs says how to export
+    them; a second export does not replace them without --overwrite; graphs exported from one checkpoint do not
+    run on another one's file (its tensors lie elsewhere)."""
+    checkpoint = save_checkpoint(build_model(SMALL_VOXELS).eval(), tmp_path / "mine.safetensors")
     with pytest.raises(ModelLoadError, match="export-onnx") as info:
         load_runtime_model(checkpoint)
     assert "\n" not in str(info.value)
@@ -169,14 +170,15 @@ def test_graphs_are_kept_and_refused_for_another_checkpoint(tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert [g.read_bytes() for g in graphs] == before
     runtime = load_runtime_model(checkpoint)
+    grid = (np.random.default_rng(0).random((16, 16, 16)) > 0.7).astype(np.float32)
     points = _queries(100, 0)
-    code = runtime.encode(points)
+    code = runtime.encode(grid)
     network = load_checkpoint(checkpoint)
     with torch.no_grad():
-        torch.testing.assert_close(torch.from_numpy(code), network.encode(torch.from_numpy(points)[None])[0])
+        torch.testing.assert_close(torch.from_numpy(code), network.encode(torch.from_numpy(grid)[None])[0])
         expected = network.decode(torch.from_numpy(points)[None], torch.from_numpy(code)[None])[0].numpy()
     assert np.abs(runtime.logits(code, points) - expected).max() < LOGIT_TOLERANCE
-    save_checkpoint(build_model(dataclasses.replace(SMALL, c_dim=8)), checkpoint)
+    save_checkpoint(build_model(dataclasses.replace(SMALL_VOXELS, c_dim=8)), checkpoint)
     with pytest.raises(ModelLoadError, match="export-onnx .*--overwrite"):
         load_runtime_model(checkpoint).logits(np.zeros(8, np.float32), points)
 

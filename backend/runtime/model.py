@@ -47,18 +47,20 @@ class RuntimeModel:
 
     def encode(self, observation: np.ndarray) -> np.ndarray:
         """The latent (float32, `latent_shape`) of one canonical-frame network input: points (N, 3) in the unit
-        cube for point-cloud models, a prepared image (3, S, S) for image models."""
+        cube for point-cloud models, a prepared image (3, S, S) for image models, a 0/1 grid (R, R, R) for voxel
+        models (as `backend.api` prepares them)."""
         observation = np.asarray(observation)
         config = self.config
         if config.input_kind == "pointcloud":
             if observation.ndim != 2 or observation.shape[1] != 3 or len(observation) == 0:
                 raise InputError(f"The encoder takes canonical points (N, 3); got shape {observation.shape}.")
-        elif config.input_kind == "image":
-            expected = (3, config.image_size, config.image_size)
-            if observation.shape != expected:
-                raise InputError(f"The encoder takes a prepared image {expected}; got shape {observation.shape}.")
         else:
-            raise ModelLoadError(f"Model '{self.name}': the runtime has no graphs for {config.input_kind} input.")
+            expected, what = {
+                "image": ((3, config.image_size, config.image_size), "a prepared image"),
+                "voxels": ((config.voxel_resolution,) * 3, "an occupancy grid"),
+            }[config.input_kind]
+            if observation.shape != expected:
+                raise InputError(f"The encoder takes {what} {expected}; got shape {observation.shape}.")
         session = self._session("encoder")
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(observation, dtype=np.float32)}
         return session.run(None, feed)[0].reshape(self.latent_shape)
