@@ -96,6 +96,7 @@ def test_chunked_evaluation_and_a_float16_flat_code_give_the_same_logits(pair, m
     whole = runtime.logits(code.astype(np.float32), points)
     monkeypatch.setattr(runtime_model, "CHUNK", 1000)
     np.testing.assert_array_equal(runtime.logits(code.ravel(), points), whole)
+    np.testing.assert_array_equal(runtime.field(code)(points), whole)
     with torch.no_grad():
         expected = torch_model.field(Latent(code.astype(np.float32), torch_model.name))(torch.from_numpy(points))
     assert np.abs(whole - expected.numpy()).max() < LOGIT_TOLERANCE

@@ -8,6 +8,7 @@ Normalising the source and mapping the mesh back to its frame are the caller's p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -65,15 +66,15 @@ class RuntimeModel:
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(observation, dtype=np.float32)}
         return session.run(None, feed)[0].reshape(self.latent_shape)
 
+    def field(self, code: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """The logits of one latent as a function of canonical points (N, 3): what mesh extraction drives."""
+        code = self._code(code)
+        return lambda points: self.logits(code, points)
+
     def logits(self, code: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Occupancy logits (N,) float32 of canonical points (N, 3) for a latent (float16 or float32, any shape
         holding `latent_shape`'s number of values, as the worker protocol carries it)."""
-        code = np.asarray(code)
-        if code.size != int(np.prod(self.latent_shape)):
-            raise InputError(
-                f"The latent has {code.size} values but model '{self.name}' uses {int(np.prod(self.latent_shape))}."
-            )
-        code = np.ascontiguousarray(code, dtype=np.float32).reshape(self.latent_shape)
+        code = self._code(code)
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != 3:
             raise InputError(f"Query points must be an (N, 3) array; got shape {points.shape}.")
@@ -84,6 +85,14 @@ class RuntimeModel:
             chunk = points[start : start + CHUNK]
             out[start : start + len(chunk)] = session.run(None, {"code": code, "points": chunk})[0]
         return out
+
+    def _code(self, code: np.ndarray) -> np.ndarray:
+        code = np.asarray(code)
+        if code.size != int(np.prod(self.latent_shape)):
+            raise InputError(
+                f"The latent has {code.size} values but model '{self.name}' uses {int(np.prod(self.latent_shape))}."
+            )
+        return np.ascontiguousarray(code, dtype=np.float32).reshape(self.latent_shape)
 
     def _session(self, stage: str) -> ort.InferenceSession:
         if stage not in self._sessions:
@@ -101,7 +110,7 @@ class RuntimeModel:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ONNX Runtime's errors share no base class below Exception
             raise ModelLoadError(
-                f"{path}: ONNX Runtime cannot load it ({exc}). Export it again with "
+                f"{path}: ONNX Runtime cannot load it ({' '.join(str(exc).split())}). Export it again with "
                 f"'python -m backend export-onnx {self.path} --overwrite'."
             ) from exc
         meta = session.get_modelmeta().custom_metadata_map
