@@ -26,6 +26,7 @@ from pathlib import Path
 
 import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from .checkpoint import load_checkpoint
@@ -37,7 +38,7 @@ from .outputs import atomic_write
 from .runtime.graphs import META_HEADER_SHA256, META_MODEL, META_STAGE, META_WEIGHTS, STAGES, graph_path, header_digest
 from .weights_file import read_header
 
-OPSET = 18  # ScatterElements with reduction "max" (the triplane encoder's pooling), GridSample (opset 16)
+OPSET = 18  # the first with ScatterElements reduction "max": the triplane encoder's pooling
 MAX_EMBEDDED_BYTES = 1 << 16  # constants of the graph itself (shapes, indices); weights never embed
 _ONNX_DTYPES = {"F32": onnx.TensorProto.FLOAT, "F16": onnx.TensorProto.FLOAT16, "I64": onnx.TensorProto.INT64}
 
@@ -102,7 +103,7 @@ def export_model(checkpoint: str | Path, out: str | Path | None = None, overwrit
     }
     for stage, model in graphs.items():
         _strip_provenance(model)
-        _point_at_checkpoint(model, checkpoint.name, header, len(header_bytes))
+        _point_at_checkpoint(model, checkpoint.name, header, len(header_bytes), checkpoint.read_bytes())
         for key, value in (
             (META_MODEL, checkpoint.stem),
             (META_STAGE, stage),
@@ -145,19 +146,20 @@ def _strip_provenance(model: onnx.ModelProto) -> None:
         node.ClearField("doc_string")
 
 
-def _point_at_checkpoint(model: onnx.ModelProto, weights: str, header: dict, header_length: int) -> None:
-    """Make every initializer that is a checkpoint tensor external data at that tensor's bytes in the file."""
+def _point_at_checkpoint(model: onnx.ModelProto, weights: str, header: dict, header_length: int, data: bytes) -> None:
+    """Make every initializer that is a checkpoint tensor external data at that tensor's bytes in the file
+    (`data`, the whole file: the bytes there must be the initializer's own)."""
     embedded = 0
     for tensor in model.graph.initializer:
         entry = header.get(tensor.name)
         if entry is None:
-            embedded += len(tensor.raw_data) or onnx.numpy_helper.to_array(tensor).nbytes
+            embedded += len(tensor.raw_data) or numpy_helper.to_array(tensor).nbytes
             continue
         begin, end = entry["data_offsets"]
         if _ONNX_DTYPES.get(entry["dtype"]) != tensor.data_type or list(entry["shape"]) != list(tensor.dims):
             raise RuntimeError(f"graph initializer {tensor.name} differs from the checkpoint's tensor of that name")
-        if len(tensor.raw_data) != end - begin:
-            raise RuntimeError(f"graph initializer {tensor.name} has {len(tensor.raw_data)} bytes, not {end - begin}")
+        if tensor.raw_data != data[header_length + begin : header_length + end]:
+            raise RuntimeError(f"graph initializer {tensor.name} does not hold the checkpoint's bytes of that name")
         tensor.ClearField("raw_data")
         tensor.data_location = onnx.TensorProto.EXTERNAL
         del tensor.external_data[:]
