@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from .formats import input_kind
 from .inputs import load_observation
 from .mesh import check_mesh_suffix
 from .outputs import check_output
-from .registry import default_model, find_model, list_models
+from .registry import default_model, find_model, is_shipped, list_models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     meshes.add_argument("source", help="folder of meshes in any format trimesh reads")
     meshes.add_argument("--out", required=True, help="data set folder; already processed meshes are kept")
     meshes.set_defaults(run=_meshes)
+
+    export = sub.add_parser("export-onnx", help="write the ONNX graphs the built-in CPU runtime runs")
+    export.add_argument("models", nargs="*", help="model names or .safetensors paths (default: every shipped model)")
+    export.add_argument("--out", help="folder for the graphs (default: beside each model, where the runtime looks)")
+    export.add_argument("--overwrite", action="store_true", help="replace graphs that already exist")
+    export.set_defaults(run=_export_onnx)
 
     info = sub.add_parser("info", help="versions and compute devices")
     info.set_defaults(run=_info)
@@ -286,6 +293,23 @@ def _procedural(args: argparse.Namespace) -> int:
 def _meshes(args: argparse.Namespace) -> int:
     root = prepare_mesh_folder(args.source, args.out)
     print(f"{root}: mesh data set ready; train with python -m backend train --data {root} --out runs/mine")
+    return 0
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    try:
+        from .export_onnx import export_model
+    except ImportError as exc:
+        raise OccNetError(
+            f"export-onnx needs the onnx and onnxscript packages ({exc}); install them with "
+            "'pip install -r requirements-dev.txt'."
+        ) from exc
+    paths = [find_model(name) for name in args.models] or [m.path for m in list_models() if is_shipped(m.path)]
+    for path in paths:
+        start = time.perf_counter()
+        written = export_model(path, args.out, overwrite=args.overwrite)
+        sizes = ", ".join(f"{p} ({p.stat().st_size / 1e3:.0f} kB)" for p in written)
+        print(f"{path.stem}: {sizes} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

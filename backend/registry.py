@@ -6,10 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import read_config
 from .config import ModelConfig
 from .errors import ModelLoadError
 from .protocol import MODELS_PATH_ENV
+from .weights_file import read_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODELS = {"pointcloud": "triplane-pointcloud", "image": "onet-image", "voxels": "onet-voxels"}

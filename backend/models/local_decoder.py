@@ -22,7 +22,10 @@ class LocalDecoder(nn.Module):
         self.fc_out = nn.Linear(hidden, 1)
 
     def forward(self, p: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
-        c = sample_planes(planes, p)
+        return self.decode_features(p, sample_planes(planes, p))
+
+    def decode_features(self, p: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T) of points p given the plane features c (B, T, C) already read at them."""
         x = self.fc_p(p)
         for fc_c, block in zip(self.fc_c, self.blocks, strict=True):
             x = block(x + fc_c(c))

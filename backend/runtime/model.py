@@ -1,0 +1,127 @@
+"""A shipped model on ONNX Runtime: encode a canonical-frame observation to a latent, evaluate occupancy logits.
+
+The inputs are what the network itself sees, as backend/export_onnx.py describes: points already normalised to
+the canonical unit cube (what `backend.inputs.pointcloud.normalize_points` returns, or the runtime's own
+torch-free version of it), or an image already prepared (`backend.inputs.image.prepare_image`: (3, S, S) float32).
+Normalising the source and mapping the mesh back to its frame are the caller's part, as in the PyTorch backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ..config import ModelConfig
+from ..errors import InputError, ModelLoadError
+from ..registry import find_model
+from ..weights_file import read_config, read_header
+from .graphs import META_HEADER_SHA256, META_STAGE, STAGES, graph_path, header_digest
+
+CHUNK = 8_192  # query points per decoder run: its intermediates stay in cache (65,536 ran a third slower)
+
+
+class RuntimeModel:
+    """One checkpoint's encoder and decoder graphs in ONNX Runtime sessions (each made on first use)."""
+
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
+        """`path` is a `.safetensors` checkpoint with its graphs beside it; `threads` 0 lets ONNX Runtime choose."""
+        self.path = Path(path)
+        self.name = self.path.stem
+        self.config: ModelConfig = read_config(self.path)
+        self.threads = threads
+        self._digest = header_digest(read_header(self.path)[1])
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        for stage in STAGES:
+            if not graph_path(self.path, stage).is_file():
+                raise ModelLoadError(
+                    f"Model '{self.name}' has no {graph_path(self.path, stage).name} beside {self.path}, so the "
+                    f"built-in CPU runtime cannot run it. Export it with 'python -m backend export-onnx {self.path}' "
+                    "(needs PyTorch), or use the PyTorch backend."
+                )
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.config.latent_shape
+
+    def encode(self, observation: np.ndarray) -> np.ndarray:
+        """The latent (float32, `latent_shape`) of one canonical-frame network input: points (N, 3) in the unit
+        cube for point-cloud models, a prepared image (3, S, S) for image models, a 0/1 grid (R, R, R) for voxel
+        models (as `backend.api` prepares them)."""
+        observation = np.asarray(observation)
+        config = self.config
+        if config.input_kind == "pointcloud":
+            if observation.ndim != 2 or observation.shape[1] != 3 or len(observation) == 0:
+                raise InputError(f"The encoder takes canonical points (N, 3); got shape {observation.shape}.")
+        else:
+            expected, what = {
+                "image": ((3, config.image_size, config.image_size), "a prepared image"),
+                "voxels": ((config.voxel_resolution,) * 3, "an occupancy grid"),
+            }[config.input_kind]
+            if observation.shape != expected:
+                raise InputError(f"The encoder takes {what} {expected}; got shape {observation.shape}.")
+        session = self._session("encoder")
+        feed = {session.get_inputs()[0].name: np.ascontiguousarray(observation, dtype=np.float32)}
+        return session.run(None, feed)[0].reshape(self.latent_shape)
+
+    def field(self, code: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """The logits of one latent as a function of canonical points (N, 3): what mesh extraction drives."""
+        code = self._code(code)
+        return lambda points: self.logits(code, points)
+
+    def logits(self, code: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Occupancy logits (N,) float32 of canonical points (N, 3) for a latent (float16 or float32, any shape
+        holding `latent_shape`'s number of values, as the worker protocol carries it)."""
+        code = self._code(code)
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise InputError(f"Query points must be an (N, 3) array; got shape {points.shape}.")
+        points = np.ascontiguousarray(points, dtype=np.float32)
+        session = self._session("decoder")
+        out = np.empty(len(points), dtype=np.float32)
+        for start in range(0, len(points), CHUNK):
+            chunk = points[start : start + CHUNK]
+            out[start : start + len(chunk)] = session.run(None, {"code": code, "points": chunk})[0]
+        return out
+
+    def _code(self, code: np.ndarray) -> np.ndarray:
+        code = np.asarray(code)
+        if code.size != int(np.prod(self.latent_shape)):
+            raise InputError(
+                f"The latent has {code.size} values but model '{self.name}' uses {int(np.prod(self.latent_shape))}."
+            )
+        return np.ascontiguousarray(code, dtype=np.float32).reshape(self.latent_shape)
+
+    def _session(self, stage: str) -> ort.InferenceSession:
+        if stage not in self._sessions:
+            self._sessions[stage] = self._open(stage)
+        return self._sessions[stage]
+
+    def _open(self, stage: str) -> ort.InferenceSession:
+        path = graph_path(self.path, stage)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # warnings about nodes it cannot constant-fold are not the user's concern
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads yield Blender's CPU
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime's errors share no base class below Exception
+            raise ModelLoadError(
+                f"{path}: ONNX Runtime cannot load it ({' '.join(str(exc).split())}). Export it again with "
+                f"'python -m backend export-onnx {self.path} --overwrite'."
+            ) from exc
+        meta = session.get_modelmeta().custom_metadata_map
+        if meta.get(META_STAGE) != stage or meta.get(META_HEADER_SHA256) != self._digest:
+            raise ModelLoadError(
+                f"{path} was exported from another version of {self.path.name} (its tensors lie elsewhere). "
+                f"Export it again with 'python -m backend export-onnx {self.path} --overwrite'."
+            )
+        return session
+
+
+def load_runtime_model(name_or_path: str | Path, threads: int = 0) -> RuntimeModel:
+    """A shipped model by name ('triplane-pointcloud'), one in OCCNET_MODELS_PATH, or a checkpoint by path."""
+    return RuntimeModel(find_model(name_or_path), threads)
