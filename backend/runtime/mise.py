@@ -85,11 +85,16 @@ def _cell_corners(cells: np.ndarray) -> np.ndarray:
 
 def _upsample(values: np.ndarray) -> np.ndarray:
     """(R+1)^3 -> (2R+1)^3 by trilinear interpolation; the old points keep their exact values. Trilinear at the
-    new points is the mean of the two, four or eight old neighbours: one midpoint pass per axis."""
+    new points is the mean of the two, four or eight old neighbours: one midpoint pass per axis, in place (a
+    pass fills the odd planes along its axis, across the planes the earlier passes filled)."""
+    size = 2 * values.shape[0] - 1
+    out = np.empty((size, size, size), dtype=np.float32)
+    out[::2, ::2, ::2] = values
     for axis in range(3):
-        old = np.moveaxis(values, axis, 0)
-        fine = np.empty((2 * len(old) - 1, *old.shape[1:]), dtype=np.float32)
-        fine[::2] = old
-        fine[1::2] = old[:-1] * np.float32(0.5) + old[1:] * np.float32(0.5)
-        values = np.moveaxis(fine, 0, axis)
-    return np.ascontiguousarray(values)
+        done = [slice(None)] * axis, [slice(None, None, 2)] * (2 - axis)
+        middle, low, high = (
+            out[(*done[0], part, *done[1])] for part in (slice(1, None, 2), slice(0, -1, 2), slice(2, None, 2))
+        )
+        np.add(low, high, out=middle)
+        middle *= np.float32(0.5)
+    return out
