@@ -1,2 +1,10 @@
 """The bundled CPU engine: everything the worker needs to reconstruct inside Blender's own Python, with only the
-standard library, numpy and ONNX Runtime (never torch, SciPy, scikit-image, PIL or trimesh)."""
+standard library, numpy and ONNX Runtime (never torch, SciPy, scikit-image, PIL or trimesh).
+
+    extract.extract_mesh(logits, ExtractOptions, progress, cancel) -> (backend.mesh.Mesh, ExtractStats)
+        MISE + marching cubes + normals for a callable logits(points (N, 3) float32) -> (N,) float32
+    marching.marching_cubes(values, level) -> (vertices, faces)    the numpy marching cubes
+    mise.mise_grid / dense_grid / valid_resolutions                 the grid both engines extract from
+Inputs are normalised by backend.inputs.pointcloud.normalize_points and backend.inputs.image.prepare_image,
+which need numpy only; a mesh goes back to the source's frame with Mesh.transformed (float64).
+"""
