@@ -22,12 +22,12 @@ from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
 from .errors import InputError, ModelLoadError, OccNetError, OutputError
 from .extract import ExtractOptions
-from .extract.mise import valid_resolutions
 from .formats import input_kind
 from .inputs import load_observation
 from .mesh import check_mesh_suffix
 from .outputs import check_output
 from .registry import default_model, find_model, is_shipped, list_models
+from .runtime.mise import valid_resolutions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,16 +1,19 @@
-"""The mesh every part of the backend hands around, and writing it in any format trimesh knows."""
+"""The mesh every part of the backend hands around (both engines), and writing it in any format trimesh knows."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import trimesh
 
 from .errors import OutputError
 from .formats import MESH_OUTPUT_SUFFIXES
 from .outputs import atomic_write
+
+if TYPE_CHECKING:
+    import trimesh
 
 
 @dataclass
@@ -27,6 +30,8 @@ class Mesh:
             self.normals = np.ascontiguousarray(self.normals, dtype=np.float32).reshape(-1, 3)
 
     def to_trimesh(self) -> trimesh.Trimesh:
+        import trimesh  # not at the top: the built-in engine runs in Blender, where there is no trimesh
+
         return trimesh.Trimesh(self.vertices, self.faces, vertex_normals=self.normals, process=False)
 
     def transformed(self, center: np.ndarray, scale: float) -> Mesh:

@@ -297,3 +297,43 @@ def test_a_large_image_is_shrunk_as_it_is_read(tmp_path):
     assert time.perf_counter() - start < 5.0  # was 160 s and 3 GB
     assert max(pixels.shape) == MAX_IMAGE_SIDE
     assert tensor[:, 32, 32].max() < 0.1 and tensor[:, 2, 2].min() > 0.9  # the black square survives, centred
+
+
+# --- Normalisation on numpy alone (the built-in engine runs it without SciPy or scikit-image) ---------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["scan with far strays", "small clump", "duplicates", "line", "huge coordinates"],
+)
+def test_neighbour_distances_are_exactly_scipys(name):
+    from scipy.spatial import cKDTree
+
+    from backend.inputs.pointcloud import NeighbourGrid
+
+    rng = np.random.default_rng(7)
+    cloud = {
+        "scan with far strays": np.concatenate([_sphere(60_000, rng) * [1, 2, 0.5], _sphere(5, rng) * 40]),
+        "small clump": rng.normal(size=(400, 3)),
+        "duplicates": np.repeat(rng.normal(size=(500, 3)), 20, axis=0),
+        "line": np.stack([np.linspace(0, 1, 9000)] * 3, axis=1),
+        "huge coordinates": np.concatenate([_sphere(8000, rng), [[3e38, 0, 0], [-3e38, 1, 1]]]),
+    }[name]
+    queries = np.concatenate([cloud[rng.choice(len(cloud), 300, replace=False)], cloud[-5:]])
+    expected = cKDTree(cloud).query(queries, k=9)[0][:, -1]
+    np.testing.assert_array_equal(NeighbourGrid(cloud, 9).distances(queries), expected)
+
+
+@pytest.mark.parametrize("side, size", [(1000, 224), (450, 224), (230, 224), (129, 64), (40, 64), (1, 32)])
+def test_image_resizing_matches_scikit_image(side, size):
+    """The image encoder was trained on images shrunk by scikit-image; the numpy resizing gives the same."""
+    from skimage.transform import downscale_local_mean, resize
+
+    pixels = np.random.default_rng(side).integers(0, 256, size=(side, side, 3), dtype=np.uint8)
+    expected = pixels.astype(np.float32) / 255.0
+    factor = side // (2 * size)
+    if factor > 1:
+        expected = downscale_local_mean(expected, (factor, factor, 1), cval=1.0)
+    expected = resize(expected, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
+    tensor = prepare_image(pixels, size, background=1.0, mean=0.0, std=1.0)
+    np.testing.assert_allclose(tensor.transpose(1, 2, 0), expected, rtol=0, atol=1e-6)

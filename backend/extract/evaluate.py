@@ -1,4 +1,4 @@
-"""Evaluating a field on many points in device-sized batches, with progress and cancellation between batches."""
+"""Evaluating a torch field on many points in device-sized batches: the shared evaluator, batches as tensors."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..errors import Cancelled
+from ..runtime.evaluate import CancelCheck, Evaluator, Progress
 
 Field = Callable[[torch.Tensor], torch.Tensor]
 """Occupancy logits of points (N, 3) in the canonical frame, as an (N,) tensor."""
-Progress = Callable[[str, float], None]
-CancelCheck = Callable[[], bool]
+
+__all__ = ["CancelCheck", "Field", "Progress", "TorchEvaluator"]
 
 
-class Evaluator:
-    """Counts every point it evaluates, so the stats can report what MISE saved."""
+class TorchEvaluator(Evaluator):
+    """Batches go to the field as tensors on `device`; refinement and normals use `field` and `device` too."""
 
     def __init__(
         self,
@@ -26,28 +26,9 @@ class Evaluator:
         progress: Progress | None = None,
         cancel: CancelCheck | None = None,
     ) -> None:
-        self.field = field
+        super().__init__(field, batch, progress, cancel)
         self.device = device
-        self.batch = batch
-        self.progress = progress
-        self.cancel = cancel
-        self.points_evaluated = 0
-
-    def check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel():
-            raise Cancelled()
 
     @torch.no_grad()
-    def __call__(
-        self, points: np.ndarray, stage: str = "evaluate", start: float = 0.0, span: float = 1.0
-    ) -> np.ndarray:
-        """Logits for points (N, 3); progress reported as start + span * done/N."""
-        out = np.empty(len(points), dtype=np.float32)
-        for i in range(0, len(points), self.batch):
-            self.check_cancel()
-            chunk = torch.from_numpy(np.ascontiguousarray(points[i : i + self.batch], dtype=np.float32))
-            out[i : i + len(chunk)] = self.field(chunk.to(self.device)).float().cpu().numpy()
-            self.points_evaluated += len(chunk)
-            if self.progress is not None:
-                self.progress(stage, start + span * min(1.0, (i + len(chunk)) / len(points)))
-        return out
+    def logits(self, points: np.ndarray) -> np.ndarray:
+        return self.field(torch.from_numpy(points).to(self.device)).float().cpu().numpy()

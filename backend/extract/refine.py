@@ -6,12 +6,12 @@ import numpy as np
 import torch
 
 from ..mesh import Mesh
-from .evaluate import Evaluator
+from .evaluate import TorchEvaluator
 
 NORMAL_WEIGHT = 0.01  # lambda in the paper's refinement loss
 
 
-def field_normals(evaluate: Evaluator, vertices: np.ndarray) -> np.ndarray:
+def field_normals(evaluate: TorchEvaluator, vertices: np.ndarray) -> np.ndarray:
     """Outward unit normals: occupancy grows inwards, so the normal is -grad f / |grad f|."""
     out = np.empty_like(vertices, dtype=np.float32)
     for i in range(0, len(vertices), evaluate.batch):
@@ -25,7 +25,7 @@ def field_normals(evaluate: Evaluator, vertices: np.ndarray) -> np.ndarray:
     return out
 
 
-def refine_mesh(evaluate: Evaluator, mesh: Mesh, threshold: float, steps: int, lr: float = 1e-4) -> Mesh:
+def refine_mesh(evaluate: TorchEvaluator, mesh: Mesh, threshold: float, steps: int, lr: float = 1e-4) -> Mesh:
     """Move vertices so random points on each face sit on the level set and faces align with the gradient."""
     device = evaluate.device
     v = torch.from_numpy(mesh.vertices.copy()).to(device).requires_grad_(True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.transform import downscale_local_mean, resize
 
 from ..errors import InputError
 
@@ -44,8 +43,8 @@ def prepare_image(pixels: np.ndarray, size: int, background: float, mean: float,
     color = _pad_square(color, background)
     factor = color.shape[0] // (2 * size)
     if factor > 1:  # box averages first: anti-aliased resizing straight from megapixels takes seconds
-        color = downscale_local_mean(color, (factor, factor, 1), cval=background)
-    color = resize(color, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
+        color = _box_mean(color, factor, background)
+    color = _resize(color, size)
     return np.ascontiguousarray(((color - mean) / std).transpose(2, 0, 1))
 
 
@@ -64,3 +63,54 @@ def _pad_square(color: np.ndarray, background: float) -> np.ndarray:
     return np.pad(
         color, ((top, side - h - top), (left, side - w - left), (0, 0)), mode="constant", constant_values=background
     )
+
+
+def _box_mean(color: np.ndarray, factor: int, background: float) -> np.ndarray:
+    """Means of factor x factor blocks, the image first padded at its far sides with the background to whole
+    blocks (scikit-image's downscale_local_mean)."""
+    h, w = color.shape[:2]
+    padded = np.pad(color, ((0, -h % factor), (0, -w % factor), (0, 0)), mode="constant", constant_values=background)
+    blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor, -1)
+    return blocks.mean(axis=(1, 3), dtype=np.float64).astype(color.dtype)
+
+
+def _resize(color: np.ndarray, size: int) -> np.ndarray:
+    """A square (S, S, C) image to (size, size, C) float32, as scikit-image's resize with anti-aliasing and
+    bilinear interpolation does it: when shrinking, a Gaussian of sigma (S / size - 1) / 2 first; samples at
+    pixel centres, (i + 0.5) * S / size - 0.5; borders mirrored about the edge pixels."""
+    factor = color.shape[0] / size
+    if factor > 1:
+        for axis in (0, 1):
+            color = _gaussian(color, (factor - 1) / 2, axis)
+    for axis in (0, 1):
+        color = _linear(color, size, axis)
+    return color.astype(np.float32)
+
+
+def _gaussian(image: np.ndarray, sigma: float, axis: int) -> np.ndarray:
+    """Gaussian filter along one axis, truncated at 4 sigma, mirror borders (scipy.ndimage.gaussian_filter1d)."""
+    radius = int(4.0 * sigma + 0.5)
+    weights = np.exp(-0.5 / sigma**2 * np.arange(radius + 1) ** 2)
+    weights /= weights[0] + 2 * weights[1:].sum()
+    data = np.moveaxis(image, axis, 0).astype(np.float64)
+    n = len(data)
+    padded = np.pad(data, [(radius, radius)] + [(0, 0)] * (data.ndim - 1), mode="reflect")
+    out = weights[0] * padded[radius : radius + n]
+    for j in range(1, radius + 1):
+        out += weights[j] * (padded[radius - j : radius - j + n] + padded[radius + j : radius + j + n])
+    return np.moveaxis(out.astype(image.dtype), 0, axis)
+
+
+def _linear(image: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Linear interpolation along one axis to `size` samples at pixel centres, mirror borders."""
+    data = np.moveaxis(image, axis, 0)
+    n = len(data)
+    x = (np.arange(size) + 0.5) * (n / size) - 0.5
+    if n == 1:
+        return np.moveaxis(np.repeat(data, size, axis=0), 0, axis)
+    x = np.abs(x)
+    x = np.where(x > n - 1, 2 * (n - 1) - x, x)
+    low = np.minimum(np.floor(x).astype(np.int64), n - 2)
+    t = (x - low).reshape(-1, *([1] * (data.ndim - 1)))
+    out = data[low] * (1 - t) + data[low + 1] * t
+    return np.moveaxis(out.astype(image.dtype), 0, axis)

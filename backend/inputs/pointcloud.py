@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..errors import InputError
 from .observation import Frame
@@ -11,7 +10,10 @@ from .observation import Frame
 OUTLIER_NEIGHBOURS = 8  # a stray point, or a clump of fewer than this many, is far from its 8th neighbour
 OUTLIER_FACTOR = 4.0  # ... farther than this many times the 90th percentile of that distance over the cloud
 EXTREMES = 8  # points tested at each end of each axis, per round
+STRAY_ROUNDS = 32  # rounds of testing the extremes, at most
 VOXEL_PRESAMPLE = 8  # clouds above this many times the cap are first thinned at random (speed, not quality)
+SMALL_CLOUD = 5_000  # up to this many points, neighbour distances are computed between every pair
+GRID_CELLS = 1 << 20  # cells a side of the neighbour grid at most: keys stay within int64
 MAX_COORDINATE = float(np.finfo(np.float32).max)  # the largest coordinate a float32 mesh (file, Blender) holds
 
 
@@ -78,29 +80,112 @@ def stray_points(points: np.ndarray, rng: np.random.Generator | None = None) -> 
     if k < 2:
         return stray
     rng = rng or np.random.default_rng(0)
-    tree = cKDTree(points, balanced_tree=False, compact_nodes=False)  # exact neighbours, built 3-4x faster
+    grid = NeighbourGrid(points, k + 1)
     sample = points[rng.choice(len(points), min(len(points), 512), replace=False)]
-    limit = max(OUTLIER_FACTOR * float(np.quantile(tree.query(sample, k=k + 1)[0][:, -1], 0.9)), 1e-12)
+    limit = max(OUTLIER_FACTOR * float(np.quantile(grid.distances(sample), 0.9)), 1e-12)
     tested = np.zeros(len(points), dtype=bool)
-    for _ in range(32):
-        inliers = np.flatnonzero(~stray)
-        values = points[inliers]
-        if len(inliers) > 2 * EXTREMES:
-            low = np.argpartition(values, EXTREMES, axis=0)[:EXTREMES]
-            high = np.argpartition(values, -EXTREMES, axis=0)[-EXTREMES:]
-            extremes = np.unique(np.concatenate([low, high]))
+    # The EXTREMES lowest and highest inliers along each axis, per round, come from the most extreme points at
+    # the start: a round drops at most 6 * EXTREMES strays, so these pools, sorted once, always hold them.
+    pools = _extreme_pools(points, EXTREMES * (1 + 6 * STRAY_ROUNDS))
+    for _ in range(STRAY_ROUNDS):
+        if len(points) - stray.sum() > 2 * EXTREMES:
+            candidates = np.unique(np.concatenate([pool[~stray[pool]][:EXTREMES] for pool in pools]))
         else:
-            extremes = np.arange(len(inliers))
-        candidates = inliers[extremes]
+            candidates = np.flatnonzero(~stray)
         candidates = candidates[~tested[candidates]]
         if len(candidates) == 0:
             break
         tested[candidates] = True
-        far = tree.query(points[candidates], k=k + 1)[0][:, -1] > limit
+        far = grid.distances(points[candidates]) > limit
         if not far.any():
             break
         stray[candidates[far]] = True
     return stray
+
+
+def _extreme_pools(points: np.ndarray, size: int) -> list[np.ndarray]:
+    """For each axis, the indices of the `size` lowest points in increasing order and of the `size` highest in
+    decreasing order."""
+    size = min(size, len(points))
+    pools = []
+    for column in points.T:
+        low = np.argpartition(column, size - 1)[:size] if size < len(points) else np.arange(len(points))
+        high = np.argpartition(column, len(points) - size)[len(points) - size :]
+        pools += [low[np.argsort(column[low], kind="stable")], high[np.argsort(-column[high], kind="stable")]]
+    return pools
+
+
+class NeighbourGrid:
+    """Distance from query points to their `order`-th nearest point of a cloud (a query that is a point of the
+    cloud counts itself), exact, on numpy alone: the points sorted by cell of a uniform grid sized to hold about
+    `order` points a cell on a surface, and each query searching the cube of cells around it until the cube
+    holds `order` points no farther than the cube's inner radius (or scanning all points, when that is
+    cheaper). Queries are few (hundreds), the cloud large.
+    The grid is sized by the bulk of the cloud (percentiles of a sample), so strays far out do not coarsen it;
+    cells beyond GRID_CELLS a side are clamped to the last, and a query out there is answered by brute force."""
+
+    def __init__(self, points: np.ndarray, order: int) -> None:
+        self.points, self.order = points, order
+        self.low = points.min(axis=0)
+        sample = points[np.random.default_rng(0).choice(len(points), min(len(points), 10_000), replace=False)]
+        bulk = float((np.percentile(sample, 99, axis=0) - np.percentile(sample, 1, axis=0)).max())
+        extent = bulk if bulk > 0 else float((points.max(axis=0) - self.low).max())
+        self.size = max(extent * min(1.0, (2.0 * order / len(points)) ** 0.5), 1e-300)  # a surface: 2 extent^2
+        cells, _ = self._cells(points)
+        self.shape = cells.max(axis=0) + 1
+        keys = np.ravel_multi_index(cells.T, self.shape)
+        self.order_of = np.argsort(keys)
+        self.keys = keys[self.order_of]
+        self.occupied = int(np.count_nonzero(np.diff(self.keys))) + 1
+
+    def _cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cells of points, and which of them were clamped into the grid."""
+        position = (points - self.low) / self.size
+        clamped = (position >= GRID_CELLS).any(axis=-1)
+        return np.minimum(position, GRID_CELLS - 1).astype(np.int64), clamped
+
+    def distances(self, queries: np.ndarray) -> np.ndarray:
+        queries = np.asarray(queries, dtype=np.float64)
+        if len(self.points) > SMALL_CLOUD:
+            return np.array([self._distance(q) for q in queries])
+        out = np.empty(len(queries))
+        step = max(1, (1 << 22) // len(self.points))
+        for i in range(0, len(queries), step):  # a small cloud: every pair, a few million at a time
+            squared = ((queries[i : i + step, None, :] - self.points[None]) ** 2).sum(axis=2)
+            out[i : i + step] = np.sqrt(np.partition(squared, self.order - 1, axis=1)[:, self.order - 1])
+        return out
+
+    def _distance(self, query: np.ndarray) -> float:
+        cells, clamped = self._cells(query[None])
+        cell, reach = cells[0], 1
+        # A cube costs a binary search per row of cells along the last axis; past len / 16 rows, scanning every
+        # point is cheaper (a query far out in a sparse cloud).
+        while not clamped[0] and (2 * reach + 1) ** 2 <= len(self.points) / 16:
+            near = self._within(cell, reach)
+            if len(near) >= self.order:
+                distance = self._kth(query, self.points[near])
+                if distance <= reach * self.size:  # anything outside the cube is farther than this
+                    return distance
+            reach *= 2
+        return self._kth(query, self.points)
+
+    def _within(self, cell: np.ndarray, reach: int) -> np.ndarray:
+        """Indices of the points in the cells at most `reach` cells from `cell` along every axis: one contiguous
+        run of sorted keys per row of cells along the last axis."""
+        low, high = np.maximum(cell - reach, 0), np.minimum(cell + reach, self.shape - 1)
+        if (low > high).any():
+            return np.zeros(0, dtype=np.int64)
+        rows = np.meshgrid(np.arange(low[0], high[0] + 1), np.arange(low[1], high[1] + 1), indexing="ij")
+        first = ((rows[0] * self.shape[1] + rows[1]) * self.shape[2]).ravel()
+        start = np.searchsorted(self.keys, first + low[2], side="left")
+        count = np.searchsorted(self.keys, first + high[2], side="right") - start
+        total = int(count.sum())
+        offsets = np.repeat(start - np.cumsum(count) + count, count)
+        return self.order_of[np.arange(total) + offsets]
+
+    def _kth(self, query: np.ndarray, points: np.ndarray) -> float:
+        squared = ((points - query) ** 2).sum(axis=1)
+        return float(np.sqrt(np.partition(squared, self.order - 1)[self.order - 1]))
 
 
 def thin_to(points: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:

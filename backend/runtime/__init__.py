@@ -1,6 +1,13 @@
-"""The bundled CPU runtime: the shipped models run with ONNX Runtime and numpy only, inside Blender's own Python.
+"""The bundled CPU engine: everything the worker needs to reconstruct inside Blender's own Python, with only the
+standard library, numpy and ONNX Runtime (never torch, SciPy, scikit-image, PIL or trimesh; tests check it).
 
-Nothing here imports torch, SciPy, scikit-image, PIL or trimesh (tests/test_runtime_model.py checks it). The
-graphs it runs are written by `python -m backend export-onnx` (backend/export_onnx.py) and read their weights
-from the model's `.safetensors` file.
+    model.load_runtime_model(name) -> RuntimeModel      encode(canonical input) -> code, logits(code, points)
+        the shipped models' ONNX graphs (written by `python -m backend export-onnx`), weights read from the
+        model's .safetensors file
+    extract.extract_mesh(logits, ExtractOptions, progress, cancel) -> (backend.mesh.Mesh, ExtractStats)
+        MISE + marching cubes + normals for a callable logits(points (N, 3) float32) -> (N,) float32
+    marching.marching_cubes(values, level) -> (vertices, faces)    the numpy marching cubes
+    mise.mise_grid / dense_grid / valid_resolutions                 the grid both engines extract from
+Inputs are normalised by backend.inputs.pointcloud.normalize_points and backend.inputs.image.prepare_image,
+which need numpy only; a mesh goes back to the source's frame with Mesh.transformed (float64).
 """

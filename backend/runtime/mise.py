@@ -1,4 +1,4 @@
-"""Multiresolution IsoSurface Extraction (Mescheder et al. 2019, sec. 3.3).
+"""Multiresolution IsoSurface Extraction (Mescheder et al. 2019, sec. 3.3), on numpy: both engines use it.
 
 Evaluate a coarse grid, then repeatedly halve the cell size, evaluating new points only inside cells
 whose corners straddle the threshold. Points never evaluated take the trilinear interpolation of the
@@ -8,8 +8,6 @@ coarser level, as in the paper's implementation, so the result is a full grid fo
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..config import BOX_SIZE
 from ..protocol import RESOLUTIONS
@@ -86,7 +84,17 @@ def _cell_corners(cells: np.ndarray) -> np.ndarray:
 
 
 def _upsample(values: np.ndarray) -> np.ndarray:
-    """(R+1)^3 -> (2R+1)^3 by trilinear interpolation; the old points keep their exact values."""
-    size = 2 * (values.shape[0] - 1) + 1
-    grid = torch.from_numpy(values)[None, None]
-    return F.interpolate(grid, size=(size,) * 3, mode="trilinear", align_corners=True)[0, 0].numpy()
+    """(R+1)^3 -> (2R+1)^3 by trilinear interpolation; the old points keep their exact values. Trilinear at the
+    new points is the mean of the two, four or eight old neighbours: one midpoint pass per axis, in place (a
+    pass fills the odd planes along its axis, across the planes the earlier passes filled)."""
+    size = 2 * values.shape[0] - 1
+    out = np.empty((size, size, size), dtype=np.float32)
+    out[::2, ::2, ::2] = values
+    for axis in range(3):
+        done = [slice(None)] * axis, [slice(None, None, 2)] * (2 - axis)
+        middle, low, high = (
+            out[(*done[0], part, *done[1])] for part in (slice(1, None, 2), slice(0, -1, 2), slice(2, None, 2))
+        )
+        np.add(low, high, out=middle)
+        middle *= np.float32(0.5)
+    return out
