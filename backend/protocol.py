@@ -144,11 +144,12 @@ class ObservationSource:
 class HelloReply:
     TYPE: ClassVar[str] = "hello"
     protocol: int
-    backend: str
-    torch: str
+    backend: str  # the backend's version
+    torch: str | None  # PyTorch's version; None for the built-in CPU runtime
     device: str
     devices: list
     pid: int
+    engine: str = "torch"  # which worker answers: "torch" (backend.worker) or "runtime" (backend.runtime.worker)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def test_the_graph_sees_the_imports_it_must():
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
     assert "occnet_blender.client" in graph["occnet_blender.jobs"]  # from .client import ...
     assert "backend.protocol" in graph["occnet_blender.shared"]  # from ..backend import protocol
-    assert "backend.errors" in graph["backend.worker"]
+    assert "backend.errors" in graph["backend.serve"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -55,6 +55,11 @@ class ExtractOptions:
                 f"A face budget of {self.faces} is too small: the smallest closed mesh has {MIN_FACES} faces. "
                 f"Ask for {MIN_FACES} or more, or 0 to keep every face."
             )
+        if self.faces or self.refine_steps:
+            raise OccNetError(
+                "The built-in CPU runtime keeps every face and does not refine: set the face budget and the "
+                "refinement steps to 0, or use the PyTorch backend for them."
+            )
 
     def threshold_logit(self) -> float:
         return math.log(self.threshold / (1.0 - self.threshold))
@@ -90,11 +95,6 @@ def extract_mesh(
     the field's gradient. `logits` maps points (N, 3) float32 to (N,) float32; it is called with at most
     `batch` points at a time, and `cancel` is checked before each call (raising Cancelled)."""
     options.validate()
-    if options.faces or options.refine_steps:
-        raise OccNetError(
-            "The built-in CPU runtime keeps every face and does not refine: set the face budget and the "
-            "refinement steps to 0, or use the PyTorch backend for them."
-        )
     stats = stats or ExtractStats()
     evaluate = Evaluator(logits, batch, progress, cancel)
     tau = options.threshold_logit()

@@ -1,0 +1,45 @@
+"""An observation as the network takes it: the one preparation both engines (PyTorch and the built-in CPU
+runtime) run, so that they encode the same input to the same latent, in the same frame. numpy only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..errors import InputError
+from .image import prepare_image
+from .observation import Frame, ImageInput, Observation, PointCloudInput
+from .pointcloud import normalize_points
+
+KIND_WORDS = {"pointcloud": "point clouds", "image": "images", "voxels": "voxel grids"}
+
+
+def check_input_kind(model: str, input_kind: str, observation: Observation) -> None:
+    """A model reads one kind of input; another kind is the user's mistake, named with the fix."""
+    if observation.kind != input_kind:
+        raise InputError(
+            f"Model '{model}' reconstructs from {KIND_WORDS[input_kind]}, but the input is "
+            f"{KIND_WORDS[observation.kind]}. Choose a model for {KIND_WORDS[observation.kind]}."
+        )
+
+
+def network_input(observation: Observation, config: ModelConfig, seed: int = 0) -> tuple[np.ndarray, Frame]:
+    """The encoder's input without its batch axis (float32), and the frame that maps results back to the source:
+    canonical points (N, 3), a prepared image (3, S, S) or a 0/1 grid (R, R, R)."""
+    if isinstance(observation, PointCloudInput):
+        thin = config.architecture == "triplane"
+        points, frame, _ = normalize_points(observation.points, config.n_points, seed, thin=thin)
+        return points, frame
+    if isinstance(observation, ImageInput):
+        image = prepare_image(
+            observation.pixels, config.image_size, config.image_background, config.image_mean, config.image_std
+        )
+        return image, Frame()
+    return _prepare_voxels(observation.grid, config.voxel_resolution), Frame()
+
+
+def _prepare_voxels(grid: np.ndarray, resolution: int) -> np.ndarray:
+    grid = np.asarray(grid)
+    if grid.shape != (resolution,) * 3:
+        raise InputError(f"The voxel model expects a {resolution}^3 grid; got shape {grid.shape}.")
+    return (np.nan_to_num(grid.astype(np.float32)) > 0.5).astype(np.float32)

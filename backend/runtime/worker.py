@@ -1,0 +1,179 @@
+"""The worker for the built-in CPU runtime: the same protocol (backend/protocol.py), served by the same loop
+(backend/serve.py) as the PyTorch worker, with handlers that run the shipped models' ONNX graphs on ONNX
+Runtime. It needs only the standard library, numpy and onnxruntime, so it runs in Blender's own Python:
+
+    python -m backend.runtime.worker
+
+Its latents are the PyTorch worker's (same code layout, same frame): either engine extracts the other's.
+Files are read by the add-on, which sends arrays ('points', 'pixels', 'voxels'); the face budget and
+refinement need the PyTorch backend, and asking for them here is an "input" error that says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, BinaryIO
+
+from .. import __version__
+from ..errors import InputError
+from ..inputs import ImageInput, Observation, PointCloudInput, VoxelInput
+from ..inputs.network import check_input_kind, network_input
+from ..latent import Latent, check_latent, interpolate
+from ..protocol import (
+    PROTOCOL_VERSION,
+    EncodeReply,
+    EncodeRequest,
+    Extraction,
+    ExtractRequest,
+    HelloReply,
+    HelloRequest,
+    InterpolateRequest,
+    MeshReply,
+    ModelsReply,
+    ModelsRequest,
+    ObservationSource,
+    ReconstructReply,
+    ReconstructRequest,
+)
+from ..registry import ModelEntry, list_models
+from ..serve import (
+    Server,
+    latent_frame,
+    latent_from,
+    mesh_reply,
+    model_info,
+    model_name,
+    observation_array,
+    protocol_channel,
+    serve_forever,
+)
+from .extract import ExtractOptions, ExtractStats, extract_mesh
+from .graphs import STAGES, graph_path
+
+if TYPE_CHECKING:
+    from .model import RuntimeModel
+
+ENGINE = "runtime"
+_OBSERVATIONS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}
+
+
+def has_graphs(entry: ModelEntry) -> bool:
+    """A model the runtime can run: its ONNX graphs lie beside its checkpoint."""
+    return all(graph_path(entry.path, stage).is_file() for stage in STAGES)
+
+
+class RuntimeWorker(Server):
+    def __init__(self, channel: BinaryIO, threads: int = 0) -> None:
+        super().__init__(channel)
+        self.threads = threads
+        self.models: dict[str, RuntimeModel] = {}
+
+    # --- request handlers: (request, id) -> reply -----------------------------------------------------
+
+    def do_hello(self, request: HelloRequest, job: int | None) -> HelloReply:
+        return HelloReply(PROTOCOL_VERSION, __version__, None, "cpu", ["cpu"], os.getpid(), engine=ENGINE)
+
+    def do_models(self, request: ModelsRequest, job: int | None) -> ModelsReply:
+        return ModelsReply([model_info(e) for e in list_models(request.extra_dirs) if has_graphs(e)])
+
+    def do_reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
+        start = time.perf_counter()
+        observation = self.observation(request)
+        model = self.model(request.model, observation)
+        options = self.options(request, model)
+        progress = self.progress(job)
+        progress("encode", 0.0)
+        latent = self.encode(model, observation)
+        stats = ExtractStats(seconds={"encode": time.perf_counter() - start})
+        return self.extract(model, latent, options, job, stats, with_latent=True)
+
+    def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
+        observation = self.observation(request)
+        latent = self.encode(self.model(request.model, observation), observation)
+        return EncodeReply(latent=latent_frame(latent), code=latent.code)
+
+    def do_extract(self, request: ExtractRequest, job: int | None) -> MeshReply:
+        model = self.model(request.model)
+        options = self.options(request, model)
+        return self.extract(model, latent_from(request.latent, request.code, model.name), options, job)
+
+    def do_interpolate(self, request: InterpolateRequest, job: int | None) -> MeshReply:
+        model = self.model(request.model)
+        options = self.options(request, model)
+        a = latent_from(request.a, request.code_a, model.name)
+        b = latent_from(request.b, request.code_b, model.name)
+        return self.extract(model, interpolate(a, b, request.t, request.method), options, job)
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def model(self, name: str, observation: Observation | None = None) -> RuntimeModel:
+        """The requested model's graphs, loaded once; "auto" is the shipped default for the observation's kind."""
+        from .model import load_runtime_model
+
+        name = model_name(name, observation.kind if observation is not None else None)
+        if name not in self.models:
+            self.models[name] = load_runtime_model(name, self.threads)
+        model = self.models[name]
+        if observation is not None:
+            check_input_kind(model.name, model.config.input_kind, observation)
+        return model
+
+    def observation(self, request: ObservationSource) -> Observation:
+        if request.input_path is not None:
+            raise InputError(
+                f"The built-in CPU runtime does not read files ({request.input_path}): send the input as an "
+                "array ('points', 'pixels' or 'voxels'), or use the PyTorch backend."
+            )
+        name, array = observation_array(request)
+        return _OBSERVATIONS[name](array)
+
+    def options(self, request: Extraction, model: RuntimeModel) -> ExtractOptions:
+        """The request's extraction settings, checked before any work (the face budget and refinement are
+        refused here, naming the PyTorch backend)."""
+        threshold = model.config.threshold if request.threshold is None else request.threshold
+        options = ExtractOptions(
+            resolution=request.resolution,
+            threshold=threshold,
+            refine_steps=request.refine_steps,
+            faces=request.faces,
+            normals=request.normals,
+        )
+        options.validate()
+        return options
+
+    def encode(self, model: RuntimeModel, observation: Observation) -> Latent:
+        array, frame = network_input(observation, model.config)
+        return Latent(model.encode(array), model.name, frame)
+
+    def extract(
+        self,
+        model: RuntimeModel,
+        latent: Latent,
+        options: ExtractOptions,
+        job: int | None,
+        stats: ExtractStats | None = None,
+        with_latent: bool = False,
+    ) -> MeshReply:
+        check_latent(latent, model.name, model.latent_shape)
+        mesh, stats = extract_mesh(model.field(latent.code), options, self.progress(job), self.cancel_check(job), stats)
+        mesh = mesh.transformed(latent.frame.as_array(), latent.frame.scale)
+        return mesh_reply(mesh, stats.as_dict(), latent if with_latent else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend.runtime.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="accepted for the add-on's sake; the runtime runs on the CPU")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per model; 0 lets it choose")
+    args = parser.parse_args(argv)
+    channel = protocol_channel()
+    from . import model  # noqa: F401  (ONNX Runtime: loaded now that stdout is safe, so hello is quick)
+
+    serve_forever(RuntimeWorker(channel, args.threads))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Serving the worker protocol (protocol.py) on stdin/stdout, for either engine: the PyTorch worker
+(backend/worker.py) and the built-in CPU runtime's (backend/runtime/worker.py) subclass `Server` with their
+request handlers; everything else (framing, the reader thread, the job queue, cancel, progress, error kinds,
+stdout handed to the protocol alone, ending with stdin or the parent) is here, once, and never imports torch.
+
+Jobs run one at a time on the main thread, models stay loaded between jobs, and a reader thread keeps
+listening so that a cancel arrives mid-job. The reader answers every malformed frame with a "protocol" error
+and reads on; the worker ends when its stdin closes or its parent process goes away, so it never outlives
+Blender.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
+from .inputs import Frame
+from .latent import Latent
+from .mesh import Mesh
+from .protocol import (
+    AUTO_MODEL,
+    CancelRequest,
+    ErrorReply,
+    ExtractRequest,
+    InterpolateRequest,
+    LatentFrame,
+    MeshReply,
+    ModelInfo,
+    ObservationSource,
+    Progress,
+    ProtocolError,
+    ReconstructReply,
+    ReconstructRequest,
+    Request,
+    ShutdownRequest,
+    decode_request,
+    encode,
+    read_message,
+    write_message,
+)
+from .registry import ModelEntry, default_model
+
+PARENT_POLL_SECONDS = 1.0
+OBSERVATION_ARRAYS = ("points", "pixels", "voxels")
+_ERRORS = (
+    (Cancelled, "cancelled"),
+    (InputError, "input"),
+    (ModelLoadError, "model"),
+    (DeviceError, "device"),
+    (EmptySurfaceError, "empty"),
+    (OccNetError, "input"),
+)
+
+
+def error_reply(exc: BaseException, request: str) -> ErrorReply:
+    """The reply for an exception a job raised: the backend's own errors by type, the rest as internal."""
+    for kind_of, kind in _ERRORS:
+        if isinstance(exc, kind_of):
+            return ErrorReply(kind, "Cancelled; nothing was changed." if kind == "cancelled" else str(exc))
+    if isinstance(exc, ProtocolError | KeyError | TypeError | ValueError):
+        return ErrorReply("protocol", f"Malformed '{request}' request: {exc}.")
+    traceback.print_exception(exc, file=sys.stderr)
+    return ErrorReply("internal", f"The backend failed unexpectedly: {exc!r}. Details are in the backend log.")
+
+
+class Server:
+    """The engine-independent part of a worker; a subclass adds `do_<request type>(request, job) -> reply`."""
+
+    def __init__(self, channel: BinaryIO) -> None:
+        self.channel = channel
+        self.jobs: queue.Queue[tuple[int | None, Request] | None] = queue.Queue()
+        self.cancelled: set[int] = set()
+        self.running: int | None = None
+        self.lock = threading.Lock()  # guards cancelled and running; never held while writing
+        self.write_lock = threading.Lock()  # one frame at a time on stdout
+        self.closing = threading.Event()
+
+    def error_reply(self, exc: BaseException, request: str) -> ErrorReply:
+        return error_reply(exc, request)
+
+    def after_job(self) -> None:
+        """Called after every job, whatever its end (the PyTorch worker frees cached GPU memory)."""
+
+    def send(self, message: object, msg_id: int | None) -> None:
+        try:
+            frame = encode(message, msg_id)
+            json.dumps(frame.fields)  # fails here, before a byte is written, rather than mid-frame
+        except Exception as exc:  # a reply that cannot be encoded still gets an answer, and the worker lives
+            traceback.print_exc(file=sys.stderr)
+            frame = encode(ErrorReply("internal", f"The backend could not send its reply: {exc!r}."), msg_id)
+        with self.write_lock:
+            try:
+                write_message(self.channel, frame)
+            except (BrokenPipeError, OSError, ValueError):
+                self.closing.set()
+
+    def read_requests(self, stream: BinaryIO) -> None:
+        """Reader thread: cancels act at once, everything else queues for the main thread. It ends only at the
+        end of stdin (or a shutdown): a malformed frame gets an error reply and the next frame is read."""
+        try:
+            while not self.closing.is_set():
+                try:
+                    message = read_message(stream)
+                    if message is None:
+                        break
+                    request = decode_request(message)
+                except ProtocolError as exc:
+                    self.send(ErrorReply("protocol", f"Malformed request ({exc}); it was ignored."), exc.id)
+                    continue
+                if isinstance(request, ShutdownRequest):
+                    break
+                if isinstance(request, CancelRequest):
+                    with self.lock:
+                        self.cancelled.add(request.target)
+                    continue
+                self.jobs.put((message.id, request))
+        except Exception:  # a broken stdin (OSError, ValueError) or a bug: either way, end like at EOF
+            traceback.print_exc(file=sys.stderr)
+        finally:
+            self.closing.set()
+            with self.lock:
+                if self.running is not None:
+                    self.cancelled.add(self.running)
+            self.jobs.put(None)
+
+    def serve(self) -> None:
+        while True:
+            item = self.jobs.get()
+            if item is None or self.closing.is_set():
+                return
+            self.run(*item)
+
+    def run(self, job: int | None, request: Request) -> None:
+        with self.lock:
+            skip = job in self.cancelled
+            self.cancelled.discard(job)
+            self.running = None if skip else job
+        if skip:
+            self.send(ErrorReply("cancelled", "Cancelled before it started."), job)
+            return
+        try:
+            reply = getattr(self, f"do_{request.TYPE}")(request, job)
+        except Exception as exc:  # the worker must answer every job, whatever broke
+            reply = self.error_reply(exc, request.TYPE)
+        finally:
+            with self.lock:
+                self.running = None
+                self.cancelled.discard(job)
+            self.after_job()
+        self.send(reply, job)
+
+    def cancel_check(self, job: int | None):
+        return lambda: job in self.cancelled or self.closing.is_set()
+
+    def extract_options(
+        self, request: ReconstructRequest | ExtractRequest | InterpolateRequest, job: int | None
+    ) -> dict:
+        return {**request.extraction_options(), "cancel": self.cancel_check(job)}
+
+    def progress(self, job: int | None):
+        last = [0.0]
+
+        def report(stage: str, fraction: float) -> None:
+            now = time.monotonic()
+            if fraction in (0.0, 1.0) or now - last[0] > 0.05:
+                last[0] = now
+                self.send(Progress(stage, round(float(fraction), 4)), job)
+
+        return report
+
+
+def observation_array(request: ObservationSource) -> tuple[str, np.ndarray]:
+    """The array a request carries: its name ('points', 'pixels' or 'voxels') and the array."""
+    for name in OBSERVATION_ARRAYS:
+        if getattr(request, name) is not None:
+            return name, getattr(request, name)
+    raise InputError("The request carries no input: send 'input_path' or an array 'points', 'pixels' or 'voxels'.")
+
+
+def model_name(name: str, input_kind: str | None) -> str:
+    """The model a request names; "auto" is the shipped default for the input's kind."""
+    if name != AUTO_MODEL:
+        return name
+    if input_kind is None:
+        raise InputError("Name the model: 'auto' only works where there is an input to choose by.")
+    return default_model(input_kind)
+
+
+def model_info(entry: ModelEntry) -> ModelInfo:
+    """What the add-on lists of a model."""
+    config = entry.config
+    return ModelInfo(
+        name=entry.name,
+        input_kind=config.input_kind,
+        architecture=config.architecture,
+        latent_shape=tuple(config.latent_shape),
+        size_mb=round(entry.size_mb, 2),
+        threshold=config.threshold,
+        c_dim=config.c_dim,
+        evaluation=config.evaluation or {},
+    )
+
+
+def latent_frame(latent: Latent) -> LatentFrame:
+    return LatentFrame(latent.model, tuple(latent.frame.center), latent.frame.scale)
+
+
+def latent_from(frame: LatentFrame, code: np.ndarray, model: str) -> Latent:
+    """A latent the add-on sent back: float16 as it stores them (or float32), in any shape with the model's
+    number of values; the model reshapes it and checks the count."""
+    try:
+        where = Frame.of(frame.center, frame.scale)
+    except ValueError:
+        raise InputError(f"A latent's center has {len(frame.center)} values; it needs 3 (x, y, z).") from None
+    return Latent(np.asarray(code, np.float32).copy(), frame.latent_model or model, where)
+
+
+def mesh_reply(mesh: Mesh, stats: dict, latent: Latent | None = None) -> MeshReply:
+    """The mesh (and, for a reconstruction, the latent the add-on keeps for blends)."""
+    arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "normals": mesh.normals}
+    if latent is not None:
+        return ReconstructReply(**arrays, stats=stats, latent=latent_frame(latent), code=latent.code)
+    return MeshReply(**arrays, stats=stats)
+
+
+def protocol_channel() -> BinaryIO:
+    """The real stdout, for protocol frames alone; file descriptor 1 and sys.stdout go to stderr from here on."""
+    sys.stdout.flush()
+    channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return channel
+
+
+def serve_forever(server: Server) -> None:
+    """Read requests from stdin on a thread, watch the parent on another, run jobs here until the end."""
+    threading.Thread(target=server.read_requests, args=(sys.stdin.buffer,), daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(os.getppid(), server.closing), daemon=True).start()
+    server.serve()
+
+
+def _watch_parent(parent: int, closing: threading.Event) -> None:
+    while not closing.wait(PARENT_POLL_SECONDS):
+        if os.getppid() != parent:
+            os._exit(0)
