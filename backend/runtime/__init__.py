@@ -8,6 +8,7 @@ standard library, numpy and ONNX Runtime (never torch, SciPy, scikit-image, PIL 
         MISE + marching cubes + normals for a callable logits(points (N, 3) float32) -> (N,) float32
     marching.marching_cubes(values, level) -> (vertices, faces)    the numpy marching cubes
     mise.mise_grid / dense_grid / valid_resolutions                 the grid both engines extract from
-Inputs are normalised by backend.inputs.pointcloud.normalize_points and backend.inputs.image.prepare_image,
-which need numpy only; a mesh goes back to the source's frame with Mesh.transformed (float64).
+    worker (python -m backend.runtime.worker)                      the add-on's worker protocol on this engine,
+        served by backend/serve.py like the PyTorch worker; latents interchangeable with it
+Inputs are prepared by backend.inputs.network.network_input (both engines' one preparation, numpy only); a mesh goes back to the source's frame with Mesh.transformed (float64).
 """
