@@ -10,5 +10,6 @@ standard library, numpy and ONNX Runtime (never torch, SciPy, scikit-image, PIL 
     mise.mise_grid / dense_grid / valid_resolutions                 the grid both engines extract from
     worker (python -m backend.runtime.worker)                      the add-on's worker protocol on this engine,
         served by backend/serve.py like the PyTorch worker; latents interchangeable with it
-Inputs are prepared by backend.inputs.network.network_input (both engines' one preparation, numpy only); a mesh goes back to the source's frame with Mesh.transformed (float64).
+Inputs are prepared by backend.inputs.network.network_input (both engines' one preparation, numpy only); a mesh
+goes back to the source's frame with Mesh.transformed (float64).
 """
