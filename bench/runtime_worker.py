@@ -1,0 +1,72 @@
+"""Reconstruct through the two workers, as the add-on does: the built-in CPU runtime's (ONNX Runtime) against
+the PyTorch worker's, each a real process driven by the add-on's client, on the same scan of a torus.
+
+    python bench/runtime_worker.py [--resolution 128] [--repeat 3] [--threads N]
+
+Per shipped point-cloud model and worker: seconds per reconstruct request, round trip (the fastest of --repeat,
+after one warm-up that loads the model), the worker's own seconds per stage, faces; then the IoU of the two
+meshes. --threads N sets OMP_NUM_THREADS for both workers (the runtime's ONNX Runtime picks its own count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT))  # this checkout's backend and add-on, whatever is installed
+from extract import torus_scan  # noqa: E402
+from hardware import describe  # noqa: E402
+
+from backend.metrics import iou, mesh_contains  # noqa: E402
+from backend.protocol import ReconstructRequest  # noqa: E402
+from occnet_blender.client import BackendClient  # noqa: E402
+
+WORKERS = {"runtime": "backend.runtime.worker", "torch": "backend.worker"}
+MODELS = ("triplane-pointcloud", "onet-pointcloud")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolution", type=int, default=128)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for both workers; 0 leaves it")
+    args = parser.parse_args()
+    env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
+    cloud = torus_scan(3000).astype(np.float32)
+    print(describe(torch.device("cpu")), f"(this process; OMP_NUM_THREADS {env.get('OMP_NUM_THREADS', 'unset')})")
+    for model in MODELS:
+        request = ReconstructRequest(model=model, resolution=args.resolution, points=cloud)
+        meshes = {}
+        for engine, module in WORKERS.items():
+            client = BackendClient(sys.executable, ROOT, device="cpu", extra_env=env, worker=module)
+            client.start()
+            try:
+                client.run(request, timeout=600)  # loads the model
+                best, reply = float("inf"), None
+                for _ in range(args.repeat):
+                    start = time.perf_counter()
+                    reply = client.run(request, timeout=600)
+                    best = min(best, time.perf_counter() - start)
+            finally:
+                client.close()
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in reply.stats["seconds"].items())
+            print(f"{model} at {args.resolution}, {engine:7s}: {best:.2f} s ({stages}), {len(reply.faces)} faces")
+            meshes[engine] = reply
+        a, b = meshes.values()
+        low, high = np.minimum(a.vertices.min(0), b.vertices.min(0)), np.maximum(a.vertices.max(0), b.vertices.max(0))
+        points = np.random.default_rng(0).uniform(low, high, (200_000, 3))
+        same = iou(mesh_contains(a.vertices, a.faces, points), mesh_contains(b.vertices, b.faces, points))
+        print(f"{model} at {args.resolution}: IoU runtime vs torch {same:.4f}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
