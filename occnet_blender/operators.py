@@ -95,6 +95,13 @@ class OCCNET_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _allowed(operator: type[bpy.types.Operator], problem: str | None) -> bool:
+    """poll() with its reason: Blender shows the message on the greyed-out button."""
+    if problem:
+        operator.poll_message_set(problem)
+    return not problem
+
+
 class OCCNET_OT_blend(bpy.types.Operator):
     """Blend the two selected reconstructions: a new object whose Factor slider morphs one into the other"""
 
@@ -104,10 +111,7 @@ class OCCNET_OT_blend(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context) -> bool:
-        problem = blend.blend_problem(context.selected_objects)
-        if problem:
-            cls.poll_message_set(problem)
-        return not problem
+        return _allowed(cls, blend.blend_problem(context.selected_objects))
 
     def execute(self, context):
         selected = list(context.selected_objects)
@@ -131,10 +135,7 @@ class OCCNET_OT_bake(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context) -> bool:
-        problem = blend.bake_problem(context.active_object)
-        if problem:
-            cls.poll_message_set(problem)
-        return not problem
+        return _allowed(cls, blend.bake_problem(context.active_object))
 
     def execute(self, context):
         obj = context.active_object
