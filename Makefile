@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt -e ".[data]"
 	touch $(STAMP)
 
-# The pinned ONNX Runtime wheels the extension zips carry, fetched once into build/wheels/ and sha256-checked.
+# The pinned wheels the extension zips carry (ONNX Runtime, Pillow, trimesh),
+# fetched once into build/wheels/ and sha256-checked.
 # `make test` needs them (the tests install a zip in Blender): fetching here fails loudly when the registry
 # cannot be reached, where the tests alone would only skip.
 wheels: setup

@@ -2,10 +2,10 @@
 
 Each zip holds what Blender installs: a root `__init__.py` that registers `occnet_blender`, the add-on itself,
 the backend with its shipped weights, `backend/requirements.txt` for the add-on's "Install backend" button, the
-manifest with the zip's `platforms` and `wheels`, and the ONNX Runtime CPU wheel for that platform under
-`wheels/` (Blender installs it into its extensions site-packages), so the models run on the CPU with nothing
-to download. ONNX Runtime needs only numpy at import and to run a session, and Blender ships numpy, so that one
-wheel is the whole runtime.
+manifest with the zip's `platforms` and `wheels`, and that platform's wheels under `wheels/` (Blender installs
+them into its extensions site-packages): ONNX Runtime, which runs the models on the CPU, and Pillow and trimesh,
+which read image and mesh files as the PyTorch backend does. They need only numpy, which Blender ships, so
+nothing is downloaded.
 
 The wheels come unmodified from the package registry (`pip download`), are cached under build/wheels/ and are
 checked against the sha256 pinned in WHEELS, so a build is reproducible; so are the zips (fixed timestamps).
@@ -39,24 +39,49 @@ from .occnet_blender import register, unregister
 __all__ = ["register", "unregister"]
 '''
 
-# The one pinned list: Blender platform -> the ONNX Runtime CPU wheel for CPython 3.11 there, with its sha256.
-# ONNX Runtime 1.31 publishes no Intel-macOS wheel (the last was 1.23), so there is no macos-x64 zip.
-WHEELS: dict[str, tuple[str, str]] = {
+# The one pinned list: Blender platform -> the wheels its zip carries (CPython 3.11), each with its sha256.
+# ONNX Runtime runs the models; Pillow and trimesh read image and mesh files as the PyTorch backend does (trimesh
+# is pure Python: one wheel for all). ONNX Runtime 1.31 has no Intel-macOS wheel (the last was 1.23), so there
+# is no macos-x64 zip.
+TRIMESH = ("trimesh-5.2.0-py3-none-any.whl", "04db2c7ec62afdd7763fb04c82bb5f257ddd984993a19ee83697f475fc58fd29")
+WHEELS: dict[str, tuple[tuple[str, str], ...]] = {
     "linux-x64": (
-        "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
-        "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+        (
+            "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",
+            "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+        ),
+        (
+            "pillow-13.0.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+            "a625df9a2a5597fa5e5266e01aefc82604bb85d291e3547981e863560d75da6c",
+        ),
+        TRIMESH,
     ),
     "windows-x64": (
-        "onnxruntime-1.31.1-cp311-cp311-win_amd64.whl",
-        "c3d91b5de31e2fc82d71bd65b2b22bddee8b49057a3a36338e9a868e0ea90c05",
+        (
+            "onnxruntime-1.31.1-cp311-cp311-win_amd64.whl",
+            "c3d91b5de31e2fc82d71bd65b2b22bddee8b49057a3a36338e9a868e0ea90c05",
+        ),
+        ("pillow-13.0.0-cp311-cp311-win_amd64.whl", "d7710eb676e9bb68965cb045be0d333b4c0d7f9dfbaa7fbf121385b1588683d3"),
+        TRIMESH,
     ),
     "windows-arm64": (
-        "onnxruntime-1.31.1-cp311-cp311-win_arm64.whl",
-        "93800007a7023b3ab26ad72e6463d0d57d84ead49a2f6341954d91438e046bc0",
+        (
+            "onnxruntime-1.31.1-cp311-cp311-win_arm64.whl",
+            "93800007a7023b3ab26ad72e6463d0d57d84ead49a2f6341954d91438e046bc0",
+        ),
+        ("pillow-13.0.0-cp311-cp311-win_arm64.whl", "12fbb851cf323cc19aac3eea1df5ad17b57e91e9fe3cfd06100dba7bb8208c13"),
+        TRIMESH,
     ),
     "macos-arm64": (
-        "onnxruntime-1.31.1-cp311-cp311-macosx_14_0_arm64.whl",
-        "60b6b69bfe580eab576cacc5d132a0e9cf2a37fcfd18d46dd191042b1d1ed0d7",
+        (
+            "onnxruntime-1.31.1-cp311-cp311-macosx_14_0_arm64.whl",
+            "60b6b69bfe580eab576cacc5d132a0e9cf2a37fcfd18d46dd191042b1d1ed0d7",
+        ),
+        (
+            "pillow-13.0.0-cp311-cp311-macosx_11_0_arm64.whl",
+            "37290fbef0c73e2d51d594eb78fded7dc7170d1c3ad0a890269e6fd8c8c4e061",
+        ),
+        TRIMESH,
     ),
 }
 PLATFORMS = tuple(WHEELS)
@@ -89,13 +114,13 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_wheel(platform: str, cache: Path = WHEEL_CACHE) -> Path:
-    """The pinned wheel for `platform`, from the cache or else from the registry; its sha256 is always checked."""
-    filename, expected = WHEELS[platform]
+def fetch_wheel(filename: str, expected: str, cache: Path = WHEEL_CACHE) -> Path:
+    """A pinned wheel, from the cache or else from the registry; its sha256 is always checked."""
     cached = cache / filename
     if cached.exists() and sha256(cached) == expected:
         return cached
-    distribution, version, *_, wheel_platform = filename.removesuffix(".whl").split("-")
+    distribution, version, *_, platform_tags = filename.removesuffix(".whl").split("-")
+    wheel_platform = platform_tags.split(".")[0]  # one of a compressed tag set is enough for pip to find it
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as scratch:
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"]
@@ -115,8 +140,8 @@ def fetch_wheel(platform: str, cache: Path = WHEEL_CACHE) -> Path:
     return cached
 
 
-def fetch_wheels(platforms: Iterable[str] = PLATFORMS, cache: Path = WHEEL_CACHE) -> dict[str, Path]:
-    return {platform: fetch_wheel(platform, cache) for platform in platforms}
+def fetch_wheels(platforms: Iterable[str] = PLATFORMS, cache: Path = WHEEL_CACHE) -> dict[str, list[Path]]:
+    return {platform: [fetch_wheel(*pin, cache=cache) for pin in WHEELS[platform]] for platform in platforms}
 
 
 def platform_manifest(platform: str) -> bytes:
@@ -124,7 +149,8 @@ def platform_manifest(platform: str) -> bytes:
     text = (ROOT / MANIFEST).read_text()
     lines = text.splitlines(keepends=True)
     first_table = next(i for i, line in enumerate(lines) if line.startswith("["))
-    fields = f'platforms = ["{platform}"]\nwheels = ["./wheels/{WHEELS[platform][0]}"]\n\n'
+    wheels = ", ".join(f'"./wheels/{filename}"' for filename, _ in WHEELS[platform])
+    fields = f'platforms = ["{platform}"]\nwheels = [{wheels}]\n\n'
     return ("".join(lines[:first_table]) + fields + "".join(lines[first_table:])).encode()
 
 
@@ -140,13 +166,14 @@ def staged_files() -> dict[str, bytes]:
     return files
 
 
-def write_zip(target: Path, files: dict[str, bytes], wheel: Path) -> Path:
-    """Write atomically; the wheel is stored as it is (already compressed), the rest deflated."""
+def write_zip(target: Path, files: dict[str, bytes], wheels: list[Path]) -> Path:
+    """Write atomically; the wheels are stored as they are (already compressed), the rest deflated."""
     partial = target.with_suffix(".zip.partial")
     with zipfile.ZipFile(partial, "w") as archive:
         for name, data in files.items():
             archive.writestr(entry(name), data, compress_type=zipfile.ZIP_DEFLATED)
-        archive.writestr(entry(f"wheels/{wheel.name}"), wheel.read_bytes(), compress_type=zipfile.ZIP_STORED)
+        for wheel in wheels:
+            archive.writestr(entry(f"wheels/{wheel.name}"), wheel.read_bytes(), compress_type=zipfile.ZIP_STORED)
     partial.replace(target)
     return target
 
@@ -161,7 +188,7 @@ def build(out_dir: Path = ROOT / "dist", platforms: Iterable[str] = PLATFORMS) -
     """Write one zip per platform into `out_dir`; returns platform -> zip path."""
     platforms = tuple(platforms)
     if unknown := [p for p in platforms if p not in WHEELS]:
-        raise SystemExit(f"No ONNX Runtime wheel is pinned for {', '.join(unknown)}; choose from {', '.join(WHEELS)}.")
+        raise SystemExit(f"No wheels are pinned for {', '.join(unknown)}; choose from {', '.join(WHEELS)}.")
     version = manifest_version()
     import backend
 

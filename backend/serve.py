@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
-from .inputs import Frame
+from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
 from .latent import Latent
 from .mesh import Mesh
 from .protocol import (
@@ -50,7 +50,7 @@ from .protocol import (
 from .registry import ModelEntry, default_model
 
 PARENT_POLL_SECONDS = 1.0
-OBSERVATION_ARRAYS = ("points", "pixels", "voxels")
+OBSERVATIONS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}  # by request field
 _ERRORS = (
     (Cancelled, "cancelled"),
     (InputError, "input"),
@@ -178,11 +178,15 @@ class Server:
         return report
 
 
-def observation_array(request: ObservationSource) -> tuple[str, np.ndarray]:
-    """The array a request carries: its name ('points', 'pixels' or 'voxels') and the array."""
-    for name in OBSERVATION_ARRAYS:
+def request_observation(request: ObservationSource) -> Observation:
+    """What a request carries: a file the worker reads (as the CLI does), or an array."""
+    if request.input_path is not None:
+        from .inputs.files import load_observation  # trimesh and Pillow, imported when a file comes
+
+        return load_observation(request.input_path)
+    for name, kind in OBSERVATIONS.items():
         if getattr(request, name) is not None:
-            return name, getattr(request, name)
+            return kind(getattr(request, name))
     raise InputError("The request carries no input: send 'input_path' or an array 'points', 'pixels' or 'voxels'.")
 
 

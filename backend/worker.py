@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, BinaryIO
 
 from . import __version__
-from .inputs import ImageInput, Observation, PointCloudInput, VoxelInput, load_observation
+from .inputs import Observation
 from .latent import interpolate
 from .protocol import (
     PROTOCOL_VERSION,
@@ -26,7 +26,6 @@ from .protocol import (
     MeshReply,
     ModelsReply,
     ModelsRequest,
-    ObservationSource,
     ReconstructReply,
     ReconstructRequest,
 )
@@ -37,8 +36,8 @@ from .serve import (
     mesh_reply,
     model_info,
     model_name,
-    observation_array,
     protocol_channel,
+    request_observation,
     serve_forever,
 )
 from .serve import error_reply as _engine_error_reply
@@ -46,7 +45,6 @@ from .serve import error_reply as _engine_error_reply
 if TYPE_CHECKING:
     from .api import Model
 
-_OBSERVATIONS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}
 _OOM_MESSAGE = "The GPU ran out of memory. Lower the resolution, or set the device to CPU."
 
 
@@ -93,13 +91,13 @@ class Worker(Server):
         return ModelsReply([model_info(e) for e in list_models(request.extra_dirs)])
 
     def do_reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
-        observation = self.observation(request)
+        observation = request_observation(request)
         model = self.model(request.model, observation)
         result = model.reconstruct(observation, progress=self.progress(job), **self.extract_options(request, job))
         return mesh_reply(result.mesh, result.stats, result.latent)
 
     def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
-        observation = self.observation(request)
+        observation = request_observation(request)
         latent = self.model(request.model, observation).encode(observation)
         return EncodeReply(latent=latent_frame(latent), code=latent.code)
 
@@ -128,12 +126,6 @@ class Worker(Server):
         if key not in self.models:
             self.models[key] = load_model(name, self.device)
         return self.models[key]
-
-    def observation(self, request: ObservationSource) -> Observation:
-        if request.input_path is not None:
-            return load_observation(request.input_path)
-        name, array = observation_array(request)
-        return _OBSERVATIONS[name](array)
 
 
 def main(argv: list[str] | None = None) -> int:

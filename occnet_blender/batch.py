@@ -64,7 +64,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--save-blend", type=Path, help="also save the results as objects in this .blend")
     parser.add_argument("--interpolate", nargs=2, type=Path, metavar=("A", "B"), help="blend two inputs' shapes")
     parser.add_argument("--steps", type=int, default=5, help="meshes written by --interpolate (default 5)")
-    parser.add_argument("--backend-python", help="interpreter with PyTorch for the backend (default: this one)")
+    parser.add_argument(
+        "--backend-python",
+        help="a Python with PyTorch to run the backend (default: PyTorch if found, else the built-in CPU runtime)",
+    )
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     args = parser.parse_args(argv)
     if not args.input and not args.interpolate:
@@ -192,7 +195,8 @@ def main(argv: list[str]) -> int:
     if model.endswith(".safetensors"):  # a file: the worker finds it by name in its folder, blends included
         model, models_dir = Path(model).stem, str(Path(model).resolve().parent)
     configured = connection.launch_settings()
-    interpreters = (("--backend-python", args.backend_python),) if args.backend_python else configured.interpreters
+    chosen = (connection.Interpreter("--backend-python", args.backend_python),)
+    interpreters = chosen if args.backend_python else configured.interpreters
     connection.BACKEND.launch_override = connection.LaunchSettings(
         interpreters, args.device, models_dir or configured.models_dir
     )

@@ -1,13 +1,17 @@
-"""The one backend worker the add-on talks to: which interpreter runs it, its state, its model list.
+"""The one backend worker the add-on talks to: which interpreter and engine run it, its state, its model list.
 
-The interpreter is the first that starts the worker: the "Backend Python" preference, the
-environment the installer made, then Blender's own Python. In the UI the start runs on a thread (a
-torch import takes seconds); background runs start it synchronously.
+The worker is the first that starts: PyTorch in the "Backend Python" preference, in the environment the
+installer made, or in Blender's own Python; else the built-in CPU runtime in Blender's own Python, with the
+wheels the extension bundles (ONNX Runtime, Pillow, trimesh). Stock Blender has no PyTorch, so a fresh install
+runs on the built-in runtime at once. In the UI the start runs on a thread (a torch import takes seconds);
+background runs start it synchronously.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -23,11 +27,27 @@ ROOT = Path(__file__).resolve().parent.parent  # holds backend/ both in the exte
 WEIGHTS_DIR = ROOT / "backend" / "weights"
 
 
+TORCH_WORKER = "backend.worker"
+RUNTIME_WORKER = "backend.runtime.worker"
+RUNTIME_PACKAGES = ("onnxruntime", "PIL", "trimesh")  # the bundled wheels the runtime worker imports
+RUNTIME_LABEL = "the built-in CPU runtime"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """One way to run the worker: `label` names it in messages, `paths` go before the worker's PYTHONPATH."""
+
+    label: str
+    python: str
+    worker: str = TORCH_WORKER
+    paths: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class LaunchSettings:
     """Read from the preferences on the main thread, used on the starting thread."""
 
-    interpreters: tuple[tuple[str, str], ...]
+    interpreters: tuple[Interpreter, ...]
     device: str
     models_dir: str
 
@@ -42,15 +62,30 @@ def installed_env() -> Path | None:
     return Path(bpy.utils.extension_path_user(ADDON_ID, path=ENV_FOLDER, create=False))
 
 
+def runtime_paths() -> tuple[str, ...]:
+    """The folders Blender imports the bundled wheels from (its extensions' site-packages), found without
+    importing them; the worker is a fresh interpreter that would not look there on its own."""
+    folders = []
+    for package in RUNTIME_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            folder = str(Path(next(iter(spec.submodule_search_locations))).parent)
+            if folder not in folders:
+                folders.append(folder)
+    return tuple(folders)
+
+
 def launch_settings() -> LaunchSettings:
     prefs = preferences()
     interpreters = []
     if prefs is not None and prefs.backend_python.strip():
-        interpreters.append(("the Backend Python preference", bpy.path.abspath(prefs.backend_python.strip())))
+        python = bpy.path.abspath(prefs.backend_python.strip())
+        interpreters.append(Interpreter("the Backend Python preference", python))
     env = installed_env()
     if env is not None and env_python(env).is_file():
-        interpreters.append(("the installed backend", str(env_python(env))))
-    interpreters.append(("Blender's Python", sys.executable))
+        interpreters.append(Interpreter("the installed backend", str(env_python(env))))
+    interpreters.append(Interpreter("Blender's Python", sys.executable))
+    interpreters.append(Interpreter(RUNTIME_LABEL, sys.executable, RUNTIME_WORKER, runtime_paths()))
     models_dir = bpy.path.abspath(prefs.models_dir) if prefs is not None and prefs.models_dir else ""
     return LaunchSettings(tuple(interpreters), prefs.device if prefs is not None else "auto", models_dir)
 
@@ -123,27 +158,28 @@ class Backend:
         return self._generation
 
     def _start(self, settings: LaunchSettings, generation: int) -> None:
-        env = {MODELS_PATH_ENV: settings.models_dir} if settings.models_dir else {}
         tried = []
-        for label, python in settings.interpreters:
-            if not Path(python).is_file():
-                tried.append(f"{label} ({python}: no such file)")
+        for interpreter in settings.interpreters:
+            if not Path(interpreter.python).is_file():
+                tried.append(f"{interpreter.label} ({interpreter.python}: no such file)")
                 continue
-            client = BackendClient(python, ROOT, settings.device, env)
+            client = BackendClient(
+                interpreter.python, ROOT, settings.device, _worker_env(interpreter, settings), interpreter.worker
+            )
             try:
                 hello = client.start()
                 models = client.run(ModelsRequest(), timeout=60).models
             except BackendError as exc:
                 client.close()
-                tried.append(f"{label} ({python}): {_first_line(exc)}")
+                tried.append(f"{interpreter.label} ({interpreter.python}): {_first_line(exc)}")
                 continue
-            ready = f"Ready on {hello.device.upper()} (PyTorch {hello.torch})"
-            self._publish(generation, client, "ready", ready, hello, models)
+            self._publish(generation, client, "ready", f"Ready: {engine_name(hello)}", hello, models)
             return
         message = (
-            "No Python with PyTorch could run the backend. Tried " + "; ".join(tried) + ". "
-            "Fix: press 'Install Backend' in the add-on preferences, or set 'Backend Python' there (the batch "
-            "script: --backend-python) to an interpreter that has PyTorch."
+            "The backend could not start. Tried " + "; ".join(tried) + ". "
+            "Fix: install the extension's zip for this platform (it carries the built-in CPU runtime), or set "
+            "'Backend Python' in the add-on preferences (the batch script: --backend-python) to an interpreter "
+            "that has PyTorch."
         )
         self._publish(generation, None, "failed", message)
 
@@ -173,6 +209,11 @@ class Backend:
     def summary(self) -> str:
         return {"stopped": "not started (starts on the first Reconstruct)"}.get(self.state, self.message)
 
+    @property
+    def on_runtime(self) -> bool:
+        """The built-in CPU runtime answers: no GPU, no face budget, no refinement."""
+        return self.state == "ready" and self.hello is not None and self.hello.engine == "runtime"
+
     def model_info(self, name: str) -> ModelInfo | None:
         return next((m for m in self.models if m.name == name), None)
 
@@ -185,6 +226,26 @@ class Backend:
         automatic = (AUTO_MODEL, "Automatic", "The shipped model for each input: point clouds and meshes, or images")
         self._items = [automatic, *found]
         return self._items
+
+
+def engine_name(hello: HelloReply) -> str:
+    if hello.engine == "runtime":
+        return "Built-in CPU runtime"
+    return f"PyTorch {hello.torch} on {hello.device.upper()}"
+
+
+def faster_engine_hint() -> str:
+    """What to do for GPU speed: the installer when it may download, else an interpreter of one's own."""
+    if bpy.app.online_access:
+        return "For GPU speed: Preferences > Add-ons > OccNet > Install Backend (CUDA)."
+    return "For GPU speed: set Backend Python (add-on preferences) to a Python that has PyTorch."
+
+
+def _worker_env(interpreter: Interpreter, settings: LaunchSettings) -> dict[str, str]:
+    env = {MODELS_PATH_ENV: settings.models_dir} if settings.models_dir else {}
+    if interpreter.paths:
+        env["PYTHONPATH"] = os.pathsep.join([*interpreter.paths, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
 
 
 def _model_files() -> list[str]:

@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from .connection import BACKEND
+from .connection import BACKEND, faster_engine_hint
 from .jobs import JOBS
 
 STATE_ICONS = {"stopped": "RADIOBUT_OFF", "starting": "SORTTIME", "ready": "CHECKMARK", "failed": "ERROR"}
@@ -30,7 +30,10 @@ class OCCNET_PT_main(OccNetPanel, bpy.types.Panel):
     def draw(self, context) -> None:
         layout = self.layout
         settings = context.scene.occnet
-        _wrapped(layout.box(), f"Backend: {BACKEND.summary()}", STATE_ICONS[BACKEND.state])
+        box = layout.box()
+        _wrapped(box, f"Backend: {BACKEND.summary()}", STATE_ICONS[BACKEND.state])
+        if BACKEND.on_runtime:
+            _wrapped(box, faster_engine_hint(), "INFO")
         if BACKEND.state == "failed":
             layout.operator("screen.userpref_show", text="Open Preferences", icon="PREFERENCES")
         layout.prop(settings, "model")
@@ -61,8 +64,12 @@ class OCCNET_PT_advanced(OccNetPanel, bpy.types.Panel):
 
     def draw(self, context) -> None:
         settings = context.scene.occnet
-        self.layout.prop(settings, "refine_steps")
-        self.layout.prop(settings, "faces")
+        pytorch_only = self.layout.column()
+        pytorch_only.enabled = not BACKEND.on_runtime
+        pytorch_only.prop(settings, "refine_steps")
+        pytorch_only.prop(settings, "faces")
+        if BACKEND.on_runtime:
+            _wrapped(pytorch_only, "Refinement and the face budget need the PyTorch backend.", "INFO")
         self.layout.prop(settings, "smooth")
 
 

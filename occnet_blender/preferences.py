@@ -23,14 +23,17 @@ class OCCNET_AP_preferences(bpy.types.AddonPreferences):
 
     backend_python: bpy.props.StringProperty(
         name="Backend Python",
-        description="A Python interpreter that has PyTorch (empty: the installed backend, then Blender's own)",
+        description=(
+            "A Python interpreter that has PyTorch, for GPU speed (empty: the installed backend, then Blender's own "
+            "Python, then the built-in CPU runtime)"
+        ),
         subtype="FILE_PATH",
         update=_launch_changed,
     )
     device: bpy.props.EnumProperty(
         name="Device",
         items=[
-            ("auto", "Auto", "CUDA when there is a GPU, otherwise the CPU"),
+            ("auto", "Auto", "CUDA when there is a GPU, otherwise the CPU (the built-in runtime always uses the CPU)"),
             ("cuda", "CUDA", "An NVIDIA GPU"),
             ("cpu", "CPU", "The processor: slower, works everywhere"),
         ],
@@ -59,14 +62,17 @@ class OCCNET_AP_preferences(bpy.types.AddonPreferences):
         layout.prop(self, "models_dir")
         box = layout.box()
         box.label(text=f"Backend: {BACKEND.summary()}")
-        row = box.row()
-        row.prop(self, "install_build", expand=True)
-        row.operator("occnet.install_backend", icon="IMPORT")
+        if bpy.app.online_access:
+            box.label(text="Optional: download PyTorch for GPU speed (the built-in CPU runtime needs nothing).")
+            row = box.row()
+            row.prop(self, "install_build", expand=True)
+            row.operator("occnet.install_backend", icon="IMPORT")
+        else:
+            box.label(text="For GPU speed, set Backend Python to a Python that has PyTorch.", icon="INFO")
+            box.label(text="(Allow online access in Preferences > System to offer a PyTorch download.)")
         box.operator("occnet.restart_backend", icon="FILE_REFRESH")
         if installer.INSTALL.message:
             box.label(text=installer.INSTALL.message)
-        if not bpy.app.online_access:
-            box.label(text="Online access is off (Preferences > System): the installer cannot download.", icon="INFO")
 
 
 classes = (OCCNET_AP_preferences,) if ADDON_ID else ()

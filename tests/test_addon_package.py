@@ -1,9 +1,10 @@
 """The extension as a user gets it: one zip per platform that passes Blender's validator and carries that
-platform's ONNX Runtime wheel, Blender's installer installs and enables it, the bundled runtime imports and runs
-in Blender without torch, and a fresh Blender reconstructs on the first click without the add-on importing
-torch."""
+platform's wheels, Blender's installer installs and enables it, and in a Blender without torch (stock Blender)
+the add-on reconstructs, blends and cancels on the bundled CPU runtime with the PyTorch backend's results."""
 
 import hashlib
+import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -35,27 +36,26 @@ def test_each_platform_zip_passes_blenders_validator_and_the_size_limit(platform
     assert path.stat().st_size <= 100 * 1000 * 1000
 
 
-def test_each_platform_zip_carries_its_own_pinned_wheel_and_lists_it(platform_zip):
+def test_each_platform_zip_carries_its_own_pinned_wheels_and_lists_them(platform_zip):
     platform, path = platform_zip
     with zipfile.ZipFile(path) as archive:
         manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
         wheels = [name for name in archive.namelist() if name.endswith(".whl")]
         assert manifest["platforms"] == [platform]
         assert manifest["wheels"] == [f"./{name}" for name in wheels]
-        (wheel,) = wheels
-        filename, sha256 = build.WHEELS[platform]
-        assert wheel == f"wheels/{filename}"
-        assert hashlib.sha256(archive.read(wheel)).hexdigest() == sha256  # unmodified from the registry
-    assert blender_ext().blender_platform_compatible_with_wheel_platform_from_filepath(platform, wheel)
-    assert "-cp311-" in wheel and wheel.startswith("wheels/onnxruntime-")
+        assert wheels == [f"wheels/{filename}" for filename, _ in build.WHEELS[platform]]
+        for wheel, (_, sha256) in zip(wheels, build.WHEELS[platform], strict=True):
+            assert hashlib.sha256(archive.read(wheel)).hexdigest() == sha256  # unmodified from the registry
+            assert blender_ext().blender_platform_compatible_with_wheel_platform_from_filepath(platform, wheel)
+    assert {wheel.split("/")[1].split("-")[0] for wheel in wheels} == {"onnxruntime", "pillow", "trimesh"}
+    assert all("-cp311-" in wheel or "-py3-none-any" in wheel for wheel in wheels)
 
 
-def test_a_wheel_that_does_not_match_its_pin_is_refused(tmp_path, monkeypatch):
+def test_a_wheel_that_does_not_match_its_pin_is_refused(tmp_path):
     """A changed file in the registry (or a wrong pin) stops the build instead of shipping other bytes."""
-    filename, _ = build.WHEELS["windows-arm64"]  # the smallest download
-    monkeypatch.setitem(build.WHEELS, "windows-arm64", (filename, "0" * 64))
+    filename, _ = build.TRIMESH  # the smallest download
     with pytest.raises(build.WheelUnavailable) as refused:
-        build.fetch_wheel("windows-arm64", cache=tmp_path)
+        build.fetch_wheel(filename, "0" * 64, cache=tmp_path)
     if "could not fetch" in str(refused.value):
         pytest.skip(f"the package registry cannot be reached: {refused.value}")
     assert "not the pinned" in str(refused.value)
@@ -83,71 +83,195 @@ def test_the_same_sources_give_the_same_zip_bytes(extension_zip, tmp_path):
     assert again.read_bytes() == extension_zip.read_bytes()
 
 
-# Stock Blender has no torch and none of ONNX Runtime's declared dependencies but numpy; this venv has them all,
-# onnxruntime included, so the script hides them: onnxruntime is found only where Blender installed the wheel.
-BUNDLED_RUNTIME = """
-import importlib.machinery, os, sys, tempfile
-user = tempfile.mkdtemp()
-os.environ["BLENDER_USER_RESOURCES"] = user
-site_packages = os.path.join(user, "extensions", ".local", "lib", "python3.11", "site-packages")
-HIDDEN = {"torch", "flatbuffers", "packaging", "google", "sympy", "coloredlogs", "onnx"}
+# Stock Blender has no torch, SciPy or scikit-image, and none of ONNX Runtime's declared dependencies but numpy.
+# This venv has them all, so a sitecustomize hides them from Blender and from every worker it starts (they inherit
+# PYTHONPATH), and finds the bundled wheels only where Blender's installer put them.
+STOCK_BLENDER_SITE = """
+import importlib.machinery, os, sys
+
+SITE = os.path.join(os.environ["BLENDER_USER_RESOURCES"], "extensions", ".local", "lib", "python3.11", "site-packages")
+HIDDEN = {"torch", "scipy", "skimage", "safetensors", "onnx", "flatbuffers", "packaging", "google", "sympy",
+          "coloredlogs", "fast_simplification", "tqdm"}
+BUNDLED = {"onnxruntime", "PIL", "trimesh"}
+
 
 class StockBlender:
     def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if top in HIDDEN:
+        if name.partition(".")[0] in HIDDEN:
             raise ImportError(f"{name} is not in stock Blender")
-        if name == "onnxruntime":
-            spec = importlib.machinery.PathFinder.find_spec(name, [site_packages])
+        if name in BUNDLED:
+            spec = importlib.machinery.PathFinder.find_spec(name, [SITE])
             if spec is None:
-                raise ImportError("onnxruntime is not where Blender installs the extension's wheels")
+                raise ImportError(f"{name} is not where Blender installs the extension's wheels")
             return spec
         return None
 
+
 sys.meta_path.insert(0, StockBlender())
+"""
+
+# A user's session: install the zip, Reconstruct a scan object and a reference-image empty, Blend, Cancel.
+STOCK_BLENDER_SESSION = """
+import json, os, sys, time
 import bpy, numpy as np
-print(bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True))
-import onnxruntime
-options = onnxruntime.SessionOptions()
-options.intra_op_num_threads = 1
-session = onnxruntime.InferenceSession(open(sys.argv[2], "rb").read(), options, providers=["CPUExecutionProvider"])
-x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]], np.float32)
-print("runtime", onnxruntime.__version__, onnxruntime.__file__.startswith(site_packages))
-print("result", session.run(None, {"x": x})[0].round(4).tolist())
-try:
-    import torch
-except ImportError:
-    print("torch importable: False")
+
+zip_path, folder = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+addon = sys.modules["bl_ext.user_default.occnet.occnet_blender"]
+for obj in list(bpy.data.objects):
+    bpy.data.objects.remove(obj)
+scene, report, results = bpy.context.scene, {}, {}
+scene.occnet.resolution = 64
+
+
+def select(*objects):
+    bpy.context.view_layer.update()
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(obj in objects)
+    bpy.context.view_layer.objects.active = objects[0]
+
+
+def keep(name, obj):
+    mesh = obj.data
+    vertices = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", vertices)
+    mesh.calc_loop_triangles()
+    faces = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", faces)
+    results[name + "_vertices"], results[name + "_faces"] = vertices.reshape(-1, 3), faces.reshape(-1, 3)
+    report[name + "_matrix"] = [list(row) for row in obj.matrix_world]
+
+
+for name, where in (("scan", (2.0, -1.0, 0.5)), ("other", (-1.0, 1.0, 0.0))):
+    mesh = bpy.data.meshes.new(name)
+    points = np.load(os.path.join(folder, name + ".npy"))
+    mesh.vertices.add(len(points))
+    mesh.vertices.foreach_set("co", points.ravel())
+    obj = bpy.data.objects.new(name, mesh)
+    obj.location = where
+    scene.collection.objects.link(obj)
+empty = bpy.data.objects.new("picture", None)
+empty.empty_display_type, empty.empty_display_size, empty.location = "IMAGE", 2.0, (0.0, 3.0, 1.0)
+empty.data = bpy.data.images.load(os.path.join(folder, "picture.png"))
+scene.collection.objects.link(empty)
+
+select(bpy.data.objects["scan"])
+report["scan_result"] = list(bpy.ops.occnet.reconstruct())
+report["first_click_seconds"] = time.perf_counter() - started
+keep("scan", bpy.data.objects["scan.occnet"])
+hello = addon.connection.BACKEND.hello
+report["engine"], report["panel"] = hello.engine, addon.connection.BACKEND.summary()
+select(empty)
+report["picture_result"] = list(bpy.ops.occnet.reconstruct())
+keep("picture", bpy.data.objects["picture.occnet"])
+
+select(bpy.data.objects["other"])
+bpy.ops.occnet.reconstruct()
+select(bpy.data.objects["scan.occnet"], bpy.data.objects["other.occnet"])
+report["blend_result"] = list(bpy.ops.occnet.blend())
+blend = next(o for o in bpy.data.objects if o.occnet.kind == "BLEND")
+for factor in (0.0, 0.5, 1.0):
+    blend.occnet.factor = factor
+    keep(f"blend_{factor}", blend)
+
+select(bpy.data.objects["scan"])
+scene.occnet.resolution = 512
+source = addon.gather.gather_object(bpy.data.objects["scan"], bpy.context.evaluated_depsgraph_get())
+job = addon.reconstruct.reconstruct_job(source, scene.occnet)
+names = sorted(bpy.data.objects.keys())
+addon.jobs.JOBS.start(job)
+deadline = time.monotonic() + 120
+while job.stage != "evaluate" and time.monotonic() < deadline:
+    addon.jobs.JOBS.poll()
+    time.sleep(0.01)
+report["cancel_stage"], report["cancelled"] = job.stage, addon.jobs.JOBS.cancel()
+cancelled_at = time.monotonic()
+while addon.jobs.JOBS.queue and time.monotonic() < deadline:
+    addon.jobs.JOBS.poll()
+    time.sleep(0.01)
+report["cancel_seconds"] = time.monotonic() - cancelled_at
+report["objects_kept"] = sorted(bpy.data.objects.keys()) == names
+report["problems"] = list(addon.jobs.JOBS.problems)
+
+maps = [open(f"/proc/{pid}/maps").read() for pid in (os.getpid(), hello.pid)]
+report["libtorch_mapped"] = any("libtorch" in text for text in maps)
+report["torch_imported"] = "torch" in sys.modules
+np.savez(os.path.join(folder, "results.npz"), **results)
+print("REPORT " + json.dumps(report))
 """
 
 
-def test_bundled_onnx_runtime_runs_in_blender_without_torch(extension_zip, tmp_path):
-    """Blender's installer puts the zip's wheel where Blender imports it; a one-node graph runs on the CPU."""
-    from onnx import TensorProto, helper, numpy_helper
+def _same_solid(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], count: int = 100_000) -> float:
+    """IoU of two closed meshes' insides over random points in their joint bounding box."""
+    from backend.metrics import iou, mesh_contains
 
-    weights = numpy_helper.from_array(np.array([[1, 0], [0, 1], [1, 1]], np.float32), name="w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
-        [weights],
-    )
-    model = tmp_path / "tiny.onnx"
-    # onnx 1.23 writes IR version 14 by default; ONNX Runtime 1.31 reads up to 13, so say which.
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
-    model.write_bytes(proto.SerializeToString())
+    low, high = np.minimum(a[0].min(0), b[0].min(0)), np.maximum(a[0].max(0), b[0].max(0))
+    points = np.random.default_rng(0).uniform(low, high, (count, 3))
+    return iou(mesh_contains(*a, points), mesh_contains(*b, points))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to see which libraries are mapped")
+def test_stock_blender_reconstructs_blends_and_cancels_on_the_bundled_runtime(extension_zip, tmp_path):
+    """Blender without torch: the add-on starts the built-in CPU runtime by itself, and its meshes are the
+    PyTorch backend's on the same inputs, placed at the sources."""
+    from fitting import ellipsoid_surface
+    from PIL import Image
+
+    from backend.api import load_model
+    from backend.registry import default_model
+
+    rng = np.random.default_rng(0)
+    scan = ellipsoid_surface(np.array([0.5, 0.35, 0.25]), 3000, rng).astype(np.float32)
+    other = ellipsoid_surface(np.array([0.3, 0.3, 0.5]), 3000, rng).astype(np.float32)
+    np.save(tmp_path / "scan.npy", scan)
+    np.save(tmp_path / "other.npy", other)
+    yy, xx = np.mgrid[:96, :128]
+    disc = ((yy - 48) ** 2 + (xx - 60) ** 2 < 900).astype(np.uint8)
+    pixels = np.dstack([np.full((96, 128, 3), 180, np.uint8), 255 * disc])
+    Image.fromarray(pixels).save(tmp_path / "picture.png")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(STOCK_BLENDER_SITE)
+    env = {**os.environ, "PYTHONPATH": str(site), "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
     done = subprocess.run(
-        [sys.executable, "-c", BUNDLED_RUNTIME, str(extension_zip), str(model)],
+        [sys.executable, "-c", STOCK_BLENDER_SESSION, str(extension_zip), str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
+        env=env,
     )
-    (wheel,) = tomllib.loads(zipfile.ZipFile(extension_zip).read("blender_manifest.toml").decode())["wheels"]
-    version = wheel.split("-")[1]
-    assert f"runtime {version} True" in done.stdout, done.stdout + done.stderr
-    assert "result [[4.0, 5.0], [1.0, 2.5]]" in done.stdout
-    assert "torch importable: False" in done.stdout
+    lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(lines[0].removeprefix("REPORT "))
+    print(f"\nfirst Reconstruct in a fresh stock Blender, install included: {report['first_click_seconds']:.1f} s")
+    assert report["engine"] == "runtime" and report["panel"] == "Ready: Built-in CPU runtime"
+    assert not report["libtorch_mapped"] and not report["torch_imported"]
+    assert report["scan_result"] == report["picture_result"] == report["blend_result"] == ["FINISHED"]
+    results = np.load(tmp_path / "results.npz")
+
+    def mesh(name):
+        return results[name + "_vertices"].astype(np.float64), results[name + "_faces"]
+
+    # The same meshes as the PyTorch backend's, in the source's place (the image result: at the empty, upright).
+    expected = {
+        "scan": load_model(default_model("pointcloud"), "cpu").reconstruct(scan, resolution=64).mesh,
+        "picture": load_model(default_model("image"), "cpu").reconstruct(pixels, resolution=64).mesh,
+    }
+    for name, place in (("scan", np.diag([1.0, 1, 1, 1])), ("picture", np.diag([2.0, 2, 2, 1]))):
+        place[:3, 3] = {"scan": (2.0, -1.0, 0.5), "picture": (0.0, 3.0, 1.0)}[name]
+        np.testing.assert_allclose(report[name + "_matrix"], place, atol=1e-6)
+        same = _same_solid(mesh(name), (expected[name].vertices, expected[name].faces))
+        print(f"{name}: IoU {same:.4f} with the PyTorch backend's mesh")
+        assert same >= 0.99
+
+    # The slider blends: the ends are the two shapes, the middle is neither.
+    assert _same_solid(mesh("blend_0.0"), mesh("scan")) >= 0.95
+    assert _same_solid(mesh("blend_0.5"), mesh("scan")) < 0.95
+    assert not np.array_equal(results["blend_0.5_vertices"], results["blend_1.0_vertices"])
+
+    assert report["cancel_stage"] == "evaluate" and report["cancelled"] == 1
+    assert report["cancel_seconds"] < 10 and report["objects_kept"] and report["problems"] == []
 
 
 def test_installed_extension_is_enabled_with_its_ui(addon):
@@ -160,36 +284,6 @@ def test_installed_extension_is_enabled_with_its_ui(addon):
     assert {"backend_python", "device", "models_dir"} <= set(prefs.bl_rna.properties.keys())
     items = [item[0] for item in addon.connection.BACKEND.model_items()]
     assert items[0] == "auto" and {"onet-pointcloud", "onet-image"} <= set(items)
-
-
-FIRST_CLICK = """
-import os, sys, tempfile
-os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp()
-import bpy, numpy as np
-bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
-for obj in list(bpy.data.objects):
-    bpy.data.objects.remove(obj)
-points = np.random.default_rng(0).normal(size=(2000, 3))
-points = 0.4 * points / np.linalg.norm(points, axis=1, keepdims=True)
-mesh = bpy.data.meshes.new("scan")
-mesh.vertices.add(len(points))
-mesh.vertices.foreach_set("co", points.astype(np.float32).ravel())
-scan = bpy.data.objects.new("scan", mesh)
-bpy.context.scene.collection.objects.link(scan)
-bpy.context.view_layer.update()
-scan.select_set(True)
-bpy.context.scene.occnet.resolution = 32
-print("result", bpy.ops.occnet.reconstruct(), len(bpy.data.objects["scan.occnet"].data.polygons) > 0)
-print("torch imported by the add-on:", "torch" in sys.modules)
-"""
-
-
-def test_first_click_in_a_fresh_blender_without_torch_in_blender(extension_zip):
-    done = subprocess.run(
-        [sys.executable, "-c", FIRST_CLICK, str(extension_zip)], capture_output=True, text=True, timeout=300
-    )
-    assert "result {'FINISHED'} True" in done.stdout, done.stdout + done.stderr
-    assert "torch imported by the add-on: False" in done.stdout
 
 
 DISABLE_ENABLE = """

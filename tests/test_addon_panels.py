@@ -94,7 +94,57 @@ def test_advanced_blend_and_preferences_draw(blender, addon):
     prefs = addon.preferences.preferences()
     log = []
     type(prefs).draw(_PrefsSelf(prefs, CheckedLayout(log)), bpy.context)
-    assert ("operator", "occnet.install_backend") in log and ("prop", "backend_python") in log
+    assert ("prop", "backend_python") in log
+
+
+def test_install_backend_is_offered_only_where_online_access_is_allowed(blender, addon):
+    prefs = addon.preferences.preferences()
+    system = bpy.context.preferences.system
+    drawn = {}
+    for online in (False, True):
+        system.use_online_access = online
+        try:
+            log = []
+            type(prefs).draw(_PrefsSelf(prefs, CheckedLayout(log)), bpy.context)
+            main = _draw(bpy.types.OCCNET_PT_main)
+        finally:
+            system.use_online_access = False
+        drawn[online] = log, main
+    assert ("operator", "occnet.install_backend") not in drawn[False][0]
+    assert any(n == "label" and "set Backend Python" in str(a) for n, a in drawn[False][0])
+    assert ("operator", "occnet.install_backend") in drawn[True][0]
+
+
+def test_the_panel_names_the_engine_and_how_to_get_gpu_speed(blender, addon):
+    backend = addon.connection.BACKEND
+    saved = backend.state, backend.message, backend.hello
+    runtime = addon.shared.HelloReply(2, "0.1.0", None, "cpu", ["cpu"], 1, engine="runtime")
+    torch = addon.shared.HelloReply(2, "0.1.0", "2.13.0", "cuda", ["cpu", "cuda"], 1, engine="torch")
+    system = bpy.context.preferences.system
+    try:
+        backend.state, backend.hello = "ready", runtime
+        backend.message = f"Ready: {addon.connection.engine_name(runtime)}"
+        on_runtime = _draw(bpy.types.OCCNET_PT_main), _draw(bpy.types.OCCNET_PT_advanced)
+        system.use_online_access = True
+        online_hint = _labels(_draw(bpy.types.OCCNET_PT_main))
+        system.use_online_access = False
+        backend.hello = torch
+        backend.message = f"Ready: {addon.connection.engine_name(torch)}"
+        on_torch = _draw(bpy.types.OCCNET_PT_main), _draw(bpy.types.OCCNET_PT_advanced)
+    finally:
+        system.use_online_access = False
+        backend.state, backend.message, backend.hello = saved
+    labels = _labels(on_runtime[0])
+    assert "Backend: Ready: Built-in CPU runtime" in labels
+    assert "set Backend Python" in labels and "Install Backend" in online_hint
+    assert "need the PyTorch backend" in _labels(on_runtime[1])
+    assert "Backend: Ready: PyTorch 2.13.0 on CUDA" in _labels(on_torch[0])
+    assert "GPU speed" not in _labels(on_torch[0]) and "PyTorch backend" not in _labels(on_torch[1])
+
+
+def _labels(log) -> str:
+    """The label texts as one string: wrapped lines joined by spaces."""
+    return " ".join(str(a) for n, a in log if n == "label")
 
 
 def test_checked_layout_rejects_what_blender_would(blender):

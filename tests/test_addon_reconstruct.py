@@ -201,12 +201,14 @@ def test_no_backend_says_what_to_do(blender, addon, monkeypatch, tmp_path):
     no_torch = tmp_path / "python"
     no_torch.write_text("#!/bin/sh\nexit 3\n")
     no_torch.chmod(0o755)
-    settings = connection.LaunchSettings((("the Backend Python preference", str(no_torch)),), "auto", "")
+    settings = connection.LaunchSettings(
+        (connection.Interpreter("the Backend Python preference", str(no_torch)),), "auto", ""
+    )
     connection.BACKEND.stop()
     monkeypatch.setattr(connection.BACKEND, "launch_override", settings)
     scan = vertex_cloud("scan", scan_of(held_out(*MUG)))
     select(scan)
-    with pytest.raises(RuntimeError, match="Install Backend"):
+    with pytest.raises(RuntimeError, match="set 'Backend Python'"):
         bpy.ops.occnet.reconstruct()
     assert connection.BACKEND.state == "failed"
     monkeypatch.setattr(connection.BACKEND, "launch_override", None)
@@ -217,10 +219,13 @@ def test_interpreter_order_follows_the_preferences(blender, addon, tmp_path):
     prefs = addon.preferences.preferences()
     prefs.backend_python = str(tmp_path / "my-python")
     try:
-        labels = [label for label, _ in addon.connection.launch_settings().interpreters]
+        interpreters = addon.connection.launch_settings().interpreters
     finally:
         prefs.backend_python = ""
-    assert labels[0] == "the Backend Python preference" and labels[-1] == "Blender's Python"
+    labels = [i.label for i in interpreters]
+    assert labels == ["the Backend Python preference", "Blender's Python", "the built-in CPU runtime"]
+    assert [i.worker for i in interpreters] == ["backend.worker", "backend.worker", "backend.runtime.worker"]
+    assert interpreters[-1].python == interpreters[-2].python == sys.executable
 
 
 def test_install_backend_respects_online_access(blender):

@@ -1,12 +1,12 @@
 """The worker for the built-in CPU runtime: the same protocol (backend/protocol.py), served by the same loop
 (backend/serve.py) as the PyTorch worker, with handlers that run the shipped models' ONNX graphs on ONNX
-Runtime. It needs only the standard library, numpy and onnxruntime, so it runs in Blender's own Python:
+Runtime. It needs only the standard library, numpy, onnxruntime, and (to read files) Pillow and trimesh: what
+Blender ships and the extension's zip bundles, so it runs in Blender's own Python:
 
     python -m backend.runtime.worker
 
-Its latents are the PyTorch worker's (same code layout, same frame): either engine extracts the other's.
-Files are read by the add-on, which sends arrays ('points', 'pixels', 'voxels'); the face budget and
-refinement need the PyTorch backend, and asking for them here is an "input" error that says so.
+Its latents are the PyTorch worker's (same code layout, same frame): either engine extracts the other's. The
+face budget and refinement need the PyTorch backend, and asking for them here is an "input" error that says so.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import time
 from typing import TYPE_CHECKING, BinaryIO
 
 from .. import __version__
-from ..errors import InputError
-from ..inputs import ImageInput, Observation, PointCloudInput, VoxelInput
+from ..inputs import Observation
 from ..inputs.network import check_input_kind, network_input
 from ..latent import Latent, check_latent, interpolate
 from ..protocol import (
@@ -34,7 +33,6 @@ from ..protocol import (
     MeshReply,
     ModelsReply,
     ModelsRequest,
-    ObservationSource,
     ReconstructReply,
     ReconstructRequest,
 )
@@ -46,8 +44,8 @@ from ..serve import (
     mesh_reply,
     model_info,
     model_name,
-    observation_array,
     protocol_channel,
+    request_observation,
     serve_forever,
 )
 from .extract import ExtractOptions, ExtractStats, extract_mesh
@@ -57,7 +55,6 @@ if TYPE_CHECKING:
     from .model import RuntimeModel
 
 ENGINE = "runtime"
-_OBSERVATIONS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}
 
 
 def has_graphs(entry: ModelEntry) -> bool:
@@ -81,7 +78,7 @@ class RuntimeWorker(Server):
 
     def do_reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
         start = time.perf_counter()
-        observation = self.observation(request)
+        observation = request_observation(request)
         model = self.model(request.model, observation)
         options = self.options(request, model)
         progress = self.progress(job)
@@ -91,7 +88,7 @@ class RuntimeWorker(Server):
         return self.extract(model, latent, options, job, stats, with_latent=True)
 
     def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
-        observation = self.observation(request)
+        observation = request_observation(request)
         latent = self.encode(self.model(request.model, observation), observation)
         return EncodeReply(latent=latent_frame(latent), code=latent.code)
 
@@ -120,15 +117,6 @@ class RuntimeWorker(Server):
         if observation is not None:
             check_input_kind(model.name, model.config.input_kind, observation)
         return model
-
-    def observation(self, request: ObservationSource) -> Observation:
-        if request.input_path is not None:
-            raise InputError(
-                f"The built-in CPU runtime does not read files ({request.input_path}): send the input as an "
-                "array ('points', 'pixels' or 'voxels'), or use the PyTorch backend."
-            )
-        name, array = observation_array(request)
-        return _OBSERVATIONS[name](array)
 
     def options(self, request: Extraction, model: RuntimeModel) -> ExtractOptions:
         """The request's extraction settings, checked before any work (the face budget and refinement are
