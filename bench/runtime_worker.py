@@ -1,11 +1,13 @@
 """Reconstruct through the two workers, as the add-on does: the built-in CPU runtime's (ONNX Runtime) against
-the PyTorch worker's, each a real process driven by the add-on's client, on the same scan of a torus.
+the PyTorch worker's, each a real process driven by the add-on's client, on the same inputs: a scan of a torus
+for each shipped point-cloud model, a picture for the image model.
 
     python bench/runtime_worker.py [--resolution 128] [--repeat 3] [--threads N]
 
-Per shipped point-cloud model and worker: seconds per reconstruct request, round trip (the fastest of --repeat,
-after one warm-up that loads the model), the worker's own seconds per stage, faces; then the IoU of the two
-meshes. --threads N sets OMP_NUM_THREADS for both workers (the runtime's ONNX Runtime picks its own count).
+Per shipped model and worker: seconds per reconstruct request, round trip (the fastest of --repeat, after one
+warm-up that loads the model), the worker's own seconds per stage, faces; then the runtime's time as a ratio of
+PyTorch's (the baseline) and the IoU of the two meshes. --threads N sets OMP_NUM_THREADS for both workers
+(the runtime's ONNX Runtime picks its own count).
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from backend.protocol import ReconstructRequest  # noqa: E402
 from occnet_blender.client import BackendClient  # noqa: E402
 
 WORKERS = {"runtime": "backend.runtime.worker", "torch": "backend.worker"}
-MODELS = ("triplane-pointcloud", "onet-pointcloud")
+MODELS = ("triplane-pointcloud", "onet-pointcloud", "onet-image")
+
+
+def inputs() -> dict[str, dict[str, np.ndarray]]:
+    """The request's array per input kind: a scan in world units, a picture with a transparent background."""
+    yy, xx = np.mgrid[:96, :128]
+    disc = ((yy - 48) ** 2 + (xx - 60) ** 2 < 900).astype(np.uint8)
+    pixels = np.dstack([np.full((96, 128, 3), 180, np.uint8), 255 * disc])
+    return {"pointcloud": {"points": torus_scan(3000).astype(np.float32)}, "image": {"pixels": pixels}}
 
 
 def main() -> None:
@@ -40,11 +50,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for both workers; 0 leaves it")
     args = parser.parse_args()
     env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
-    cloud = torus_scan(3000).astype(np.float32)
+    arrays = inputs()
     print(describe(torch.device("cpu")), f"(this process; OMP_NUM_THREADS {env.get('OMP_NUM_THREADS', 'unset')})")
     for model in MODELS:
-        request = ReconstructRequest(model=model, resolution=args.resolution, points=cloud)
-        meshes = {}
+        kind = "image" if model.endswith("-image") else "pointcloud"
+        request = ReconstructRequest(model=model, resolution=args.resolution, normals=False, **arrays[kind])
+        meshes, seconds = {}, {}
         for engine, module in WORKERS.items():
             client = BackendClient(sys.executable, ROOT, device="cpu", extra_env=env, worker=module)
             client.start()
@@ -59,12 +70,13 @@ def main() -> None:
                 client.close()
             stages = ", ".join(f"{k} {v:.2f}" for k, v in reply.stats["seconds"].items())
             print(f"{model} at {args.resolution}, {engine:7s}: {best:.2f} s ({stages}), {len(reply.faces)} faces")
-            meshes[engine] = reply
+            meshes[engine], seconds[engine] = reply, best
         a, b = meshes.values()
         low, high = np.minimum(a.vertices.min(0), b.vertices.min(0)), np.maximum(a.vertices.max(0), b.vertices.max(0))
         points = np.random.default_rng(0).uniform(low, high, (200_000, 3))
         same = iou(mesh_contains(a.vertices, a.faces, points), mesh_contains(b.vertices, b.faces, points))
-        print(f"{model} at {args.resolution}: IoU runtime vs torch {same:.4f}")
+        ratio = seconds["runtime"] / seconds["torch"]
+        print(f"{model} at {args.resolution}: runtime / torch time {ratio:.2f}, IoU runtime vs torch {same:.4f}")
 
 
 if __name__ == "__main__":

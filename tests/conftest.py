@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fitting import fit_tiny_pointcloud_model, fit_tiny_triplane_model  # noqa: E402
+from stock_blender import blender_ext  # noqa: E402
 
 from backend.checkpoint import save_checkpoint  # noqa: E402
 from backend.config import ModelConfig  # noqa: E402
@@ -44,19 +45,6 @@ def untrained_image_model(tmp_path_factory) -> Path:
         threshold=0.5,
     )
     return save_checkpoint(build_model(config).eval(), tmp_path_factory.mktemp("models") / "tiny-image.safetensors")
-
-
-def blender_ext():
-    """Blender's own extension tool (validator, platform names), loaded from the bpy module's scripts."""
-    import importlib.util
-
-    import bpy
-
-    path = Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core/bl_pkg/cli/blender_ext.py"
-    spec = importlib.util.spec_from_file_location("blender_ext", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_or_skip(out_dir: Path, platform: str) -> Path:

@@ -3,8 +3,6 @@ platform's wheels, Blender's installer installs and enables it, and in a Blender
 the add-on reconstructs, blends and cancels on the bundled CPU runtime with the PyTorch backend's results."""
 
 import hashlib
-import json
-import os
 import subprocess
 import sys
 import tomllib
@@ -14,7 +12,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from conftest import blender_ext, build_or_skip
+from conftest import build_or_skip
+from stock_blender import blender_ext, run_in_stock_blender
 
 import backend
 import build
@@ -82,33 +81,6 @@ def test_the_same_sources_give_the_same_zip_bytes(extension_zip, tmp_path):
     again = build.build(tmp_path, [platform])[platform]
     assert again.read_bytes() == extension_zip.read_bytes()
 
-
-# Stock Blender has no torch, SciPy or scikit-image, and none of ONNX Runtime's declared dependencies but numpy.
-# This venv has them all, so a sitecustomize hides them from Blender and from every worker it starts (they inherit
-# PYTHONPATH), and finds the bundled wheels only where Blender's installer put them.
-STOCK_BLENDER_SITE = """
-import importlib.machinery, os, sys
-
-SITE = os.path.join(os.environ["BLENDER_USER_RESOURCES"], "extensions", ".local", "lib", "python3.11", "site-packages")
-HIDDEN = {"torch", "scipy", "skimage", "safetensors", "onnx", "flatbuffers", "packaging", "google", "sympy",
-          "coloredlogs", "fast_simplification", "tqdm"}
-BUNDLED = {"onnxruntime", "PIL", "trimesh"}
-
-
-class StockBlender:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in HIDDEN:
-            raise ImportError(f"{name} is not in stock Blender")
-        if name in BUNDLED:
-            spec = importlib.machinery.PathFinder.find_spec(name, [SITE])
-            if spec is None:
-                raise ImportError(f"{name} is not where Blender installs the extension's wheels")
-            return spec
-        return None
-
-
-sys.meta_path.insert(0, StockBlender())
-"""
 
 # A user's session: install the zip, Reconstruct a scan object and a reference-image empty, Blend, Cancel.
 STOCK_BLENDER_SESSION = """
@@ -198,7 +170,7 @@ maps = [open(f"/proc/{pid}/maps").read() for pid in (os.getpid(), hello.pid)]
 report["libtorch_mapped"] = any("libtorch" in text for text in maps)
 report["torch_imported"] = "torch" in sys.modules
 np.savez(os.path.join(folder, "results.npz"), **results)
-print("REPORT " + json.dumps(report))
+print(REPORT + json.dumps(report))
 """
 
 
@@ -230,20 +202,7 @@ def test_stock_blender_reconstructs_blends_and_cancels_on_the_bundled_runtime(ex
     disc = ((yy - 48) ** 2 + (xx - 60) ** 2 < 900).astype(np.uint8)
     pixels = np.dstack([np.full((96, 128, 3), 180, np.uint8), 255 * disc])
     Image.fromarray(pixels).save(tmp_path / "picture.png")
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(STOCK_BLENDER_SITE)
-    env = {**os.environ, "PYTHONPATH": str(site), "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
-    done = subprocess.run(
-        [sys.executable, "-c", STOCK_BLENDER_SESSION, str(extension_zip), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
-    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
-    report = json.loads(lines[0].removeprefix("REPORT "))
+    report = run_in_stock_blender(STOCK_BLENDER_SESSION, [str(extension_zip), str(tmp_path)], tmp_path)
     print(f"\nfirst Reconstruct in a fresh stock Blender, install included: {report['first_click_seconds']:.1f} s")
     assert report["engine"] == "runtime" and report["panel"] == "Ready: Built-in CPU runtime"
     assert not report["libtorch_mapped"] and not report["torch_imported"]

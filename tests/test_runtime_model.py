@@ -24,7 +24,6 @@ from backend.inputs.pointcloud import normalize_points
 from backend.models import build_model
 from backend.models.triplane import sample_planes, sample_planes_by_gather
 from backend.registry import WEIGHTS_DIR
-from backend.runtime import model as runtime_model
 from backend.runtime.graphs import STAGES, graph_path
 from backend.runtime.model import load_runtime_model
 
@@ -94,7 +93,7 @@ def test_chunked_evaluation_and_a_float16_flat_code_give_the_same_logits(pair, m
     code = torch_model.encode(_observation(torch_model.config.input_kind, 1)).code.astype(np.float16)
     points = _queries(2500, 3)
     whole = runtime.logits(code.astype(np.float32), points)
-    monkeypatch.setattr(runtime_model, "CHUNK", 1000)
+    monkeypatch.setattr(type(runtime), "chunk", 1000)  # points per decoder run
     np.testing.assert_array_equal(runtime.logits(code.ravel(), points), whole)
     np.testing.assert_array_equal(runtime.field(code)(points), whole)
     with torch.no_grad():

@@ -154,7 +154,7 @@ class RuntimeWorker(Server):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m backend.runtime.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="accepted for the add-on's sake; the runtime runs on the CPU")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per model; 0 lets it choose")
+    parser.add_argument("--threads", type=int, default=0, help="threads per model; 0: as PyTorch")
     args = parser.parse_args(argv)
     channel = protocol_channel()
     from . import model  # noqa: F401  (ONNX Runtime: loaded now that stdout is safe, so hello is quick)
