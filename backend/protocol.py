@@ -2,9 +2,9 @@
 dataclasses are the messages both sides build and read (stdlib + numpy only: it runs inside Blender).
 
 Start: `python -m backend.worker --device D` (PyTorch) or `python -m backend.runtime.worker` (the built-in CPU
-runtime: numpy and ONNX Runtime only; same messages, hello's engine says which), with OCCNET_MODELS_PATH
-(os.pathsep separated) naming folders of extra models. Transport: the worker's stdin (requests) and stdout
-(replies); no port is opened. Every message is one frame:
+runtime: numpy and ONNX Runtime, plus Pillow and trimesh for files; same messages, hello's engine says which),
+with OCCNET_MODELS_PATH (os.pathsep separated) naming folders of extra models. Transport: the worker's stdin
+(requests) and stdout (replies); no port is opened. Every message is one frame:
 
     4 bytes  big-endian length L of the header (at most MAX_HEADER_BYTES)
     L bytes  UTF-8 JSON object: {"v": 2, "type": ..., "id": ..., "arrays": [[name, dtype, shape], ...], ...fields}

@@ -54,12 +54,12 @@ def build_or_skip(out_dir: Path, platform: str) -> Path:
     try:
         return build.build(out_dir, [platform])[platform]
     except build.WheelUnavailable as error:
-        pytest.skip(f"no {platform} extension zip without its ONNX Runtime wheel: {error}")
+        pytest.skip(f"no {platform} extension zip without its pinned wheels: {error}")
 
 
 @pytest.fixture(scope="session")
 def extension_zip(tmp_path_factory) -> Path:
-    """The zip Blender's installer takes on this machine: this platform's, with its ONNX Runtime wheel."""
+    """The zip Blender's installer takes on this machine: this platform's, with its wheels."""
     import build
 
     platform = blender_ext().platform_from_this_system()

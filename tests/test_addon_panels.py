@@ -67,7 +67,7 @@ def test_main_panel_idle_running_and_failed(blender, addon):
 
     backend = addon.connection.BACKEND
     state, message = backend.state, backend.message
-    backend.state, backend.message = "failed", "No Python with PyTorch could run the backend."
+    backend.state, backend.message = "failed", "The backend could not start."
     addon.jobs.JOBS.report("scan: something went wrong")
     try:
         log = _draw(bpy.types.OCCNET_PT_main)
