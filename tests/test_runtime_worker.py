@@ -123,11 +123,11 @@ def test_point_clouds_give_the_torch_workers_mesh_and_latent(runtime, torch_work
     assert _same_solid(from_torch, from_runtime) >= 0.99
 
 
-def test_the_image_model_reads_a_pixels_array(runtime, torch_worker):
+def test_the_image_model_reads_a_pixels_array_and_gives_the_torch_workers_mesh(runtime, torch_worker):
     yy, xx = np.mgrid[:96, :128]
     disc = ((yy - 48) ** 2 + (xx - 60) ** 2 < 900).astype(np.uint8)
     pixels = np.dstack([np.full((96, 128, 3), 180, np.uint8), 255 * disc])
-    request = ReconstructRequest(model="onet-image", resolution=64, pixels=pixels)
+    request = ReconstructRequest(model="onet-image", resolution=128, pixels=pixels)
     ours, theirs = runtime.run(request, timeout=300), torch_worker.run(request, timeout=300)
     assert ours.code.shape == theirs.code.shape and len(ours.faces) > 100
     assert _same_solid(ours, theirs) >= 0.99
