@@ -33,8 +33,10 @@ test: setup wheels
 test-all: setup wheels
 	$(PY) -m pytest -m ""
 
-bench: setup
+bench: setup wheels
 	$(PY) bench/extract.py
+	$(PY) bench/runtime_worker.py
+	$(PY) bench/first_click.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
