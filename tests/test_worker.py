@@ -131,6 +131,15 @@ def test_far_coordinates_keep_their_precision_and_latents_their_model(client, ti
     assert info.value.kind == "input"
 
 
+def test_the_face_budget_and_refinement_work_on_pytorch(client, tiny_model):
+    """What only the PyTorch engine does (the built-in runtime refuses both) stays available here."""
+    full = client.run(ReconstructRequest(model=tiny_model.stem, resolution=64, normals=False, points=CLOUD))
+    budget = client.run(ReconstructRequest(model=tiny_model.stem, resolution=64, faces=500, points=CLOUD))
+    refined = client.run(ReconstructRequest(model=tiny_model.stem, resolution=32, refine_steps=3, points=CLOUD))
+    assert len(budget.faces) <= 500 < len(full.faces)
+    assert "refine" in refined.stats["seconds"] and len(refined.faces)
+
+
 def test_cancel_mid_job_then_keep_working(client, tiny_model):
     job = _reconstruct(client, tiny_model, resolution=512)
     _wait_for_stage(client, job, "evaluate")

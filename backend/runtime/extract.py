@@ -55,6 +55,10 @@ class ExtractOptions:
                 f"A face budget of {self.faces} is too small: the smallest closed mesh has {MIN_FACES} faces. "
                 f"Ask for {MIN_FACES} or more, or 0 to keep every face."
             )
+
+    def validate_for_runtime(self) -> None:
+        """`validate`, and refuse what only the PyTorch engine does (gradients, decimation), before any work."""
+        self.validate()
         if self.faces or self.refine_steps:
             raise OccNetError(
                 "The built-in CPU runtime keeps every face and does not refine: set the face budget and the "
@@ -94,7 +98,7 @@ def extract_mesh(
     """Mesh of the level set {sigmoid(logits) = threshold} in the canonical frame, with outward normals from
     the field's gradient. `logits` maps points (N, 3) float32 to (N,) float32; it is called with at most
     `batch` points at a time, and `cancel` is checked before each call (raising Cancelled)."""
-    options.validate()
+    options.validate_for_runtime()
     stats = stats or ExtractStats()
     evaluate = Evaluator(logits, batch, progress, cancel)
     tau = options.threshold_logit()

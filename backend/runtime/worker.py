@@ -129,7 +129,7 @@ class RuntimeWorker(Server):
             faces=request.faces,
             normals=request.normals,
         )
-        options.validate()
+        options.validate_for_runtime()
         return options
 
     def encode(self, model: RuntimeModel, observation: Observation) -> Latent:
