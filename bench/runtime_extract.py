@@ -1,5 +1,5 @@
-"""Extraction on the built-in engine (numpy marching cubes, finite-difference normals) against the PyTorch
-backend's (scikit-image marching cubes, autograd normals), on the same field and the same MISE grid.
+"""Extraction on the built-in engine (finite-difference normals) against the PyTorch backend's (autograd
+normals), on the same field, MISE grid and marching cubes; then that numpy marching cubes against scikit-image's.
 
     python bench/runtime_extract.py [--resolution 128] [--repeat 3]
 
@@ -67,7 +67,7 @@ def compare(name: str, torch_field, numpy_field, resolution: int, repeat: int) -
     options = ExtractOptions(resolution=resolution)
     rows = {}
     for engine, run in (
-        ("pytorch + scikit-image", lambda: timed_run(torch_extract_mesh, torch_field, options)),
+        ("pytorch", lambda: timed_run(torch_extract_mesh, torch_field, options)),
         ("built-in numpy", lambda: timed_run(extract_mesh, numpy_field, options)),
     ):
         run()  # warm-up

@@ -1,4 +1,5 @@
-"""Turning an occupancy field into a mesh: MISE, marching cubes, refinement, simplification, normals."""
+"""Turning a torch occupancy field into a mesh: the runtime's MISE and marching cubes, plus refinement,
+simplification and gradient normals, which need torch."""
 
 from .pipeline import ExtractOptions, ExtractStats, extract_mesh
 

@@ -7,10 +7,9 @@ import torch
 
 from ..device import points_per_batch
 from ..mesh import Mesh
-from ..runtime.extract import ExtractOptions, ExtractStats
+from ..runtime.extract import ExtractOptions, ExtractStats, grid_to_mesh
 from ..runtime.mise import dense_grid, mise_grid
 from .evaluate import CancelCheck, Field, Progress, TorchEvaluator
-from .marching import grid_to_mesh
 from .refine import field_normals, refine_mesh
 from .simplify import simplify_mesh
 

@@ -1,8 +1,8 @@
 """From a logits callable to a finished mesh on numpy alone: MISE, marching cubes, normals from the field.
 
-The bundled engine's counterpart of `backend.extract.pipeline` (which needs torch and scikit-image): the same
-options, stats, progress stages and cancellation, and the same grid (both engines run `runtime.mise`), so the
-two give the same surface. Simplification and refinement need the PyTorch backend.
+The bundled engine's counterpart of `backend.extract.pipeline` (which needs torch): the same options, stats,
+progress stages and cancellation, the same grid (both engines run `runtime.mise`) and the same marching cubes
+(both run `grid_to_mesh`), so the two give the same surface. Simplification and refinement need PyTorch.
 """
 
 from __future__ import annotations
