@@ -19,8 +19,8 @@ from .config import ModelConfig
 from .device import resolve_device
 from .extract import ExtractOptions, ExtractStats, extract_mesh
 from .extract.evaluate import CancelCheck, Field, Progress
-from .inputs import ImageInput, Observation, PointCloudInput, VoxelInput, load_observation
-from .inputs.network import check_input_kind, network_input
+from .inputs import Observation
+from .inputs.network import as_observation, network_input
 from .latent import Latent, check_latent, interpolate
 from .mesh import Mesh
 from .models import OccupancyNetwork
@@ -50,7 +50,7 @@ class Model:
 
     @torch.no_grad()
     def encode(self, observation: Observation | str | Path | np.ndarray, seed: int = 0) -> Latent:
-        observation = self._as_observation(observation)
+        observation = as_observation(observation, self.name, self.config.input_kind)
         array, frame = network_input(observation, self.config, seed)
         batch = torch.from_numpy(array)[None]
         code = self.network.encode(batch.to(self.device))[0]
@@ -95,15 +95,6 @@ class Model:
         latent = self.encode(observation)
         stats = ExtractStats(seconds={"encode": time.perf_counter() - start})
         return self.extract(latent, progress=progress, stats=stats, **options)
-
-    def _as_observation(self, observation: Observation | str | Path | np.ndarray) -> Observation:
-        if isinstance(observation, str | Path):
-            observation = load_observation(observation)
-        elif isinstance(observation, np.ndarray):
-            wrap = {"pointcloud": PointCloudInput, "image": ImageInput, "voxels": VoxelInput}[self.config.input_kind]
-            observation = wrap(observation)
-        check_input_kind(self.name, self.config.input_kind, observation)
-        return observation
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "auto") -> Model:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -21,9 +23,13 @@ from .api import Model, load_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.samplers import partial_cloud
 from .errors import EmptySurfaceError, OccNetError
+from .inputs.network import as_observation
 from .mesh import Mesh
 from .metrics import iou, mesh_contains
 from .registry import find_model, is_shipped
+
+if TYPE_CHECKING:
+    from .runtime.model import RuntimeModel
 
 SURFACE_SAMPLES = 100_000
 FSCORE_THRESHOLD = 0.01
@@ -45,6 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="at most this many shapes per category")
     p.add_argument("--baseline", choices=("poisson",), help="also score Screened Poisson on the same inputs")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--engine",
+        choices=("torch", "runtime"),
+        default="torch",
+        help="PyTorch, or the built-in CPU runtime the add-on runs without PyTorch (the model needs its ONNX graphs)",
+    )
     p.add_argument("--out", help="write the full results as JSON here")
     p.add_argument("--markdown", help="write the table as Markdown here")
     p.add_argument(
@@ -110,7 +122,7 @@ def rotate_shape(shape: dict, degrees: float) -> dict:
     return {**shape, **{key: shape[key] @ matrix.T for key in ("uniform", "surface", "normals")}}
 
 
-def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
+def model_input(model: Model | RuntimeModel, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
     if model.config.input_kind == "image":
         views = sorted((folder / "img").glob("*.png"))
         if not 0 <= args.view < len(views):
@@ -134,7 +146,7 @@ def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespac
 
 def evaluate(args: argparse.Namespace) -> int:
     target = None if args.write_metadata is None else metadata_target(find_model(args.model), args.write_metadata)
-    model = load_model(args.model, args.device)
+    model, reconstruct = _engine(args)
     root = Path(args.data)
     entries = []
     for lst in sorted(root.glob(f"*/{args.split}.lst")):
@@ -153,9 +165,7 @@ def evaluate(args: argparse.Namespace) -> int:
         observation = model_input(model, folder, shape, args, seed=index)
         start = time.perf_counter()
         try:
-            mesh = model.reconstruct(
-                observation, resolution=args.resolution, threshold=args.threshold, normals=False
-            ).mesh
+            mesh = reconstruct(observation)
         except EmptySurfaceError:
             mesh = None
         row = {
@@ -179,6 +189,32 @@ def evaluate(args: argparse.Namespace) -> int:
         store_summary(find_model(args.model), results, args.metadata_label, args.headline, out=target)
         print(f"{target}: scores stored in the metadata")
     return 0
+
+
+def _engine(args: argparse.Namespace) -> tuple[Model | RuntimeModel, Callable[[object], Mesh]]:
+    """The model (its name and config) and how one input becomes a mesh, on the chosen engine."""
+    if args.engine == "torch":
+        model = load_model(args.model, args.device)
+        return (
+            model,
+            lambda observation: (
+                model.reconstruct(observation, resolution=args.resolution, threshold=args.threshold, normals=False).mesh
+            ),
+        )
+    from .runtime.extract import ExtractOptions
+    from .runtime.model import load_runtime_model
+    from .runtime.reconstruct import encode, extract
+
+    runtime = load_runtime_model(args.model)
+    threshold = runtime.config.threshold if args.threshold is None else args.threshold
+    options = ExtractOptions(resolution=args.resolution, threshold=threshold, normals=False)
+    options.validate_for_runtime()
+
+    def reconstruct(observation: object) -> Mesh:
+        observation = as_observation(observation, runtime.name, runtime.config.input_kind)
+        return extract(runtime, encode(runtime, observation), options)[0]
+
+    return runtime, reconstruct
 
 
 def metadata_target(model: Path, copy: str) -> Path:
@@ -228,13 +264,14 @@ def store_summary(
     save_checkpoint(network, out or path)
 
 
-def summarize(rows: list[dict], model: Model, args: argparse.Namespace) -> dict:
+def summarize(rows: list[dict], model: Model | RuntimeModel, args: argparse.Namespace) -> dict:
     def means(items: list[dict]) -> dict:
         return {m: float(np.nanmean([r[m] for r in items])) if items else float("nan") for m in METRICS}
 
     categories = sorted({r["category"] for r in rows})
     results = {
         "model": model.name,
+        "engine": args.engine,
         "data": str(args.data),
         "split": args.split,
         "input": model.config.input_kind,

@@ -24,12 +24,15 @@ import numpy as np
 
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
 from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
-from .latent import Latent
+from .latent import Latent, interpolate
 from .mesh import Mesh
 from .protocol import (
     AUTO_MODEL,
     CancelRequest,
+    EncodeReply,
+    EncodeRequest,
     ErrorReply,
+    Extraction,
     ExtractRequest,
     InterpolateRequest,
     LatentFrame,
@@ -48,6 +51,7 @@ from .protocol import (
     write_message,
 )
 from .registry import ModelEntry, default_model
+from .runtime.extract import ExtractStats
 
 PARENT_POLL_SECONDS = 1.0
 OBSERVATIONS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}  # by request field
@@ -73,7 +77,8 @@ def error_reply(exc: BaseException, request: str) -> ErrorReply:
 
 
 class Server:
-    """The engine-independent part of a worker; a subclass adds `do_<request type>(request, job) -> reply`."""
+    """The engine-independent part of a worker. A subclass adds `do_hello` and `do_models`, and the engine's part
+    of the shape requests: `model`, `encode`, `extraction` and `extract`."""
 
     def __init__(self, channel: BinaryIO) -> None:
         self.channel = channel
@@ -158,13 +163,60 @@ class Server:
             self.after_job()
         self.send(reply, job)
 
+    # --- the shape requests, the same on every engine ------------------------------------------------------
+
+    def do_reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
+        start = time.perf_counter()
+        observation = request_observation(request)
+        model = self.model(request.model, observation)
+        extraction = self.extraction(request, model, job)
+        self.progress(job)("encode", 0.0)
+        latent = self.encode(model, observation)
+        stats = ExtractStats(seconds={"encode": time.perf_counter() - start})
+        return mesh_reply(self.extract(model, latent, extraction, job, stats), stats.as_dict(), latent)
+
+    def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
+        observation = request_observation(request)
+        latent = self.encode(self.model(request.model, observation), observation)
+        return EncodeReply(latent=latent_frame(latent), code=latent.code)
+
+    def do_extract(self, request: ExtractRequest, job: int | None) -> MeshReply:
+        model = self.model(request.model)
+        latent = latent_from(request.latent, request.code, model.name)
+        return self.extract_reply(model, latent, request, job)
+
+    def do_interpolate(self, request: InterpolateRequest, job: int | None) -> MeshReply:
+        model = self.model(request.model)
+        a = latent_from(request.a, request.code_a, model.name)
+        b = latent_from(request.b, request.code_b, model.name)
+        return self.extract_reply(model, interpolate(a, b, request.t, request.method), request, job)
+
+    def extract_reply(self, model, latent: Latent, request: Extraction, job: int | None) -> MeshReply:
+        stats = ExtractStats()
+        mesh = self.extract(model, latent, self.extraction(request, model, job), job, stats)
+        return mesh_reply(mesh, stats.as_dict())
+
+    # --- the engine's part ------------------------------------------------------------------------------
+
+    def model(self, name: str, observation: Observation | None = None):
+        """The requested model, loaded once; "auto" is the shipped default for the observation's kind."""
+        raise NotImplementedError
+
+    def encode(self, model, observation: Observation) -> Latent:
+        raise NotImplementedError
+
+    def extraction(self, request: Extraction, model, job: int | None):
+        """The request's extraction settings as the engine takes them, checked before any work."""
+        raise NotImplementedError
+
+    def extract(self, model, latent: Latent, extraction, job: int | None, stats: ExtractStats) -> Mesh:
+        """The latent's mesh in its source's frame; the stage times go into `stats`."""
+        raise NotImplementedError
+
+    # --- for the engines ----------------------------------------------------------------------------------
+
     def cancel_check(self, job: int | None):
         return lambda: job in self.cancelled or self.closing.is_set()
-
-    def extract_options(
-        self, request: ReconstructRequest | ExtractRequest | InterpolateRequest, job: int | None
-    ) -> dict:
-        return {**request.extraction_options(), "cancel": self.cancel_check(job)}
 
     def progress(self, job: int | None):
         last = [0.0]

@@ -13,31 +13,23 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from . import __version__
 from .inputs import Observation
-from .latent import interpolate
+from .latent import Latent
+from .mesh import Mesh
 from .protocol import (
     PROTOCOL_VERSION,
-    EncodeReply,
-    EncodeRequest,
     ErrorReply,
-    ExtractRequest,
+    Extraction,
     HelloReply,
     HelloRequest,
-    InterpolateRequest,
-    MeshReply,
     ModelsReply,
     ModelsRequest,
-    ReconstructReply,
-    ReconstructRequest,
 )
+from .runtime.extract import ExtractStats
 from .serve import (
     Server,
-    latent_frame,
-    latent_from,
-    mesh_reply,
     model_info,
     model_name,
     protocol_channel,
-    request_observation,
     serve_forever,
 )
 from .serve import error_reply as _engine_error_reply
@@ -90,35 +82,9 @@ class Worker(Server):
 
         return ModelsReply([model_info(e) for e in list_models(request.extra_dirs)])
 
-    def do_reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
-        observation = request_observation(request)
-        model = self.model(request.model, observation)
-        result = model.reconstruct(observation, progress=self.progress(job), **self.extract_options(request, job))
-        return mesh_reply(result.mesh, result.stats, result.latent)
-
-    def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
-        observation = request_observation(request)
-        latent = self.model(request.model, observation).encode(observation)
-        return EncodeReply(latent=latent_frame(latent), code=latent.code)
-
-    def do_extract(self, request: ExtractRequest, job: int | None) -> MeshReply:
-        model = self.model(request.model)
-        latent = latent_from(request.latent, request.code, model.name)
-        result = model.extract(latent, progress=self.progress(job), **self.extract_options(request, job))
-        return mesh_reply(result.mesh, result.stats)
-
-    def do_interpolate(self, request: InterpolateRequest, job: int | None) -> MeshReply:
-        model = self.model(request.model)
-        a = latent_from(request.a, request.code_a, model.name)
-        b = latent_from(request.b, request.code_b, model.name)
-        blend = interpolate(a, b, request.t, request.method)
-        result = model.extract(blend, progress=self.progress(job), **self.extract_options(request, job))
-        return mesh_reply(result.mesh, result.stats)
-
     # --- helpers --------------------------------------------------------------------------------------
 
     def model(self, name: str, observation: Observation | None = None) -> Model:
-        """The requested model, loaded once; "auto" is the shipped default for the observation's kind."""
         from .api import load_model
 
         name = model_name(name, observation.kind if observation is not None else None)
@@ -126,6 +92,15 @@ class Worker(Server):
         if key not in self.models:
             self.models[key] = load_model(name, self.device)
         return self.models[key]
+
+    def encode(self, model: Model, observation: Observation) -> Latent:
+        return model.encode(observation)
+
+    def extraction(self, request: Extraction, model: Model, job: int | None) -> dict:
+        return {**request.extraction_options(), "cancel": self.cancel_check(job)}
+
+    def extract(self, model: Model, latent: Latent, extraction: dict, job: int | None, stats: ExtractStats) -> Mesh:
+        return model.extract(latent, progress=self.progress(job), stats=stats, **extraction).mesh
 
 
 def main(argv: list[str] | None = None) -> int:

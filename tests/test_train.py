@@ -125,6 +125,20 @@ def test_evaluate_cli_writes_the_paper_metrics(tiny_model, tmp_path):
     ]
     assert "Chamfer-L1" in done.stdout
 
+    # The built-in CPU runtime, scored the same way, on a copy of the model with its ONNX graphs beside it.
+    model = tmp_path / "exported" / tiny_model.name
+    model.parent.mkdir()
+    shutil.copy(tiny_model, model)
+    assert run_cli("export-onnx", model).returncode == 0
+    on_runtime = tmp_path / "runtime.json"
+    args = ("evaluate", "--model", model, "--data", data, "--resolution", "32", "--engine", "runtime")
+    done = run_cli(*args, "--out", on_runtime)
+    assert done.returncode == 0, done.stderr
+    runtime = json.loads(on_runtime.read_text())
+    assert (runtime["engine"], results["engine"], runtime["shapes"]) == ("runtime", "torch", 4)
+    for ours, theirs in zip(runtime["rows"], results["rows"], strict=True):
+        assert ours["shape"] == theirs["shape"] and ours["iou"] == pytest.approx(theirs["iou"], abs=0.01)
+
 
 @pytest.mark.slow
 def test_training_runs_unchanged_under_torchrun(tiny_data, tmp_path):

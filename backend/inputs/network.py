@@ -3,15 +3,31 @@ runtime) run, so that they encode the same input to the same latent, in the same
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..config import ModelConfig
 from ..errors import InputError
 from .image import prepare_image
-from .observation import Frame, ImageInput, Observation, PointCloudInput
+from .observation import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
 from .pointcloud import normalize_points
 
 KIND_WORDS = {"pointcloud": "point clouds", "image": "images", "voxels": "voxel grids"}
+_BY_KIND = {"pointcloud": PointCloudInput, "image": ImageInput, "voxels": VoxelInput}
+
+
+def as_observation(observation: Observation | str | Path | np.ndarray, model: str, input_kind: str) -> Observation:
+    """What a caller hands a model (an observation, a file, or an array of the model's input kind), checked
+    against the kind the model reads."""
+    if isinstance(observation, str | Path):
+        from .files import load_observation  # trimesh and Pillow, imported when a file comes
+
+        observation = load_observation(observation)
+    elif isinstance(observation, np.ndarray):
+        observation = _BY_KIND[input_kind](observation)
+    check_input_kind(model, input_kind, observation)
+    return observation
 
 
 def check_input_kind(model: str, input_kind: str, observation: Observation) -> None:

@@ -14,41 +14,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from typing import TYPE_CHECKING, BinaryIO
 
 from .. import __version__
 from ..inputs import Observation
-from ..inputs.network import check_input_kind, network_input
-from ..latent import Latent, check_latent, interpolate
+from ..inputs.network import check_input_kind
+from ..latent import Latent
+from ..mesh import Mesh
 from ..protocol import (
     PROTOCOL_VERSION,
-    EncodeReply,
-    EncodeRequest,
     Extraction,
-    ExtractRequest,
     HelloReply,
     HelloRequest,
-    InterpolateRequest,
-    MeshReply,
     ModelsReply,
     ModelsRequest,
-    ReconstructReply,
-    ReconstructRequest,
 )
 from ..registry import ModelEntry, list_models
 from ..serve import (
     Server,
-    latent_frame,
-    latent_from,
-    mesh_reply,
     model_info,
     model_name,
     protocol_channel,
-    request_observation,
     serve_forever,
 )
-from .extract import ExtractOptions, ExtractStats, extract_mesh
+from .extract import ExtractOptions, ExtractStats
 from .graphs import STAGES, graph_path
 
 if TYPE_CHECKING:
@@ -76,38 +65,9 @@ class RuntimeWorker(Server):
     def do_models(self, request: ModelsRequest, job: int | None) -> ModelsReply:
         return ModelsReply([model_info(e) for e in list_models(request.extra_dirs) if has_graphs(e)])
 
-    def do_reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
-        start = time.perf_counter()
-        observation = request_observation(request)
-        model = self.model(request.model, observation)
-        options = self.options(request, model)
-        progress = self.progress(job)
-        progress("encode", 0.0)
-        latent = self.encode(model, observation)
-        stats = ExtractStats(seconds={"encode": time.perf_counter() - start})
-        return self.extract(model, latent, options, job, stats, with_latent=True)
-
-    def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
-        observation = request_observation(request)
-        latent = self.encode(self.model(request.model, observation), observation)
-        return EncodeReply(latent=latent_frame(latent), code=latent.code)
-
-    def do_extract(self, request: ExtractRequest, job: int | None) -> MeshReply:
-        model = self.model(request.model)
-        options = self.options(request, model)
-        return self.extract(model, latent_from(request.latent, request.code, model.name), options, job)
-
-    def do_interpolate(self, request: InterpolateRequest, job: int | None) -> MeshReply:
-        model = self.model(request.model)
-        options = self.options(request, model)
-        a = latent_from(request.a, request.code_a, model.name)
-        b = latent_from(request.b, request.code_b, model.name)
-        return self.extract(model, interpolate(a, b, request.t, request.method), options, job)
-
     # --- helpers --------------------------------------------------------------------------------------
 
     def model(self, name: str, observation: Observation | None = None) -> RuntimeModel:
-        """The requested model's graphs, loaded once; "auto" is the shipped default for the observation's kind."""
         from .model import load_runtime_model
 
         name = model_name(name, observation.kind if observation is not None else None)
@@ -118,7 +78,7 @@ class RuntimeWorker(Server):
             check_input_kind(model.name, model.config.input_kind, observation)
         return model
 
-    def options(self, request: Extraction, model: RuntimeModel) -> ExtractOptions:
+    def extraction(self, request: Extraction, model: RuntimeModel, job: int | None) -> ExtractOptions:
         """The request's extraction settings, checked before any work (the face budget and refinement are
         refused here, naming the PyTorch backend)."""
         threshold = model.config.threshold if request.threshold is None else request.threshold
@@ -133,22 +93,16 @@ class RuntimeWorker(Server):
         return options
 
     def encode(self, model: RuntimeModel, observation: Observation) -> Latent:
-        array, frame = network_input(observation, model.config)
-        return Latent(model.encode(array), model.name, frame)
+        from .reconstruct import encode
+
+        return encode(model, observation)
 
     def extract(
-        self,
-        model: RuntimeModel,
-        latent: Latent,
-        options: ExtractOptions,
-        job: int | None,
-        stats: ExtractStats | None = None,
-        with_latent: bool = False,
-    ) -> MeshReply:
-        check_latent(latent, model.name, model.latent_shape)
-        mesh, stats = extract_mesh(model.field(latent.code), options, self.progress(job), self.cancel_check(job), stats)
-        mesh = mesh.transformed(latent.frame.as_array(), latent.frame.scale)
-        return mesh_reply(mesh, stats.as_dict(), latent if with_latent else None)
+        self, model: RuntimeModel, latent: Latent, extraction: ExtractOptions, job: int | None, stats: ExtractStats
+    ) -> Mesh:
+        from .reconstruct import extract
+
+        return extract(model, latent, extraction, self.progress(job), self.cancel_check(job), stats)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
