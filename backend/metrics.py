@@ -67,6 +67,17 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def solid_iou(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], count: int = 100_000, seed: int = 0
+) -> float:
+    """IoU of the insides of two closed meshes, each (vertices, faces), on uniform points in their joint bounding
+    box: how far two reconstructions of one input agree."""
+    low = np.minimum(a[0].min(0), b[0].min(0))
+    high = np.maximum(a[0].max(0), b[0].max(0))
+    points = np.random.default_rng(seed).uniform(low, high, (count, 3))
+    return iou(mesh_contains(*a, points), mesh_contains(*b, points))
+
+
 def winding_number(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, budget: int = 400_000) -> np.ndarray:
     """Generalized winding number (Jacobson et al. 2013): ~1 inside, ~0 outside, robust to holes.
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's backend and add-on, whatever is
 from extract import torus_scan  # noqa: E402
 from hardware import describe  # noqa: E402
 
-from backend.metrics import iou, mesh_contains  # noqa: E402
+from backend.metrics import solid_iou  # noqa: E402
 from backend.protocol import ReconstructRequest  # noqa: E402
 from occnet_blender.client import BackendClient  # noqa: E402
 
@@ -72,9 +72,7 @@ def main() -> None:
             print(f"{model} at {args.resolution}, {engine:7s}: {best:.2f} s ({stages}), {len(reply.faces)} faces")
             meshes[engine], seconds[engine] = reply, best
         a, b = meshes.values()
-        low, high = np.minimum(a.vertices.min(0), b.vertices.min(0)), np.maximum(a.vertices.max(0), b.vertices.max(0))
-        points = np.random.default_rng(0).uniform(low, high, (200_000, 3))
-        same = iou(mesh_contains(a.vertices, a.faces, points), mesh_contains(b.vertices, b.faces, points))
+        same = solid_iou((a.vertices, a.faces), (b.vertices, b.faces), 200_000)
         ratio = seconds["runtime"] / seconds["torch"]
         print(f"{model} at {args.resolution}: runtime / torch time {ratio:.2f}, IoU runtime vs torch {same:.4f}")
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from backend.data.procedural import canonical_shape, occupancy, shape_id, shape_mesh, surface_samples
 from backend.data.render import render
-from backend.metrics import iou, mesh_contains
+from backend.metrics import iou, mesh_contains, solid_iou
 
 
 def held_out(category: str, index: int):
@@ -75,11 +75,7 @@ def world_iou(obj: bpy.types.Object, shape, placement: np.ndarray, count: int = 
 
 def other_iou(a: bpy.types.Object, b: bpy.types.Object, count: int = 40_000) -> float:
     """IoU of two results in world space, on points around both."""
-    va, fa = world_mesh(a)
-    vb, fb = world_mesh(b)
-    both = np.concatenate([va, vb])
-    points = np.random.default_rng(2).uniform(both.min(0), both.max(0), (count, 3))
-    return iou(mesh_contains(va, fa, points), mesh_contains(vb, fb, points))
+    return solid_iou(world_mesh(a), world_mesh(b), count, seed=2)
 
 
 def is_closed(obj: bpy.types.Object) -> bool:

@@ -17,6 +17,7 @@ from stock_blender import blender_ext, run_in_stock_blender
 
 import backend
 import build
+from backend.metrics import solid_iou
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,15 +175,6 @@ print(REPORT + json.dumps(report))
 """
 
 
-def _same_solid(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], count: int = 100_000) -> float:
-    """IoU of two closed meshes' insides over random points in their joint bounding box."""
-    from backend.metrics import iou, mesh_contains
-
-    low, high = np.minimum(a[0].min(0), b[0].min(0)), np.maximum(a[0].max(0), b[0].max(0))
-    points = np.random.default_rng(0).uniform(low, high, (count, 3))
-    return iou(mesh_contains(*a, points), mesh_contains(*b, points))
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to see which libraries are mapped")
 def test_stock_blender_reconstructs_blends_and_cancels_on_the_bundled_runtime(extension_zip, tmp_path):
     """Blender without torch: the add-on starts the built-in CPU runtime by itself, and its meshes are the
@@ -220,13 +212,13 @@ def test_stock_blender_reconstructs_blends_and_cancels_on_the_bundled_runtime(ex
     for name, place in (("scan", np.diag([1.0, 1, 1, 1])), ("picture", np.diag([2.0, 2, 2, 1]))):
         place[:3, 3] = {"scan": (2.0, -1.0, 0.5), "picture": (0.0, 3.0, 1.0)}[name]
         np.testing.assert_allclose(report[name + "_matrix"], place, atol=1e-6)
-        same = _same_solid(mesh(name), (expected[name].vertices, expected[name].faces))
+        same = solid_iou(mesh(name), (expected[name].vertices, expected[name].faces))
         print(f"{name}: IoU {same:.4f} with the PyTorch backend's mesh")
         assert same >= 0.99
 
     # The slider blends: the ends are the two shapes, the middle is neither.
-    assert _same_solid(mesh("blend_0.0"), mesh("scan")) >= 0.95
-    assert _same_solid(mesh("blend_0.5"), mesh("scan")) < 0.95
+    assert solid_iou(mesh("blend_0.0"), mesh("scan")) >= 0.95
+    assert solid_iou(mesh("blend_0.5"), mesh("scan")) < 0.95
     assert not np.array_equal(results["blend_0.5_vertices"], results["blend_1.0_vertices"])
 
     assert report["cancel_stage"] == "evaluate" and report["cancelled"] == 1

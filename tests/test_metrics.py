@@ -7,7 +7,7 @@ import trimesh
 
 from backend.evaluate import score_mesh, surface_metrics
 from backend.mesh import Mesh
-from backend.metrics import iou, mesh_contains
+from backend.metrics import iou, mesh_contains, solid_iou
 
 RNG = np.random.default_rng(0)
 BALL = trimesh.creation.icosphere(subdivisions=6, radius=0.4)  # its faces lie within 2e-5 of the sphere
@@ -42,6 +42,8 @@ def test_iou_of_two_offset_unit_cubes(shift, expected):
     inside_b = mesh_contains(b.vertices, b.faces, points)
     assert inside_a.mean() == pytest.approx(1 / 8)  # the cube's share of the 2 x 2 x 2 grid, exactly
     assert iou(inside_a, inside_b) == pytest.approx(expected, abs=1e-9)
+    sampled = solid_iou((a.vertices, a.faces), (b.vertices, b.faces), count=200_000)
+    assert sampled == pytest.approx(expected, abs=0.01)  # random points in the joint box: sampling error only
 
 
 def test_inside_of_a_torus_agrees_with_its_equation():
