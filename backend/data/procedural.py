@@ -12,6 +12,7 @@ Data prepared for the original Occupancy Networks code reads the same way (extra
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -41,10 +42,20 @@ def shape_id(split: str, index: int) -> str:
 
 def canonical_shape(category: str, seed: int) -> Node:
     """The shape centred on its bounding box, longest side 1: the frame inputs are normalised into too."""
-    tree = make_tree(category, seed)
-    low, high = _bounds(tree, np.zeros(3), WORLD_HALF_SIZE)
-    low, high = _bounds(tree, (low + high) / 2, float((high - low).max()) * 0.6)
+    return normalized(make_tree(category, seed))
+
+
+def normalized(tree: Node, half_size: float = WORLD_HALF_SIZE) -> Normalized:
+    """Any tree within `half_size` of the origin, centred on its bounding box with the longest side 1."""
+    low, high = tree_bounds(tree, half_size)
     return Normalized(tree, (low + high) / 2, float((high - low).max()))
+
+
+def tree_bounds(tree: Node, half_size: float = WORLD_HALF_SIZE, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The bounding box of a tree's surface within `half_size` of the origin: found coarsely, then on a grid
+    around it (of `resolution` cells a side; the box lies on the surface whatever the cell size)."""
+    low, high = _bounds(tree, np.zeros(3), half_size, resolution)
+    return _bounds(tree, (low + high) / 2, float((high - low).max()) * 0.6, resolution)
 
 
 def shape_mesh(shape: Node, resolution: int = 96) -> Mesh:
@@ -95,16 +106,38 @@ def write_shape(
     mesh = shape_mesh(shape)
     surface, normals = surface_samples(shape, mesh, n_surface, rng)
     near = surface[rng.choice(len(surface), n_near)] + rng.normal(scale=0.02, size=(n_near, 3))
+    write_files(folder, shape, surface, normals, near, n_uniform, rng, views, image_size)
+
+
+def write_files(
+    folder: Path,
+    shape: Node,
+    surface: np.ndarray,
+    normals: np.ndarray,
+    near: np.ndarray,
+    n_uniform: int,
+    rng: np.random.Generator,
+    views: int,
+    image_size: int,
+    loc: np.ndarray | None = None,
+    scale: float = 1.0,
+) -> None:
+    """The files of one shape in the canonical frame, given its surface samples and near-surface points; `loc` and
+    `scale` say where it came from (canonical = (source - loc) / scale). The `done` marker is written last.
+
+    Labels are those of the points as stored (float16): a point that rounding moves across the surface is
+    labelled where it ends up.
+    """
     uniform = rng.uniform(-BOX_SIZE / 2, BOX_SIZE / 2, size=(n_uniform, 3))
-    points = np.concatenate([uniform, near]).astype(np.float32)
+    points = np.concatenate([uniform, near]).astype(np.float16)
     folder.mkdir(parents=True, exist_ok=True)
     save_npz(
         folder / "points.npz",
-        points=points.astype(np.float16),
-        occupancies=np.packbits(occupancy(shape, points)),
+        points=points,
+        occupancies=np.packbits(occupancy(shape, points.astype(np.float32))),
         n_uniform=np.int64(n_uniform),
-        loc=np.zeros(3, np.float32),
-        scale=np.float32(1.0),
+        loc=np.zeros(3, np.float32) if loc is None else np.asarray(loc, np.float32),
+        scale=np.float32(scale),
     )
     save_npz(folder / "pointcloud.npz", points=surface.astype(np.float16), normals=normals.astype(np.float16))
     centres = voxel_centres(32)
@@ -128,8 +161,14 @@ def generate(
     image_size: int = 128,
     workers: int = 2,
     test_surface: int = 100_000,
+    train_surface: int = 30_000,
+    write: Callable[..., None] | None = None,
 ) -> Path:
-    """Write (or finish writing) a procedural data set; returns its root."""
+    """Write (or finish writing) a procedural data set; returns its root.
+
+    `write(folder, category, seed, n_uniform, n_near, n_surface, views, image_size)` writes one shape (default:
+    `write_shape`); a module-level function or a functools.partial of one, since it is pickled for the workers.
+    """
     root = Path(root)
     counts = {**DEFAULT_COUNTS, **(counts or {})}
     jobs = []
@@ -138,10 +177,14 @@ def generate(
             ids = [shape_id(split, i) for i in range(count)]
             (root / category).mkdir(parents=True, exist_ok=True)
             (root / category / f"{split}.lst").write_text("\n".join(ids) + "\n")
-            n_surface = test_surface if split == "test" else 30_000
+            n_surface = test_surface if split == "test" else train_surface
             n_uniform = 100_000 if split == "test" else 50_000
             jobs += [
-                (root / category / i, category, int(i), n_uniform, 50_000, n_surface, views, image_size) for i in ids
+                (
+                    write or write_shape,
+                    (root / category / i, category, int(i), n_uniform, 50_000, n_surface, views, image_size),
+                )
+                for i in ids
             ]
     with ProcessPoolExecutor(workers) as pool:
         list(tqdm(pool.map(_write_job, jobs, chunksize=4), total=len(jobs), desc="shapes", unit="shape"))
@@ -149,7 +192,8 @@ def generate(
 
 
 def _write_job(job: tuple) -> None:
-    write_shape(*job)
+    write, args = job
+    write(*args)
 
 
 def _bounds(tree: Node, center: np.ndarray, half_size: float, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
