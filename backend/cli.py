@@ -18,6 +18,9 @@ from . import __version__, evaluate, train
 from .api import Latent, Model, interpolate, load_model
 from .data.mesh_folder import prepare_mesh_folder
 from .data.procedural import DEFAULT_COUNTS, generate
+from .data.rooms import DEFAULT_COUNTS as ROOM_COUNTS
+from .data.rooms import PART_RESOLUTION, generate_rooms
+from .data.rooms import SURFACE as ROOM_SURFACE
 from .data.shapes import CATEGORIES
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
 from .errors import InputError, ModelLoadError, OccNetError, OutputError
@@ -93,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     procedural.add_argument("--views", type=int, default=4, help="rendered images per shape")
     procedural.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     procedural.set_defaults(run=_procedural)
+    rooms = data_sub.add_parser("rooms", help="generate synthetic rooms: floor, walls, furniture, open at the top")
+    rooms.add_argument("--out", required=True, help="data set folder; rooms go in OUT/room/ (resumes if it exists)")
+    for split, count in ROOM_COUNTS.items():
+        rooms.add_argument(f"--{split}", type=int, default=count, help=f"rooms in {split} (default: %(default)s)")
+    rooms.add_argument("--surface", type=int, default=ROOM_SURFACE, help="surface samples per room (%(default)s)")
+    rooms.add_argument(
+        "--resolution", type=int, default=PART_RESOLUTION, help="marching cubes per part, for the surface samples"
+    )
+    rooms.add_argument("--views", type=int, default=0, help="rendered images per room")
+    rooms.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    rooms.set_defaults(run=_rooms)
     meshes = data_sub.add_parser("meshes", help="preprocess a folder of your own meshes (sub-folders = categories)")
     meshes.add_argument("source", help="folder of meshes in any format trimesh reads")
     meshes.add_argument("--out", required=True, help="data set folder; already processed meshes are kept")
@@ -287,6 +301,15 @@ def _procedural(args: argparse.Namespace) -> int:
     counts = {split: getattr(args, split) for split in DEFAULT_COUNTS}
     root = generate(args.out, args.categories, counts, views=args.views, workers=args.workers)
     print(f"{root}: procedural data set ready ({', '.join(f'{k} {v}' for k, v in counts.items())} per category)")
+    return 0
+
+
+def _rooms(args: argparse.Namespace) -> int:
+    counts = {split: getattr(args, split) for split in ROOM_COUNTS}
+    root = generate_rooms(
+        args.out, counts, args.workers, views=args.views, surface=args.surface, resolution=args.resolution
+    )
+    print(f"{root}: synthetic rooms ready in {root / 'room'} ({', '.join(f'{k} {v}' for k, v in counts.items())})")
     return 0
 
 

@@ -81,6 +81,19 @@ class Normalized(Node):
         return self.tree(p * self.scale + self.center.to(p)) / self.scale
 
 
+class Placed(Node):
+    """A copy of a tree scaled by `scale`, turned by `yaw` about Z and moved to `offset`: an object put in a scene."""
+
+    def __init__(self, tree: Node, offset: Sequence[float], yaw: float = 0.0, scale: float = 1.0):
+        self.tree = tree
+        self.offset = torch.tensor(offset, dtype=torch.float32)
+        self.rotation = _rotation(yaw, 0.0, 0.0)
+        self.scale = float(scale)
+
+    def __call__(self, p: Tensor) -> Tensor:
+        return self.tree((p - self.offset.to(p)) @ self.rotation.to(p) / self.scale) * self.scale
+
+
 def smooth_min(a: Tensor, b: Tensor, k: float) -> Tensor:
     h = (0.5 + 0.5 * (b - a) / k).clamp(0.0, 1.0)
     return b + (a - b) * h - k * h * (1.0 - h)
