@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from backend.cli import main
 from backend.config import BOX_SIZE
 from backend.data.procedural import SPLIT_OFFSETS, occupancy, tree_bounds
 from backend.data.rooms import CLEARANCE, SINK, generate_rooms, make_room, write_room
@@ -127,7 +128,7 @@ def test_each_piece_of_furniture_is_a_separate_part_off_the_walls(seed):
     floor_top = room.to_canonical([0, 0, 0])[2]
     pieces = [room.canonical(p.tree) for p in room.furniture]
     rng = np.random.default_rng(seed)
-    for i, piece in enumerate(pieces):  # exact: the distance bound of everything else, at the piece's surface
+    for i, piece in enumerate(pieces):  # the distance values of everything else, on the piece's surface
         low, high = room.to_canonical(np.array(room.furniture[i].room_box()))
         probe = rng.uniform(low - 0.01, high + 0.01, (20_000, 3)).astype(np.float32)
         probe = _onto(piece, probe[np.abs(_sdf(piece, probe)) < 5e-3])
@@ -166,3 +167,11 @@ def test_room_splits_are_disjoint_and_reproducible(tmp_path):
     stamp = (root / "room" / lists["train"][0] / "points.npz").stat().st_mtime_ns
     generate_rooms(tmp_path / "a", counts, surface=2000, resolution=32)  # resumes: nothing is redone
     assert (root / "room" / lists["train"][0] / "points.npz").stat().st_mtime_ns == stamp
+
+
+def test_the_data_rooms_command(tmp_path, capsys):
+    argv = ["data", "rooms", "--out", str(tmp_path), "--train", "1", "--val", "0", "--test", "0"]
+    assert main(argv + ["--surface", "2000", "--resolution", "32", "--workers", "1"]) == 0
+    assert (tmp_path / "room" / "train.lst").read_text().split() == ["0000000"]
+    assert (tmp_path / "room" / "0000000" / "done").exists() and (tmp_path / "room" / "0000000" / "room.json").exists()
+    assert "synthetic rooms ready" in capsys.readouterr().out
