@@ -20,10 +20,14 @@ from .device import resolve_device
 from .extract import ExtractOptions, ExtractStats, extract_mesh
 from .extract.evaluate import CancelCheck, Field, Progress
 from .inputs import Observation
+from .config import PointLatentLayout
+from .inputs.attention import PointAttentionInput
+from .inputs.neighbours import QueryNeighbours
 from .inputs.network import as_observation, network_input
 from .latent import Latent, check_latent, interpolate
 from .mesh import Mesh
 from .models import OccupancyNetwork
+from .models.occnet import PointLatent
 from .registry import find_model
 
 __all__ = ["Latent", "Model", "Reconstruction", "interpolate", "load_model"]
@@ -51,16 +55,44 @@ class Model:
     @torch.no_grad()
     def encode(self, observation: Observation | str | Path | np.ndarray, seed: int = 0) -> Latent:
         observation = as_observation(observation, self.name, self.config.input_kind)
-        array, frame = network_input(observation, self.config, seed)
-        batch = torch.from_numpy(array)[None]
-        code = self.network.encode(batch.to(self.device))[0]
+        prepared, frame = network_input(observation, self.config, seed)
+        if isinstance(prepared, PointAttentionInput):
+            arrays = {k: torch.as_tensor(v)[None].to(self.device) for k, v in prepared.arrays().items()}
+            encoded = self.network.encode(arrays)
+            planes, features = (t[0].float().cpu().numpy() for t in (encoded.planes, encoded.features))
+            code = PointLatentLayout.of(self.config).join(planes, prepared.unit, prepared.points, features)
+            return Latent(code, self.name, frame, blends_by_field=True, source=prepared.summary())
+        code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]
         return Latent(code.float().cpu().numpy(), self.name, frame)
 
     def field(self, latent: Latent) -> Field:
-        """The occupancy logits of this latent's shape, as a function of canonical points."""
-        check_latent(latent, self.name, self.config.latent_shape)
-        code = torch.from_numpy(latent.code.reshape(self.config.latent_shape)).float().to(self.device)[None]
-        return lambda points: self.network.decode(points[None], code)[0]
+        """The occupancy logits of this latent's shape, as a function of canonical points: for a blend of
+        fields, the weighted sum of its parts'."""
+        check_latent(latent, self.name, self.config)
+        if not latent.parts:
+            return self._field(latent.code)
+        fields = [(weight, self._field(part.code)) for weight, part in latent.parts]
+        return lambda points: sum(weight * field(points) for weight, field in fields)
+
+    def _field(self, code: np.ndarray) -> Field:
+        if self.config.architecture != "attention":
+            code = torch.from_numpy(code.reshape(self.config.latent_shape)).float().to(self.device)[None]
+            return lambda points: self.network.decode(points[None], code)[0]
+        planes, unit, points, features = PointLatentLayout.of(self.config).split(code)
+        search = QueryNeighbours(points, unit, self.config.neighbours)
+        planes, points, features = (
+            torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in (planes, points, features)
+        )
+        latent = PointLatent(
+            *(t.to(self.device) for t in (planes[None], torch.tensor([unit]), points[None], features[None]))
+        )
+
+        def logits(queries: torch.Tensor) -> torch.Tensor:
+            found = search(queries.detach().cpu().numpy())
+            neighbours = [tuple(torch.from_numpy(a)[None].to(self.device) for a in level) for level in found]
+            return self.network.decode(queries[None].float(), latent, neighbours)[0]
+
+        return logits
 
     def extract(
         self,
@@ -93,7 +125,7 @@ class Model:
         if progress is not None:
             progress("encode", 0.0)
         latent = self.encode(observation)
-        stats = ExtractStats(seconds={"encode": time.perf_counter() - start})
+        stats = ExtractStats(seconds={"encode": time.perf_counter() - start}, source=latent.source)
         return self.extract(latent, progress=progress, stats=stats, **options)
 
 

@@ -7,9 +7,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-CONFIG_VERSION = 2  # 2 added the local-feature (triplane) architecture; version 1 files read unchanged
+import numpy as np
+
+CONFIG_VERSION = 3  # 2 added the triplane architecture, 3 point attention; older files read unchanged
 INPUT_KINDS = ("pointcloud", "image", "voxels")
-ARCHITECTURES = ("global", "triplane")
+ARCHITECTURES = ("global", "triplane", "attention")
+LOCAL_ARCHITECTURES = ("triplane", "attention")  # models that read every input point (up to n_points)
 
 # The canonical frame: a unit cube centred on the origin, padded by 0.1 (the paper's box).
 PADDING = 0.1
@@ -21,7 +24,8 @@ class ModelConfig:
     """Architecture and inference defaults of one Occupancy Network."""
 
     input_kind: str = "pointcloud"
-    architecture: str = "global"  # one code per shape (the paper), or feature planes (Peng et al. 2020)
+    architecture: str = "global"  # one code per shape (the paper), feature planes (Peng et al. 2020), or
+    # feature planes plus features on the input points that each query reads by attention (after POCO)
     c_dim: int = 256  # the code's length, or the features per plane pixel
     decoder_hidden: int = 256
     decoder_blocks: int = 5
@@ -33,7 +37,13 @@ class ModelConfig:
     plane_resolution: int = 64
     unet_depth: int = 4
     unet_filters: int = 32
-    n_points: int = 300  # global: points the encoder sees; triplane: the cap a denser cloud is thinned to
+    n_points: int = 300  # global: points the encoder sees; triplane, attention: the cap a denser cloud is thinned to
+    plane_points: int = 10_000  # attention: the feature planes see the cloud thinned to this many points
+    point_features: int = 32  # attention: features per input point
+    neighbours: int = 16  # attention: input points each point and each query reads
+    attention_heads: int = 4  # attention: ways of weighing a query's neighbours
+    read_values: int = 16  # attention: values a query reads from each level's neighbours
+    directions: int = 6  # attention: directions per point whose projections tell a neighbour's side
     threshold: float = 0.2
     image_background: float = 1.0
     image_mean: float = 0.5
@@ -47,16 +57,33 @@ class ModelConfig:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, not {self.input_kind!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {self.architecture!r}")
-        if self.architecture == "triplane" and self.input_kind != "pointcloud":
-            raise ValueError("the triplane architecture encodes point clouds only")
+        if self.architecture in LOCAL_ARCHITECTURES and self.input_kind != "pointcloud":
+            raise ValueError(f"the {self.architecture} architecture encodes point clouds only")
         self.image_widths = tuple(self.image_widths)
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        """The shape of one latent: a code, or three planes of c_dim features."""
+        """The shape of one latent: a code, or three planes of c_dim features. A point-attention latent also holds
+        its points, so its length varies: (-1,), a flat array laid out as `PointLatentLayout` says."""
         if self.architecture == "triplane":
-            return (3, self.c_dim, self.plane_resolution, self.plane_resolution)
+            return self.plane_shape
+        if self.architecture == "attention":
+            return (-1,)
         return (self.c_dim,)
+
+    @property
+    def plane_shape(self) -> tuple[int, int, int, int]:
+        return (3, self.c_dim, self.plane_resolution, self.plane_resolution)
+
+    def latent_size_problem(self, size: int) -> str | None:
+        """Why a latent of `size` values cannot be this model's, or None."""
+        if self.architecture == "attention":
+            fixed, per_point = PointLatentLayout.of(self).fixed, 3 + self.point_features
+            if size > fixed and (size - fixed) % per_point == 0:
+                return None
+            return f"{size} values, not {fixed} plus {per_point} per point"
+        expected = int(np.prod(self.latent_shape))
+        return None if size == expected else f"{size} values, not {expected}"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -71,7 +98,35 @@ class ModelConfig:
         return cls(**data)
 
 
-PRESETS = ("small", "paper", "triplane-small", "triplane")
+@dataclass(frozen=True)
+class PointLatentLayout:
+    """A point-attention latent as one flat float array: the feature planes, the spacing (the unit of every
+    neighbourhood, in the canonical frame), then each point's position and features (N x (3 + F), points in
+    random order so that its first N / 4^l points thin it evenly)."""
+
+    plane_shape: tuple[int, int, int, int]
+    point_features: int
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> PointLatentLayout:
+        return cls(config.plane_shape, config.point_features)
+
+    @property
+    def fixed(self) -> int:
+        return int(np.prod(self.plane_shape)) + 1
+
+    def join(self, planes: np.ndarray, unit: float, points: np.ndarray, features: np.ndarray) -> np.ndarray:
+        rows = np.concatenate([np.asarray(points, np.float32), np.asarray(features, np.float32)], axis=1)
+        return np.concatenate([np.asarray(planes, np.float32).ravel(), [np.float32(unit)], rows.ravel()])
+
+    def split(self, code: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """planes (3, C, R, R), unit, points (N, 3), features (N, F) of a flat latent (views, not copies)."""
+        code = np.asarray(code).ravel()
+        rows = code[self.fixed :].reshape(-1, 3 + self.point_features)
+        return code[: self.fixed - 1].reshape(self.plane_shape), float(code[self.fixed - 1]), rows[:, :3], rows[:, 3:]
+
+
+PRESETS = ("small", "paper", "triplane-small", "triplane", "attention-small")
 
 
 def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
@@ -79,9 +134,13 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
 
     'triplane' is Convolutional Occupancy Networks' 3-plane model at 128^2 for a GPU; 'triplane-small' the same
     at 64^2 with a U-Net of half the width, which trains on two CPU cores in about an hour (1.7 s a step of 16).
+    'attention-small' is 'triplane-small' plus features on up to 100,000 input points that each query reads
+    from its 16 nearest (point attention), so detail follows the scan's density.
     """
-    if name.startswith("triplane") and input_kind != "pointcloud":
+    if name.startswith(("triplane", "attention")) and input_kind != "pointcloud":
         raise ValueError(f"preset {name!r} encodes point clouds only; use 'small' or 'paper' for {input_kind}")
+    if name == "attention-small":
+        return dataclasses.replace(preset("triplane-small"), architecture="attention", n_points=100_000)
     if name in ("triplane-small", "triplane"):
         small = ModelConfig(
             input_kind=input_kind,

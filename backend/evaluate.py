@@ -139,7 +139,7 @@ def model_input(model: Model | RuntimeModel, folder: Path, shape: dict, args: ar
             return np.unpackbits(data["occupancies"])[: r**3].reshape(r, r, r)
     rng = np.random.default_rng(seed)
     if args.partial:
-        return partial_cloud(shape["surface"], shape["normals"], args.points, args.noise, rng, views=args.partial)
+        return partial_cloud(shape["surface"], shape["normals"], args.points, args.noise, rng, views=args.partial)[0]
     cloud = shape["surface"][rng.integers(0, len(shape["surface"]), args.points)]
     return cloud + rng.normal(scale=args.noise, size=cloud.shape)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import ModelConfig
 from .errors import InputError
 from .inputs import Frame
 from .outputs import atomic_write
@@ -20,13 +21,26 @@ LATENT_MARKER = "occnet_latent"
 
 @dataclass
 class Latent:
-    """A shape as the network sees it: the code, the model that made it, and where the source was."""
+    """A shape as the network sees it: the code, the model that made it, and where the source was.
+
+    Codes of one size blend value by value (a global code, feature planes). A point-attention code holds its
+    input points, whose number and order differ between shapes, so it `blends_by_field`: a blend is then the
+    weighted sum of its `parts`' occupancy logits, which reproduces each end exactly."""
 
     code: np.ndarray
     model: str
     frame: Frame = field(default_factory=Frame)
+    blends_by_field: bool = False
+    parts: tuple[tuple[float, Latent], ...] = ()  # a blend of fields: (weight, latent) pairs
+    source: dict = field(default_factory=dict)  # what the encoder kept of the input (points used, thinned), not saved
+
+    def codes(self) -> list[np.ndarray]:
+        """The codes a decoder reads: its own, or each part's for a blend of fields."""
+        return [part.code for _, part in self.parts] if self.parts else [self.code]
 
     def save(self, path: str | Path) -> Path:
+        if self.parts:
+            raise InputError("A blend of two shapes is not saved as a latent; save the latents of its two ends.")
         path = Path(path)
         path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
         with atomic_write(path) as partial:
@@ -37,13 +51,14 @@ class Latent:
                 model=np.str_(self.model),
                 center=np.asarray(self.frame.center, np.float64),
                 scale=np.float64(self.frame.scale),
+                blends_by_field=np.bool_(self.blends_by_field),
             )
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Latent:
         """A latent saved with `save`; a damaged or incomplete file is an InputError that says so."""
-        data = _read_npz(path, (LATENT_MARKER, *_LATENT_KEYS))
+        data = _read_npz(path, (LATENT_MARKER, *_LATENT_KEYS, "blends_by_field"))
         if LATENT_MARKER not in data:
             raise InputError(f"{path}: not a saved latent (write one with 'reconstruct --save-latent').")
         missing = [key for key in _LATENT_KEYS if key not in data]
@@ -53,7 +68,8 @@ class Latent:
                 f"{path}: not a usable latent ({problem}). Save it again with 'reconstruct --save-latent'."
             )
         frame = Frame.of(data["center"], data["scale"])
-        return cls(data["code"].astype(np.float32), str(data["model"]), frame)
+        by_field = bool(data.get("blends_by_field", False))
+        return cls(data["code"].astype(np.float32), str(data["model"]), frame, blends_by_field=by_field)
 
     @staticmethod
     def is_latent_file(path: str | Path) -> bool:
@@ -90,7 +106,7 @@ def _latent_problem(data: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def check_latent(latent: Latent, model: str, latent_shape: tuple[int, ...]) -> None:
+def check_latent(latent: Latent, model: str, config: ModelConfig) -> None:
     """Only the model that made a latent can decode it: another one, even with codes of the same length
     (a point-cloud and an image model), reads the numbers as a different shape."""
     if latent.model != model:
@@ -98,12 +114,11 @@ def check_latent(latent: Latent, model: str, latent_shape: tuple[int, ...]) -> N
             f"The latent was made by model '{latent.model}', so model '{model}' cannot decode it. "
             f"Use model '{latent.model}' (or reconstruct the shape again with '{model}')."
         )
-    expected = int(np.prod(latent_shape))
-    if latent.code.size != expected:
-        raise InputError(
-            f"The latent has {latent.code.size} values but model '{model}' uses {expected}; "
-            f"it was made by model '{latent.model}'."
-        )
+    for code in latent.codes():
+        if problem := config.latent_size_problem(code.size):
+            raise InputError(
+                f"The latent does not fit model '{model}' ({problem}); it was made by model '{latent.model}'."
+            )
 
 
 def interpolate(a: Latent, b: Latent, t: float, method: str = "linear") -> Latent:
@@ -111,7 +126,15 @@ def interpolate(a: Latent, b: Latent, t: float, method: str = "linear") -> Laten
 
     'spherical' turns the code's direction along the great circle and blends its length linearly,
     which keeps the blend's magnitude typical of real codes when a and b point different ways.
+    Latents that blend by field (point attention) become a blend of their fields, whatever the method.
     """
+    if not np.isfinite(t):
+        raise InputError(f"The blend factor must be a finite number, not {t}.")
+    center = (1 - t) * a.frame.as_array() + t * b.frame.as_array()
+    scale = float(a.frame.scale ** (1 - t) * b.frame.scale**t)
+    if a.model == b.model and (a.blends_by_field or b.blends_by_field):
+        parts = tuple((w * weight, part) for w, end in ((1 - t, a), (t, b)) for weight, part in _parts(end))
+        return Latent(np.zeros(0, np.float32), a.model, Frame.of(center, scale), True, parts)
     if a.model != b.model or a.code.size != b.code.size:
         raise InputError(
             f"Cannot blend shapes from different models ('{a.model}' and '{b.model}'); reconstruct both with one model."
@@ -122,9 +145,11 @@ def interpolate(a: Latent, b: Latent, t: float, method: str = "linear") -> Laten
         code = _slerp(a.code.astype(np.float64).ravel(), b.code.astype(np.float64).ravel(), t).reshape(a.code.shape)
     else:
         raise ValueError(f"method must be 'linear' or 'spherical', not {method!r}")
-    center = (1 - t) * a.frame.as_array() + t * b.frame.as_array()
-    scale = float(a.frame.scale ** (1 - t) * b.frame.scale**t)
     return Latent(code.astype(np.float32), a.model, Frame.of(center, scale))
+
+
+def _parts(latent: Latent) -> tuple[tuple[float, Latent], ...]:
+    return latent.parts or ((1.0, latent),)
 
 
 def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:

@@ -59,6 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partial", type=float, default=0.0, help="share of clouds seen from one to three sides only")
     p.add_argument("--outliers", type=float, default=0.0, help="share of clouds with one to five stray points")
     p.add_argument("--rotate", action="store_true", help="turn every shape at random and stretch it along its axes")
+    p.add_argument("--normals", type=float, default=0.5, help="point attention: share of clouds given with normals")
+    p.add_argument(
+        "--init",
+        help="start from this checkpoint's weights wherever names and shapes match (e.g. point attention from a "
+        "trained triplane model); the rest start fresh",
+    )
     p.add_argument("--stretch", type=float, default=0.25, help="with --rotate: per-axis scale in [1-S, 1+S]")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--schedule", choices=("cosine", "constant"), default="cosine")
@@ -108,6 +114,8 @@ def train(args: argparse.Namespace) -> int:
         "outliers": args.outliers,
         "rotate": args.rotate,
         "stretch": args.stretch if args.rotate else 0.0,
+        "normals": args.normals if config.architecture == "attention" else 0.0,
+        "init": args.init,
         "lr": args.lr,
         "schedule": args.schedule,
         "seed": args.seed,
@@ -122,6 +130,7 @@ def train(args: argparse.Namespace) -> int:
         args.outliers,
         args.rotate,
         args.stretch,
+        args.normals if config.architecture == "attention" else 0.0,
     )
     train_sets = [load_split(root, "train", config, args.categories) for root in args.data]
     train_set = [s for shapes in train_sets for s in shapes]
@@ -133,6 +142,8 @@ def train(args: argparse.Namespace) -> int:
     model = build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     start, best = 0, -1.0
+    if args.init and not args.resume:
+        initialise_from(model, Path(args.init))
     if args.resume:
         model.load_state_dict(load_checkpoint(out / "last.safetensors").state_dict())
         start, best = _restore_state(state_path, optimizer)
@@ -150,7 +161,7 @@ def train(args: argparse.Namespace) -> int:
         model.train()
         shapes = _draw(train_sets if args.balance_data else [train_set], per_rank, rng)
         batch = make_batch(shapes, config, sampling, rng)
-        logits = trained(batch["queries"].to(device), batch["inputs"].to(device))
+        logits = trained(*network_arguments(batch, device))
         loss = F.binary_cross_entropy_with_logits(logits, batch["labels"].to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -195,11 +206,32 @@ def validate(model: OccupancyNetwork, shapes: list[Shape], config: ModelConfig, 
     totals = dict.fromkeys(THRESHOLDS, 0.0)
     for shape in shapes:
         batch = make_batch([shape], config, sampling, rng)
-        prob = torch.sigmoid(model(batch["queries"].to(device), batch["inputs"].to(device)))[0].cpu().numpy()
+        prob = torch.sigmoid(model(*network_arguments(batch, device)))[0].cpu().numpy()
         truth = batch["labels"][0].numpy() > 0.5
         for t in THRESHOLDS:
             totals[t] += iou(prob >= t, truth)
     return {t: total / max(1, len(shapes)) for t, total in totals.items()}
+
+
+def network_arguments(batch: dict, device: torch.device) -> tuple:
+    """The network's arguments from a batch, on the device: queries, inputs (a tensor, or point attention's dict
+    of tensors) and, for point attention, the queries' neighbours at each level."""
+    inputs = batch["inputs"]
+    inputs = {k: v.to(device) for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.to(device)
+    levels = batch.get("neighbours")
+    neighbours = None if levels is None else [(i.to(device), e.to(device)) for i, e in levels]
+    return batch["queries"].to(device), inputs, neighbours
+
+
+def initialise_from(model: OccupancyNetwork, path: Path) -> None:
+    """Copy the weights of another checkpoint wherever a tensor of the same name and shape exists; say how many."""
+    source = load_checkpoint(path).state_dict()
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise OccNetError(f"{path}: none of its weights fit this model; choose a checkpoint of a related preset.")
+    model.load_state_dict(matched, strict=False)
+    print(f"{path}: {len(matched)} of the model's {len(own)} tensors start from it")
 
 
 def stop_everywhere(local: bool, device: torch.device) -> bool:
@@ -246,7 +278,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise OccNetError(f"--cloud-points MIN MAX needs 1 <= MIN <= MAX, not {low} {high}.")
     if not args.lr > 0:
         raise OccNetError(f"--lr must be more than 0, not {args.lr}.")
-    for name in ("uniform_fraction", "partial", "outliers"):
+    for name in ("uniform_fraction", "partial", "outliers", "normals"):
         if not 0 <= getattr(args, name) <= 1:
             raise OccNetError(f"--{name.replace('_', '-')} is a share between 0 and 1, not {getattr(args, name)}.")
 

@@ -91,7 +91,7 @@ def test_samplers():
     assert q.shape == (100, 3) and y[:25].sum() == 0 and y[25:].all()
     surface = RNG.normal(size=(5000, 3))
     surface /= np.linalg.norm(surface, axis=1, keepdims=True)
-    partial = partial_cloud(surface, surface, 300, 0.0, RNG)
+    partial = partial_cloud(surface, surface, 300, 0.0, RNG)[0]
     assert np.linalg.svd(partial - partial.mean(0))[1][-1] > 0  # 3-D, yet one-sided:
     assert np.abs(partial.mean(0)).max() > 0.3
 

@@ -12,11 +12,14 @@ from tqdm import tqdm
 
 from ..config import BOX_SIZE, ModelConfig
 from ..errors import InputError
+from ..inputs.attention import PointAttentionInput, prepare_points
 from ..inputs.image import prepare_image
+from ..inputs.neighbours import LEVELS, QueryNeighbours
 from ..inputs.pointcloud import normalize_points
 from .samplers import noisy_cloud, partial_cloud, query_points, random_rotation, stray_points
 
 OUTSIDE_SHARE = 8  # with rotations, one query in this many is drawn where the turned box left no labelled points
+NORMAL_NOISE = 0.1  # normals given to point attention in training are this far off (per component, before norming)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Sampling:
     outlier_fraction: float = 0.0  # clouds with one to five stray points
     rotate: bool = False  # turn each shape at random and stretch it along its axes
     stretch: float = 0.25  # each axis scaled by a factor in [1 - stretch, 1 + stretch]
+    normals_fraction: float = 0.0  # point attention: clouds that come with (slightly noisy) normals
 
 
 def load_split(root: str | Path, split: str, config: ModelConfig, categories: list[str] | None = None) -> list[Shape]:
@@ -90,7 +94,8 @@ def _load_shape(folder: Path, category: str, config: ModelConfig) -> Shape:
 
 def make_batch(shapes: list[Shape], config: ModelConfig, sampling: Sampling, rng: np.random.Generator) -> dict:
     """Inputs, query points and labels; point clouds are normalised exactly as `Model.encode` does,
-    and the query points move with them, so training sees the frame inference will use."""
+    and the query points move with them, so training sees the frame inference will use. Point attention's
+    inputs are a dict of arrays (`PointAttentionInput.arrays`), and each query's candidate neighbours come too."""
     low, high = sampling.cloud_points
     n_cloud = int(round(np.exp(rng.uniform(np.log(low), np.log(high))))) if high > low else low
     inputs, queries, labels = [], [], []
@@ -108,18 +113,22 @@ def make_batch(shapes: list[Shape], config: ModelConfig, sampling: Sampling, rng
                 inputs.append(shape.voxels.astype(np.float32))
         queries.append(q)
         labels.append(y)
-    if config.input_kind == "pointcloud":
-        inputs = _same_length(inputs, rng)
-    return {
-        "inputs": torch.from_numpy(np.stack(inputs)),
+    batch = {
         "queries": torch.from_numpy(np.stack(queries).astype(np.float32)),
         "labels": torch.from_numpy(np.stack(labels).astype(np.float32)),
     }
+    if config.architecture == "attention":
+        batch["inputs"], batch["neighbours"] = _point_attention_batch(inputs, queries, config, rng)
+        return batch
+    if config.input_kind == "pointcloud":
+        inputs = _same_length(inputs, rng)
+    batch["inputs"] = torch.from_numpy(np.stack(inputs))
+    return batch
 
 
 def _pointcloud_example(
     shape: Shape, config: ModelConfig, sampling: Sampling, n_cloud: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray | PointAttentionInput, np.ndarray, np.ndarray]:
     """One shape, optionally turned and stretched (labels do not change under a linear map), seen as a cloud."""
     n_outside = sampling.queries // OUTSIDE_SHARE if sampling.rotate else 0
     q, y = query_points(
@@ -136,20 +145,63 @@ def _pointcloud_example(
         normals = normals @ inverse.astype(np.float32)
     noise = rng.uniform(*sampling.noise)
     if rng.random() < sampling.partial_fraction:
-        cloud = partial_cloud(surface, normals, n_cloud, noise, rng, views=int(rng.integers(1, 4)))
+        cloud, cloud_normals = partial_cloud(surface, normals, n_cloud, noise, rng, views=int(rng.integers(1, 4)))
     else:
-        cloud = noisy_cloud(surface, n_cloud, noise, rng)
+        cloud, cloud_normals = noisy_cloud(surface, normals, n_cloud, noise, rng)
     if rng.random() < sampling.outlier_fraction:
         middle, extent = (cloud.min(0) + cloud.max(0)) / 2, float((cloud.max(0) - cloud.min(0)).max())
-        cloud = np.concatenate([cloud, stray_points(middle, extent, int(rng.integers(1, 6)), rng)])
-    thin = config.architecture == "triplane"
-    cloud, frame, _ = normalize_points(cloud, config.n_points, seed=int(rng.integers(1 << 31)), thin=thin)
+        strays = stray_points(middle, extent, int(rng.integers(1, 6)), rng)
+        cloud = np.concatenate([cloud, strays])
+        cloud_normals = np.concatenate([cloud_normals, rng.normal(size=strays.shape).astype(np.float32)])
+    seed = int(rng.integers(1 << 31))
+    if config.architecture == "attention":
+        given = None
+        if rng.random() < sampling.normals_fraction:
+            given = cloud_normals / np.maximum(np.linalg.norm(cloud_normals, axis=1, keepdims=True), 1e-9)
+            given = given + rng.normal(scale=NORMAL_NOISE, size=given.shape).astype(np.float32)
+        prepared, frame = prepare_points(cloud, given, config, seed)
+    else:
+        prepared, frame, _ = normalize_points(cloud, config.n_points, seed, thin=config.architecture == "triplane")
     center, scale = frame.as_array().astype(np.float32), np.float32(frame.scale)
     q = (q - center) / scale
     if n_outside:
         q_out = _outside_queries(inverse, center, scale, n_outside, rng)
         q, y = np.concatenate([q, q_out]), np.concatenate([y, np.zeros(n_outside, bool)])
-    return cloud, q, y
+    return prepared, q, y
+
+
+def _point_attention_batch(
+    prepared: list[PointAttentionInput], queries: list[np.ndarray], config: ModelConfig, rng: np.random.Generator
+) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Point-attention inputs of several clouds stacked, each padded to the longest (points nobody reads, whose
+    neighbours are themselves; plane points repeated), and the queries' neighbours at each level."""
+    longest = max(len(p.points) for p in prepared)
+    coarsest = max(len(p.coarse_neighbours) for p in prepared)
+    arrays: dict[str, list[np.ndarray]] = {key: [] for key in ("points", "normals", "neighbours")}
+    arrays.update(coarse_neighbours=[], parents=[])
+    for p in prepared:
+        extra = longest - len(p.points)
+        arrays["points"].append(np.pad(p.points, ((0, extra), (0, 0))))
+        arrays["normals"].append(np.pad(p.normals, ((0, extra), (0, 0))))
+        arrays["neighbours"].append(_pad_rows(p.neighbours, longest))
+        arrays["coarse_neighbours"].append(_pad_rows(p.coarse_neighbours, coarsest))
+        arrays["parents"].append(np.pad(p.parents, (0, extra)))
+    inputs = {key: torch.from_numpy(np.stack(value)) for key, value in arrays.items()}
+    inputs["plane_points"] = torch.from_numpy(np.stack(_same_length([p.plane_points for p in prepared], rng)))
+    inputs["has_normals"] = torch.tensor([float(p.has_normals) for p in prepared])
+    inputs["unit"] = torch.tensor([p.unit for p in prepared], dtype=torch.float32)
+    found = [QueryNeighbours(p.points, p.unit, config.neighbours)(q) for p, q in zip(prepared, queries, strict=True)]
+    levels = [
+        tuple(torch.from_numpy(np.stack([shape[level][part] for shape in found])) for part in (0, 1))
+        for level in range(LEVELS)
+    ]
+    return inputs, levels
+
+
+def _pad_rows(neighbours: np.ndarray, rows: int) -> np.ndarray:
+    """Neighbour lists padded to `rows` with rows whose neighbours are themselves (read by nobody)."""
+    own = np.repeat(np.arange(len(neighbours), rows)[:, None], neighbours.shape[1], axis=1)
+    return np.concatenate([neighbours, own])
 
 
 def _outside_queries(

@@ -21,20 +21,27 @@ def query_points(
     return points[chosen].astype(np.float32), labels[chosen]
 
 
-def noisy_cloud(surface: np.ndarray, count: int, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """`count` surface points with Gaussian noise of standard deviation `noise` (the paper uses 0.005)."""
-    chosen = surface[rng.integers(0, len(surface), count)].astype(np.float32)
-    return chosen + rng.normal(scale=noise, size=chosen.shape).astype(np.float32)
+def noisy_cloud(
+    surface: np.ndarray, normals: np.ndarray, count: int, noise: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` surface points with Gaussian noise of standard deviation `noise` (the paper uses 0.005), and the
+    normals of the surface where they were drawn."""
+    chosen = rng.integers(0, len(surface), count)
+    points = surface[chosen].astype(np.float32)
+    return points + rng.normal(scale=noise, size=points.shape).astype(np.float32), normals[chosen].astype(np.float32)
 
 
 def partial_cloud(
     surface: np.ndarray, normals: np.ndarray, count: int, noise: float, rng: np.random.Generator, views: int = 1
-) -> np.ndarray:
-    """What a scanner sees from `views` random directions: the surface points facing one of them."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """What a scanner sees from `views` random directions: the surface points facing one of them (and their
+    normals)."""
     directions = rng.normal(size=(views, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    visible = surface[((normals.astype(np.float32) @ directions.T.astype(np.float32)) > 0.1).any(axis=1)]
-    return noisy_cloud(visible if len(visible) >= 16 else surface, count, noise, rng)
+    visible = ((normals.astype(np.float32) @ directions.T.astype(np.float32)) > 0.1).any(axis=1)
+    if visible.sum() < 16:
+        visible[:] = True
+    return noisy_cloud(surface[visible], normals[visible], count, noise, rng)
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import InputError
+from .attention import PointAttentionInput, prepare_points
 from .image import prepare_image
 from .observation import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
 from .pointcloud import normalize_points
@@ -39,9 +40,14 @@ def check_input_kind(model: str, input_kind: str, observation: Observation) -> N
         )
 
 
-def network_input(observation: Observation, config: ModelConfig, seed: int = 0) -> tuple[np.ndarray, Frame]:
+def network_input(
+    observation: Observation, config: ModelConfig, seed: int = 0
+) -> tuple[np.ndarray | PointAttentionInput, Frame]:
     """The encoder's input without its batch axis (float32), and the frame that maps results back to the source:
-    canonical points (N, 3), a prepared image (3, S, S) or a 0/1 grid (R, R, R)."""
+    canonical points (N, 3), a prepared image (3, S, S) or a 0/1 grid (R, R, R); for point attention, what
+    `prepare_points` makes."""
+    if isinstance(observation, PointCloudInput) and config.architecture == "attention":
+        return prepare_points(observation.points, observation.normals, config, seed)
     if isinstance(observation, PointCloudInput):
         thin = config.architecture == "triplane"
         points, frame, _ = normalize_points(observation.points, config.n_points, seed, thin=thin)

@@ -27,6 +27,7 @@ class Frame:
 @dataclass
 class PointCloudInput:
     points: np.ndarray  # (N, 3), any frame
+    normals: np.ndarray | None = None  # (N, 3) outward normals when the scan or mesh has them
     kind: str = field(default="pointcloud", init=False)
 
 

@@ -27,31 +27,42 @@ def normalize_points(
     `n_points`, and a denser cloud is thinned evenly on a voxel grid; otherwise exactly `n_points` are drawn at
     random (with repetition from smaller clouds; max pooling ignores duplicates), as the global encoder expects.
     """
+    canonical, frame, dropped, _ = normalize_cloud(points, n_points, seed, thin)
+    return canonical, frame, dropped
+
+
+def normalize_cloud(
+    points: np.ndarray, n_points: int, seed: int = 0, thin: bool = False
+) -> tuple[np.ndarray, Frame, int, np.ndarray]:
+    """`normalize_points`, and which input row each canonical point came from (to carry normals or colours)."""
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] < 3 or not np.issubdtype(points.dtype, np.number):
         raise InputError(f"A point cloud must be an (N, 3) array of numbers; got shape {points.shape}.")
     points = points[:, :3].astype(np.float64, copy=False)
-    finite = np.isfinite(points).all(axis=1)
-    dropped = int(len(points) - finite.sum())
+    rows = np.flatnonzero(np.isfinite(points).all(axis=1))
+    dropped = int(len(points) - len(rows))
     if dropped:
-        points = points[finite]
+        points = points[rows]
     if len(points) == 0:
         detail = f" ({dropped} had NaN or infinite coordinates)" if dropped else ""
         raise InputError(f"The point cloud has no usable points{detail}. Provide at least a few finite points.")
     _check_extent(points, len(points))
     rng = np.random.default_rng(seed)
     if thin:
-        points = thin_to(points, n_points, rng)
-    kept = points[~stray_points(points, rng)]
+        chosen = thin_indices(points, n_points, rng)
+        points, rows = points[chosen], rows[chosen]
+    keep = ~stray_points(points, rng)
+    kept, rows = points[keep], rows[keep]
     dropped += len(points) - len(kept)
     low, high = kept.min(axis=0), kept.max(axis=0)
     center = (low + high) / 2
     scale = float((high - low).max())
     _check_extent(kept, len(kept))
     if not thin:
-        kept = kept[rng.choice(len(kept), size=n_points, replace=len(kept) < n_points)]
+        chosen = rng.choice(len(kept), size=n_points, replace=len(kept) < n_points)
+        kept, rows = kept[chosen], rows[chosen]
     canonical = ((kept - center) / scale).astype(np.float32)
-    return canonical, Frame.of(center, scale), dropped
+    return canonical, Frame.of(center, scale), dropped, rows
 
 
 def _check_extent(points: np.ndarray, count: int) -> None:
@@ -188,18 +199,21 @@ class NeighbourGrid:
         return float(np.sqrt(np.partition(squared, self.order - 1)[self.order - 1]))
 
 
-def thin_to(points: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
-    """At most `cap` points spread evenly over the cloud: one per cell of the finest voxel grid that allows it."""
+def thin_indices(points: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """Which of the points to keep so that at most `cap` remain, spread evenly over the cloud: one per cell of
+    the finest voxel grid that allows it (all of them, in order, when the cloud is within the cap)."""
     if len(points) <= cap:
-        return points
+        return np.arange(len(points))
+    pool = np.arange(len(points))
     if len(points) > VOXEL_PRESAMPLE * cap:
-        points = points[rng.choice(len(points), VOXEL_PRESAMPLE * cap, replace=False)]
-    points = points[rng.permutation(len(points))]
-    low = points.min(axis=0)
-    size = float((points.max(axis=0) - low).max()) * (2.0 / cap) ** 0.5  # a closed surface spans about 2 extent^2
+        pool = rng.choice(len(points), VOXEL_PRESAMPLE * cap, replace=False)
+    pool = pool[rng.permutation(len(pool))]
+    candidates = points[pool]
+    low = candidates.min(axis=0)
+    size = float((candidates.max(axis=0) - low).max()) * (2.0 / cap) ** 0.5  # a closed surface spans 2 extent^2
     best = None
     for _ in range(8):  # a surface's occupied cells grow as size^-2: a few secant steps land just under the cap
-        first = _one_per_cell(points, low, size)
+        first = _one_per_cell(candidates, low, size)
         if len(first) <= cap and (best is None or len(first) > len(best)):
             best = first
         if best is not None and len(best) > 0.9 * cap:
@@ -207,9 +221,9 @@ def thin_to(points: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarra
         size *= (len(first) / cap) ** 0.5 * (1.01 if len(first) > cap else 0.99)
     while best is None:
         size *= 1.5
-        first = _one_per_cell(points, low, size)
+        first = _one_per_cell(candidates, low, size)
         best = first if len(first) <= cap else None
-    return points[best]
+    return pool[best]
 
 
 def _one_per_cell(points: np.ndarray, low: np.ndarray, size: float) -> np.ndarray:

@@ -1,42 +1,116 @@
 """The conditional Occupancy Network: one encoder for the input kind plus the shared decoder."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..inputs.neighbours import LEVELS, level_unit
 from .decoder import OccupancyDecoder
 from .image_resnet import ResNetImageEncoder
 from .local_decoder import LocalDecoder
 from .local_pointnet import LocalPoolPointNet
+from .point_attention import NeighbourAttention, PointFeatures
 from .pointnet import ResnetPointNet
+from .triplane import sample_planes
 from .voxel_cnn import VoxelEncoder
 
 
+@dataclass
+class PointLatent:
+    """A point-attention latent: feature planes (B, 3, C, R, R), the spacing (B,), and features (B, N, F) on the
+    input points (B, N, 3), all in the canonical frame."""
+
+    planes: torch.Tensor
+    unit: torch.Tensor
+    points: torch.Tensor
+    features: torch.Tensor
+    terms: list[torch.Tensor] | None = None  # OccupancyNetwork.point_terms(features), when computed ahead
+
+
 class OccupancyNetwork(nn.Module):
-    """encode(observation) -> latent (B, *config.latent_shape); decode(points, latent) -> occupancy logits."""
+    """encode(observation) -> latent; decode(points, latent) -> occupancy logits.
+
+    A latent is (B, *config.latent_shape) for the global and triplane models, a `PointLatent` for point attention.
+    Point attention's observation is a dict of tensors (`backend.data.point_inputs` makes it): plane_points,
+    points, normals, has_normals, neighbours, coarse_neighbours, parents, unit; its decoder also takes each query's
+    neighbours.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         self.encoder = _build_encoder(config)
-        if config.architecture == "triplane":
-            self.decoder = LocalDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks)
+        if config.architecture in ("triplane", "attention"):
+            extra = LEVELS * config.read_values if config.architecture == "attention" else 0
+            self.decoder = LocalDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks, extra)
         else:
             self.decoder = OccupancyDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks)
+        if config.architecture == "attention":
+            self.point_features = PointFeatures(config.point_features, config.c_dim)
+            self.attention = nn.ModuleList(
+                NeighbourAttention(config.point_features, config.read_values, config.attention_heads, config.directions)
+                for _ in range(LEVELS)
+            )
 
-    def encode(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.encoder(observation)
+    def encode(self, observation: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | PointLatent:
+        if self.config.architecture != "attention":
+            return self.encoder(observation)
+        planes = self.encoder(observation["plane_points"])
+        points = observation["points"]
+        features = self.point_features(
+            points,
+            observation["normals"],
+            observation["has_normals"],
+            observation["neighbours"],
+            observation["coarse_neighbours"],
+            observation["parents"],
+            observation["unit"],
+            sample_planes(planes, points),
+        )
+        return PointLatent(planes, observation["unit"], points, features)
 
-    def decode(self, points: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """Occupancy logits of points (B, T, 3) given latents (B, *config.latent_shape)."""
-        return self.decoder(points, code)
+    def decode(
+        self,
+        points: torch.Tensor,
+        code: torch.Tensor | PointLatent,
+        neighbours: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """Occupancy logits of points (B, T, 3) given latents; point attention also needs each query's neighbours
+        at each level: (indices (B, T, k), which exist (B, T, k)), as `backend.inputs.neighbours.within` finds."""
+        if not isinstance(code, PointLatent):
+            return self.decoder(points, code)
+        if neighbours is None or len(neighbours) != LEVELS:
+            raise ValueError(f"the point-attention decoder needs each query's neighbours at {LEVELS} levels")
+        terms = code.terms if code.terms is not None else self.point_terms(code.features)
+        z = torch.cat(
+            [
+                attention(code.points, own, code.unit * level_unit(1.0, level), points, *found)
+                for level, (attention, own, found) in enumerate(zip(self.attention, terms, neighbours, strict=True))
+            ],
+            dim=-1,
+        )
+        return self.decoder.decode_features(points, sample_planes(code.planes, points), z)
 
-    def forward(self, points: torch.Tensor, observation: torch.Tensor) -> torch.Tensor:
-        return self.decode(points, self.encode(observation))
+    def point_terms(self, features: torch.Tensor) -> list[torch.Tensor]:
+        """What each level's attention reads of every point, from the point features: computed once per latent
+        when many batches of queries follow (`PointLatent.terms`)."""
+        return [attention.point_terms(features) for attention in self.attention]
+
+    def forward(
+        self,
+        points: torch.Tensor,
+        observation: torch.Tensor | dict[str, torch.Tensor],
+        neighbours: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        return self.decode(points, self.encode(observation), neighbours)
 
 
 def _build_encoder(config: ModelConfig) -> nn.Module:
-    if config.architecture == "triplane":
+    if config.architecture in ("triplane", "attention"):
         return LocalPoolPointNet(
             config.c_dim,
             config.encoder_hidden,

@@ -73,9 +73,11 @@ class ExtractOptions:
 class ExtractStats:
     points_evaluated: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    source: dict = field(default_factory=dict)  # what the encoder kept of the input: points, used, dropped, thinned_to
 
     def as_dict(self) -> dict:
-        return {"points_evaluated": self.points_evaluated, "seconds": dict(self.seconds)}
+        stats = {"points_evaluated": self.points_evaluated, "seconds": dict(self.seconds)}
+        return {**stats, "input": dict(self.source)} if self.source else stats
 
     def timed(self, stage: str, progress: Progress | None, fn: Callable[..., T], *args) -> T:
         """fn(*args), its seconds added to the stage's, after reporting the stage's start."""

@@ -1,0 +1,228 @@
+"""Nearest input points, on numpy alone: what the point-attention model reads around every point and query.
+
+Both engines (PyTorch and the built-in CPU runtime) and training find the same neighbourhoods here. Distances
+are measured in the cloud's own *spacing* (the median distance from a point to its k-th nearest point), which
+makes the neighbourhoods, and so the model, indifferent to the cloud's scale and density: a 5 cm part and a 5 m
+room look alike to it at the scale of their points.
+
+- `nearest`: the exact k nearest points of a cloud to each of its own points, or to other points (the per-point
+  features, at the cloud's own spacing and at the coarser level's).
+- `within`: for query points, at each of LEVELS levels, the exact k nearest points of that level's cloud no
+  farther than RADIUS of that level's spacings. Level l is the first N / 16^l points of the cloud (kept in random
+  order, so each level thins the one before evenly; its spacing is 4^l times the cloud's): level 0 reads the
+  surface's detail near it, level 1 the shape a few spacings away (between the strands of a knot, across a
+  thin gap).
+- `Candidates`: the points of one level within the 3 x 3 x 3 cells of RADIUS spacings around each query, among
+  which the built-in runtime's graph picks the same k nearest itself (a TopK, multi-threaded in ONNX Runtime).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+K = 16  # neighbours per point and per query
+RADIUS = 1.5  # spacings: a query reads the points of each level no farther than this many of its spacings
+LEVELS = 2  # levels of the cloud a query reads
+LEVEL_THINNING = 16  # each level keeps a sixteenth of the points before it, so its spacing is 4 times as wide
+CELL = RADIUS  # grid cells as wide as the radius: a block of 3 x 3 x 3 cells holds a query's whole ball
+CHUNK = 32_768  # queries per block search (a few tens of MB of candidate indices)
+
+try:  # the PyTorch backend and training have SciPy; the built-in runtime finds the same neighbours on numpy
+    from scipy.spatial import cKDTree
+except ImportError:  # pragma: no cover - exercised by the runtime tests, which block SciPy
+    cKDTree = None
+
+
+def nearest(cloud: np.ndarray, k: int = K, queries: np.ndarray | None = None) -> np.ndarray:
+    """(M, k) int64: the indices of the k nearest points of the cloud to each query (default: to each of its own
+    points, each then its own first neighbour), nearest first; a cloud of fewer than k points repeats the
+    farthest. Exact on either search (SciPy's tree, or the numpy grid the built-in runtime uses), so both engines
+    agree."""
+    cloud = np.asarray(cloud, dtype=np.float32)
+    queries = cloud if queries is None else np.asarray(queries, dtype=np.float32)
+    count = min(k, len(cloud))
+    if cKDTree is not None:
+        _, found = cKDTree(cloud).query(queries, count)
+        found = np.asarray(found, dtype=np.int64).reshape(len(queries), count)
+    else:
+        extent = float((cloud.max(axis=0) - cloud.min(axis=0)).max())
+        guess = max(extent * (2.0 * count / len(cloud)) ** 0.5, 1e-9)  # a surface spans about 2 extent^2
+        found = _nearest_on_grid(cloud, queries, count, guess)
+    if count < k:
+        found = np.concatenate([found, np.repeat(found[:, -1:], k - count, axis=1)], axis=1)
+    return found
+
+
+def spacing(points: np.ndarray, neighbours: np.ndarray) -> float:
+    """The median distance from a point to its k-th nearest (the last of `neighbours`, from `nearest`): the unit
+    of every neighbourhood. A cloud whose points all sit on others falls back to its extent over sqrt(N)."""
+    points = np.asarray(points, dtype=np.float64)
+    unit = float(np.median(np.sqrt(((points[neighbours[:, -1]] - points) ** 2).sum(axis=1))))
+    if not unit > 0:
+        unit = float((points.max(axis=0) - points.min(axis=0)).max()) / max(1.0, np.sqrt(len(points)))
+    return max(unit, 1e-12)
+
+
+def _nearest_on_grid(cloud: np.ndarray, queries: np.ndarray, k: int, width: float) -> np.ndarray:
+    """Exact k nearest on a grid of cells `width` wide: each query's 3 x 3 x 3 block of cells holds every point
+    closer than its distance to the block's faces; queries whose k-th neighbour lies farther (or outside the
+    grid) are searched against the whole cloud."""
+    grid = _Grid(cloud, width)
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), CHUNK):
+        chunk = queries[start : start + CHUNK]
+        cells = grid.cells(chunk)
+        found, squared = _k_smallest(cloud, chunk, grid.blocks(cells), k)
+        unsure = ~(squared[:, -1] <= grid.reach(chunk, cells) ** 2)
+        for i in np.flatnonzero(unsure):
+            d = ((cloud - chunk[i]) ** 2).sum(axis=1)
+            best = np.argpartition(d, k - 1)[:k]
+            found[i] = best[np.argsort(d[best], kind="stable")]
+        out[start : start + len(chunk)] = found
+    return out
+
+
+def _k_smallest(
+    points: np.ndarray, queries: np.ndarray, candidates: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest of each query's candidates (rows of indices padded with -1), nearest first, and their
+    squared distances (infinite where a row has fewer than k)."""
+    if candidates.shape[1] < k:
+        candidates = np.pad(candidates, ((0, 0), (0, k - candidates.shape[1])), constant_values=-1)
+    squared = ((points[np.maximum(candidates, 0)] - queries[:, None, :]) ** 2).sum(axis=2)
+    squared[candidates < 0] = np.inf
+    best = np.argpartition(squared, k - 1, axis=1)[:, :k]
+    best_squared = np.take_along_axis(squared, best, axis=1)
+    order = np.argsort(best_squared, axis=1, kind="stable")
+    best = np.take_along_axis(best, order, axis=1)
+    return np.take_along_axis(candidates, best, axis=1), np.take_along_axis(best_squared, order, axis=1)
+
+
+def level_size(count: int, level: int) -> int:
+    """How many of a cloud's first points make up a level (at least one)."""
+    return max(1, math.ceil(count / LEVEL_THINNING**level))
+
+
+def level_unit(unit: float, level: int) -> float:
+    return unit * math.sqrt(LEVEL_THINNING) ** level
+
+
+class QueryNeighbours:
+    """For query points, at each level, the k nearest points of that level no farther than RADIUS of its
+    spacings (see the module's docstring): built once per cloud, then asked for batch after batch."""
+
+    def __init__(self, points: np.ndarray, unit: float, k: int = K) -> None:
+        self.points = np.asarray(points, dtype=np.float32)
+        self.k = k
+        self.radii = [RADIUS * level_unit(unit, level) for level in range(LEVELS)]
+        self.clouds = [self.points[: level_size(len(self.points), level)] for level in range(LEVELS)]
+        if cKDTree is not None:
+            self.searches = [cKDTree(cloud) for cloud in self.clouds]
+        else:
+            self.searches = [Candidates(cloud, radius) for cloud, radius in zip(self.clouds, self.radii, strict=True)]
+
+    def __call__(self, queries: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per level, (M, k) int64 indices, nearest first, and (M, k) which of them exist (a query with fewer
+        points that near has missing neighbours, index 0)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        return [self._level(queries, *level) for level in zip(self.clouds, self.radii, self.searches, strict=True)]
+
+    def _level(self, queries: np.ndarray, cloud: np.ndarray, radius: float, search) -> tuple[np.ndarray, np.ndarray]:
+        count = min(self.k, len(cloud))
+        if isinstance(search, Candidates):
+            found = np.empty((len(queries), count), np.int64)
+            exists = np.empty((len(queries), count), bool)
+            for start in range(0, len(queries), CHUNK):
+                chunk = queries[start : start + CHUNK]
+                best, squared = _k_smallest(cloud, chunk, search(chunk), count)
+                found[start : start + len(chunk)], exists[start : start + len(chunk)] = best, squared <= radius**2
+        else:
+            distance, found = search.query(queries, count, distance_upper_bound=radius)
+            distance = np.asarray(distance).reshape(len(queries), count)
+            found = np.asarray(found).reshape(len(queries), count)
+            exists = distance <= radius
+        found = np.where(exists, found, 0).astype(np.int64)
+        if count < self.k:
+            pad = ((0, 0), (0, self.k - count))
+            found, exists = np.pad(found, pad), np.pad(exists, pad)
+        return found, exists
+
+
+class Candidates:
+    """For query points, the points of a cloud in the 3 x 3 x 3 block of cells `radius` wide around each: a
+    superset of the points within `radius`, from which the k nearest within it are picked."""
+
+    def __init__(self, points: np.ndarray, radius: float) -> None:
+        self.grid = _Grid(np.asarray(points, dtype=np.float32), radius)
+
+    def __call__(self, queries: np.ndarray) -> np.ndarray:
+        """(M, W) int64 indices into the cloud, -1 where a row has fewer than W (W at least 1)."""
+        return self.grid.blocks(self.grid.cells(np.asarray(queries, dtype=np.float32)))
+
+
+class _Grid:
+    """Points sorted by cell of a uniform grid (cells `width` wide, two empty cells of margin on every side), so
+    that each row of cells along Z is one run of the sorted keys, and a query up to a cell beyond the points has
+    a whole block."""
+
+    def __init__(self, points: np.ndarray, width: float) -> None:
+        self.width = float(width)
+        self.low = points.min(axis=0).astype(np.float64) - 2 * self.width
+        cells = np.floor((points - self.low) / self.width).astype(np.int64)
+        self.shape = cells.max(axis=0) + 3
+        keys = self.keys_of(cells)
+        self.order = np.argsort(keys, kind="stable")
+        self.sorted_keys = keys[self.order]
+
+    def cells(self, queries: np.ndarray) -> np.ndarray:
+        """Cells of queries; those outside the grid (and its margin) are marked -1 on every axis."""
+        cells = np.floor((queries - self.low) / self.width).astype(np.int64)
+        outside = ((cells < 1) | (cells >= self.shape - 1)).any(axis=1)
+        cells[outside] = -1
+        return cells
+
+    def keys_of(self, cells: np.ndarray) -> np.ndarray:
+        keys = (cells[:, 0] * self.shape[1] + cells[:, 1]) * self.shape[2] + cells[:, 2]
+        return np.where(cells[:, 0] < 0, -1, keys)
+
+    def reach(self, queries: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Distance from each query to the faces of its 3 x 3 x 3 block (0 outside the grid)."""
+        low = self.low + (cells - 1) * self.width
+        high = low + 3 * self.width
+        distance = np.minimum(queries - low, high - queries).min(axis=1)
+        return np.where(cells[:, 0] < 0, 0.0, distance)
+
+    def _runs(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Start and length in the sorted keys of the nine Z-runs of cells that make each key's block."""
+        z = keys % self.shape[2]
+        row = keys - z
+        starts, lengths = [], []
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                base = row + (dx * self.shape[1] + dy) * self.shape[2]
+                first = np.searchsorted(self.sorted_keys, base + z - 1, side="left")
+                last = np.searchsorted(self.sorted_keys, base + z + 1, side="right")
+                starts.append(first)
+                lengths.append(np.where(keys < 0, 0, last - first))
+        return np.stack(starts, axis=1), np.stack(lengths, axis=1)
+
+    def block_counts(self, keys: np.ndarray) -> np.ndarray:
+        return self._runs(keys)[1].sum(axis=1)
+
+    def blocks(self, cells: np.ndarray) -> np.ndarray:
+        unique, inverse = np.unique(self.keys_of(cells), return_inverse=True)
+        return self.blocks_of_keys(unique)[inverse]
+
+    def blocks_of_keys(self, keys: np.ndarray) -> np.ndarray:
+        """(U, W) indices of the points in each key's block, padded with -1."""
+        starts, lengths = self._runs(keys)
+        totals = lengths.sum(axis=1)
+        out = np.full((len(keys), max(1, int(totals.max(initial=0)))), -1, dtype=np.int64)
+        flat = lengths.ravel()
+        row = np.repeat(np.arange(len(keys)), totals)
+        column = np.arange(int(totals.sum())) - np.repeat(np.cumsum(totals) - totals, totals)
+        within = np.arange(int(flat.sum())) - np.repeat(np.cumsum(flat) - flat, flat)
+        out[row, column] = self.order[np.repeat(starts.ravel(), flat) + within]
+        return out

@@ -1,0 +1,163 @@
+"""Point attention (after POCO, Boulch & Marlet, CVPR 2022): features that live on the input points themselves,
+and a decoder that reads, for each query, the k nearest input points with attention weights computed from where
+they lie relative to it. Detail follows the scan's own density, wherever the points are.
+
+Every distance is in units of the cloud's spacing (`backend.inputs.neighbours`), so the same weights serve a
+part, an object and a room. The feature planes of Convolutional Occupancy Networks (`triplane.py`) stay as the
+coarse context: what is inside far from any point, and which side of a surface is which.
+Plain torch (gather, topk, softmax): runs on CUDA, MPS and CPU, and exports to ONNX for the built-in runtime.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..inputs.neighbours import LEVEL_THINNING
+
+FAR = 1e30  # squared distance of a missing candidate
+DISTANCE_SCALE = 4.0  # spacings: offsets beyond this are squashed (their direction kept, their length logged)
+
+
+def gather_points(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values (B, N, C) read at index (B, ...) -> (B, ..., C)."""
+    batch, _, channels = values.shape
+    flat = index.reshape(batch, -1)
+    picked = values.gather(1, flat.unsqueeze(-1).expand(-1, -1, channels))
+    return picked.view(*index.shape, channels)
+
+
+def nearest_of_candidates(
+    points: torch.Tensor, queries: torch.Tensor, candidates: torch.Tensor, radius: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest of each query's candidate points (indices (B, T, W), -1 for none) no farther than `radius`
+    (B,), nearest first, and which of them exist (B, T, k): what `backend.inputs.neighbours.within` finds."""
+    if candidates.shape[-1] < k:
+        candidates = F.pad(candidates, (0, k - candidates.shape[-1]), value=-1)
+    safe = candidates.clamp_min(0)
+    offsets = gather_points(points, safe) - queries.unsqueeze(2)
+    squared = (offsets * offsets).sum(-1)
+    squared = torch.where(candidates >= 0, squared, torch.full_like(squared, FAR))
+    best, which = torch.topk(squared, k, dim=2, largest=False, sorted=True)
+    exists = best <= (radius * radius).view(-1, 1, 1)
+    return torch.where(exists, safe.gather(2, which), torch.zeros_like(which)), exists
+
+
+def encode_offset(offset: torch.Tensor) -> torch.Tensor:
+    """(..., 3) offsets in spacings -> (..., 4): the offset squashed to a bounded length, and its log length."""
+    length = offset.norm(dim=-1, keepdim=True)
+    return torch.cat([offset / (1.0 + length / DISTANCE_SCALE), torch.log1p(length)], dim=-1)
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (cin, cout) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(cin, cout))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class PointFeatures(nn.Module):
+    """Per-point features (B, N, F) at two scales: an EdgeConv-style layer over each point's k nearest (offsets
+    in spacings, normals where the scan has them), a second over the coarser level's points and their k nearest
+    (offsets in that level's spacings: the curvature of a tube, which side of a wall is which), handed back to
+    each point from its nearest coarse point; and the feature planes read at the point."""
+
+    def __init__(self, features: int, plane_features: int) -> None:
+        super().__init__()
+        self.edge = _mlp([4 + 3 + 3 + 1, features, features])
+        self.coarse = _mlp([2 * features + 4, features, features])
+        self.context = nn.Linear(plane_features, features)
+        self.out = _mlp([3 * features, features, features])
+
+    def forward(
+        self,
+        points: torch.Tensor,
+        normals: torch.Tensor,
+        has_normals: torch.Tensor,
+        neighbours: torch.Tensor,
+        coarse_neighbours: torch.Tensor,
+        parents: torch.Tensor,
+        unit: torch.Tensor,
+        plane_features: torch.Tensor,
+    ) -> torch.Tensor:
+        """points, normals (B, N, 3); has_normals (B,) 0/1; neighbours (B, N, k); coarse_neighbours (B, N1, k)
+        among the first N1 points; parents (B, N) into them; unit (B,) the spacing; plane_features (B, N, C)."""
+        k = neighbours.shape[-1]
+        flag = has_normals.view(-1, 1, 1, 1).to(points.dtype)
+        offset = (gather_points(points, neighbours) - points.unsqueeze(2)) / unit.view(-1, 1, 1, 1)
+        normals = normals * flag[..., 0]
+        edge = torch.cat(
+            [
+                encode_offset(offset),
+                gather_points(normals, neighbours),
+                normals.unsqueeze(2).expand(-1, -1, k, -1),
+                flag.expand(*offset.shape[:3], 1),
+            ],
+            dim=-1,
+        )
+        fine = self.edge(edge).amax(dim=2)
+        size = coarse_neighbours.shape[1]
+        centres, own = points[:, :size], fine[:, :size]
+        coarse_unit = unit.view(-1, 1, 1, 1) * math.sqrt(LEVEL_THINNING)
+        coarse_offset = (gather_points(centres, coarse_neighbours) - centres.unsqueeze(2)) / coarse_unit
+        read = gather_points(own, coarse_neighbours)
+        coarse_edge = torch.cat(
+            [read - own.unsqueeze(2), own.unsqueeze(2).expand_as(read), encode_offset(coarse_offset)], -1
+        )
+        coarse = self.coarse(F.relu(coarse_edge)).amax(dim=2)
+        handed = gather_points(coarse, parents)
+        return self.out(F.relu(torch.cat([fine, handed, self.context(plane_features)], dim=-1)))
+
+
+class NeighbourAttention(nn.Module):
+    """What a query reads from its k nearest points: (B, T, V).
+
+    Each point carries, computed once from its features (`point_terms`): values, a few directions, and a score
+    bias per head. A neighbour's geometry, seen from the query, is its offset (in spacings) and the offset's
+    projections on the point's directions (learned normals and tangents: the query's signed distance to the
+    point's local surface). Each head weighs the neighbours by softmax(bias + a linear score of that geometry), and
+    returns the weighted values plus a linear map of the weighted geometry. All per-neighbour work is a few dozen
+    multiply-adds, so millions of queries stay cheap; a query with no neighbours reads zeros.
+    """
+
+    def __init__(self, features: int, values: int, heads: int, directions: int) -> None:
+        super().__init__()
+        if values % heads:
+            raise ValueError(f"the values read ({values}) must divide among the attention heads ({heads})")
+        self.heads, self.directions, self.values = heads, directions, values
+        self.terms = nn.Linear(features, values + 3 * directions + heads)
+        self.score = nn.Linear(directions + 4, heads)
+        self.geometry = nn.Linear(heads * (directions + 4), values)
+
+    def point_terms(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, N, V + 3 D + H): each point's values, directions and score biases."""
+        return self.terms(features)
+
+    def forward(
+        self,
+        points: torch.Tensor,
+        terms: torch.Tensor,
+        unit: torch.Tensor,
+        queries: torch.Tensor,
+        neighbours: torch.Tensor,
+        exists: torch.Tensor,
+    ) -> torch.Tensor:
+        """points (B, N, 3) and their `point_terms` (B, N, ...); unit (B,) this level's spacing; queries (B, T, 3);
+        neighbours (B, T, k) and which exist (B, T, k)."""
+        offset = (queries.unsqueeze(2) - gather_points(points, neighbours)) / unit.view(-1, 1, 1, 1)
+        read = gather_points(terms, neighbours)
+        f, d = self.values, self.directions
+        values, directions, bias = read[..., :f], read[..., f : f + 3 * d], read[..., f + 3 * d :]
+        projected = (directions.unflatten(-1, (d, 3)) * offset.unsqueeze(-2)).sum(-1)
+        geometry = torch.cat([projected, encode_offset(offset)], dim=-1)  # (B, T, k, D + 4)
+        scores = (bias + self.score(geometry)).masked_fill(~exists.unsqueeze(-1), -1e9)
+        weights = torch.softmax(scores, dim=2) * exists.unsqueeze(-1).to(scores.dtype)  # (B, T, k, H)
+        per_head = values.unflatten(-1, (self.heads, f // self.heads))
+        read_values = (weights.unsqueeze(-1) * per_head).sum(dim=2).flatten(2)
+        read_geometry = torch.einsum("btkh,btkg->bthg", weights, geometry).flatten(2)
+        return read_values + self.geometry(read_geometry)
