@@ -15,12 +15,11 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .config import ModelConfig
+from .config import ModelConfig, PointLatentLayout
 from .device import resolve_device
 from .extract import ExtractOptions, ExtractStats, extract_mesh
 from .extract.evaluate import CancelCheck, Field, Progress
 from .inputs import Observation
-from .config import PointLatentLayout
 from .inputs.attention import PointAttentionInput
 from .inputs.neighbours import QueryNeighbours
 from .inputs.network import as_observation, network_input

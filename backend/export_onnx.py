@@ -9,8 +9,18 @@ Each model gets two graphs beside its `.safetensors` file, the two stages MISE n
                         float32 of 0 and 1; code: the model's latent_shape
     NAME.decoder.onnx   code (latent_shape) float32 and points (N, 3) float32 in the canonical frame -> logits (N,)
 
-N is dynamic. The graphs hold no weights: every initializer that is a checkpoint tensor is ONNX external data
-pointing at its bytes inside the `.safetensors` file (same name, dtype, shape; safetensors stores raw
+Point attention (architecture "attention") runs as three:
+
+    NAME.encoder.onnx   what `backend.inputs.attention.prepare_points` makes (plane_points (P, 3), points (N, 3),
+                        normals (N, 3), has_normals (), neighbours (N, k), coarse_neighbours (N1, k),
+                        parents (N,), unit ()) -> planes (3, C, R, R), features (N, F)
+    NAME.terms.onnx     features (N, F) -> what each level's attention reads of every point, terms0 and terms1
+    NAME.decoder.onnx   planes, unit, points, terms0, terms1, queries (M, 3), and each level's candidates
+                        (M, W) (`backend.inputs.neighbours.Candidates`, -1 for none) -> logits (M,); the graph picks
+                        the k nearest candidates within the level's radius itself (TopK)
+
+N and the other sizes are dynamic. The graphs hold no weights: every initializer that is a checkpoint tensor is
+ONNX external data pointing at its bytes inside the `.safetensors` file (same name, dtype, shape; safetensors stores raw
 little-endian bytes as ONNX does), so the weights ship once and both engines read the same file. Each graph
 records the SHA-256 of the checkpoint's header, which fixes every tensor's name, shape and place: the runtime
 refuses a graph whose checkpoint was replaced by one of another layout.
@@ -31,11 +41,15 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .errors import OutputError
+from .inputs.attention import prepare_points
+from .inputs.neighbours import RADIUS, Candidates, level_unit
 from .models import OccupancyNetwork
 from .models.local_decoder import LocalDecoder
+from .models.occnet import decode_read
+from .models.point_attention import nearest_of_candidates
 from .models.triplane import sample_planes_by_gather
 from .outputs import atomic_write
-from .runtime.graphs import META_HEADER_SHA256, META_MODEL, META_STAGE, META_WEIGHTS, STAGES, graph_path, header_digest
+from .runtime.graphs import META_HEADER_SHA256, META_MODEL, META_STAGE, META_WEIGHTS, graph_path, header_digest, stages
 from .weights_file import read_header
 
 OPSET = 18  # the first with ScatterElements reduction "max": the triplane encoder's pooling
@@ -70,6 +84,65 @@ class _Decoder(nn.Module):
         return self.decoder(points[None], code[None])[0]
 
 
+class _PointEncoder(nn.Module):
+    """Point attention's encoder: the planes and the features on the points ('encoder.*', 'point_features.*')."""
+
+    def __init__(self, network: OccupancyNetwork) -> None:
+        super().__init__()
+        self.encoder, self.point_features = network.encoder, network.point_features
+
+    def forward(self, plane_points, points, normals, has_normals, neighbours, coarse_neighbours, parents, unit):
+        planes = self.encoder(plane_points[None])
+        read = sample_planes_by_gather(planes, points[None])
+        features = self.point_features(
+            points[None],
+            normals[None],
+            has_normals.reshape(1),
+            neighbours[None],
+            coarse_neighbours[None],
+            parents[None],
+            unit.reshape(1),
+            read,
+        )
+        return planes[0], features[0]
+
+
+class _PointTerms(nn.Module):
+    """What each level's attention reads of every point ('attention.*')."""
+
+    def __init__(self, network: OccupancyNetwork) -> None:
+        super().__init__()
+        self.attention = network.attention
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(attention.point_terms(features) for attention in self.attention)
+
+
+class _PointDecoder(nn.Module):
+    """Point attention's decoder: each level's k nearest candidates within its radius, then `decode_read`."""
+
+    def __init__(self, network: OccupancyNetwork) -> None:
+        super().__init__()
+        self.decoder, self.attention, self.k = network.decoder, network.attention, network.config.neighbours
+
+    def forward(self, planes, unit, points, terms0, terms1, queries, candidates0, candidates1):
+        found = [
+            nearest_of_candidates(
+                points[None],
+                queries[None],
+                candidates[None],
+                (RADIUS * level_unit(1.0, level) * unit).reshape(1),
+                self.k,
+            )
+            for level, candidates in enumerate((candidates0, candidates1))
+        ]
+        read = sample_planes_by_gather(planes[None], queries[None])
+        terms = [terms0[None], terms1[None]]
+        return decode_read(
+            self.attention, self.decoder, queries[None], read, points[None], unit.reshape(1), terms, found
+        )[0]
+
+
 def export_model(checkpoint: str | Path, out: str | Path | None = None, overwrite: bool = False) -> list[Path]:
     """Write both stages' graphs for a checkpoint (into `out`, default beside it); returns their paths.
 
@@ -80,7 +153,7 @@ def export_model(checkpoint: str | Path, out: str | Path | None = None, overwrit
     network = load_checkpoint(checkpoint).eval()
     header, header_bytes = read_header(checkpoint)
     folder = Path(out) if out is not None else checkpoint.parent
-    targets = {stage: folder / graph_path(checkpoint, stage).name for stage in STAGES}
+    targets = {stage: folder / graph_path(checkpoint, stage).name for stage in stages(network.config.architecture)}
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not overwrite:
         raise OutputError(f"{', '.join(existing)} already exist; pass --overwrite to export again over them.")
@@ -96,11 +169,14 @@ def export_model(checkpoint: str | Path, out: str | Path | None = None, overwrit
     else:
         grid = torch.zeros((config.voxel_resolution,) * 3)
         encoder_args, encoder_names, encoder_shapes = (grid,), ["voxels"], None
-    code = torch.zeros(config.latent_shape)
-    graphs = {
-        "encoder": _export(_Encoder(network), encoder_args, encoder_names, ["code"], encoder_shapes),
-        "decoder": _export(_Decoder(network), (code, points), ["code", "points"], ["logits"], ({}, {0: n})),
-    }
+    if config.architecture == "attention":
+        graphs = _point_graphs(network)
+    else:
+        code = torch.zeros(config.latent_shape)
+        graphs = {
+            "encoder": _export(_Encoder(network), encoder_args, encoder_names, ["code"], encoder_shapes),
+            "decoder": _export(_Decoder(network), (code, points), ["code", "points"], ["logits"], ({}, {0: n})),
+        }
     for stage, model in graphs.items():
         _strip_provenance(model)
         _point_at_checkpoint(model, checkpoint.name, header, len(header_bytes), checkpoint.read_bytes())
@@ -114,6 +190,57 @@ def export_model(checkpoint: str | Path, out: str | Path | None = None, overwrit
         with atomic_write(targets[stage]) as partial:
             partial.write_bytes(model.SerializeToString(deterministic=True))
     return list(targets.values())
+
+
+def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
+    """Point attention's three graphs, traced on a small cloud of the model's own input."""
+    config = network.config
+    generator = torch.Generator().manual_seed(0)
+    cloud = torch.rand(300, 3, generator=generator).numpy() - 0.5
+    prepared, _ = prepare_points(cloud, None, config)
+    encoder_inputs = {k: torch.as_tensor(v) for k, v in prepared.arrays().items()}
+    dims = {name: torch.export.Dim(name, min=2) for name in ("P", "N", "N1", "M", "W0", "W1")}
+    encoder_shapes = {
+        "plane_points": {0: dims["P"]},
+        "points": {0: dims["N"]},
+        "normals": {0: dims["N"]},
+        "has_normals": {},
+        "neighbours": {0: dims["N"]},
+        "coarse_neighbours": {0: dims["N1"]},
+        "parents": {0: dims["N"]},
+        "unit": {},
+    }
+    with torch.no_grad():
+        planes, features = _PointEncoder(network)(*encoder_inputs.values())
+        terms = _PointTerms(network)(features)
+    queries = torch.rand(64, 3, generator=generator) - 0.5
+    candidates = [
+        torch.as_tensor(Candidates(prepared.points, RADIUS * level_unit(prepared.unit, level))(queries.numpy()))
+        for level in range(2)
+    ]
+    decoder_args = (planes, torch.tensor(prepared.unit), torch.as_tensor(prepared.points), *terms, queries, *candidates)
+    decoder_names = ["planes", "unit", "points", "terms0", "terms1", "queries", "candidates0", "candidates1"]
+    decoder_shapes = (
+        {},
+        {},
+        {0: dims["N"]},
+        {0: dims["N"]},
+        {0: dims["N"]},
+        {0: dims["M"]},
+        {0: dims["M"], 1: dims["W0"]},
+        {0: dims["M"], 1: dims["W1"]},
+    )
+    return {
+        "encoder": _export(
+            _PointEncoder(network),
+            tuple(encoder_inputs.values()),
+            list(encoder_inputs),
+            ["planes", "features"],
+            tuple(encoder_shapes.values()),
+        ),
+        "terms": _export(_PointTerms(network), (features,), ["features"], ["terms0", "terms1"], ({0: dims["N"]},)),
+        "decoder": _export(_PointDecoder(network), decoder_args, decoder_names, ["logits"], decoder_shapes),
+    }
 
 
 def _export(module: nn.Module, args: tuple, inputs: list[str], outputs: list[str], shapes) -> onnx.ModelProto:

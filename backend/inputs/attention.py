@@ -42,11 +42,11 @@ class PointAttentionInput:
             "plane_points": self.plane_points,
             "points": self.points,
             "normals": self.normals,
-            "has_normals": np.float32(self.has_normals),
+            "has_normals": np.array(self.has_normals, dtype=np.float32),
             "neighbours": self.neighbours,
             "coarse_neighbours": self.coarse_neighbours,
             "parents": self.parents,
-            "unit": np.float32(self.unit),
+            "unit": np.array(self.unit, dtype=np.float32),
         }
 
 

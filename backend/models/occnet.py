@@ -86,14 +86,8 @@ class OccupancyNetwork(nn.Module):
         if neighbours is None or len(neighbours) != LEVELS:
             raise ValueError(f"the point-attention decoder needs each query's neighbours at {LEVELS} levels")
         terms = code.terms if code.terms is not None else self.point_terms(code.features)
-        z = torch.cat(
-            [
-                attention(code.points, own, code.unit * level_unit(1.0, level), points, *found)
-                for level, (attention, own, found) in enumerate(zip(self.attention, terms, neighbours, strict=True))
-            ],
-            dim=-1,
-        )
-        return self.decoder.decode_features(points, sample_planes(code.planes, points), z)
+        read = sample_planes(code.planes, points)
+        return decode_read(self.attention, self.decoder, points, read, code.points, code.unit, terms, neighbours)
 
     def point_terms(self, features: torch.Tensor) -> list[torch.Tensor]:
         """What each level's attention reads of every point, from the point features: computed once per latent
@@ -107,6 +101,23 @@ class OccupancyNetwork(nn.Module):
         neighbours: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         return self.decode(points, self.encode(observation), neighbours)
+
+
+def decode_read(
+    attention: nn.ModuleList,
+    decoder: LocalDecoder,
+    queries: torch.Tensor,
+    plane_features: torch.Tensor,
+    points: torch.Tensor,
+    unit: torch.Tensor,
+    terms: list[torch.Tensor],
+    neighbours: list[tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """Point attention's logits (B, T) from what the queries read of the planes (B, T, C) and, at each level, of
+    their neighbours among the points (what the ONNX decoder graph runs too)."""
+    levels = enumerate(zip(attention, terms, neighbours, strict=True))
+    z = [read(points, own, unit * level_unit(1.0, level), queries, *found) for level, (read, own, found) in levels]
+    return decoder.decode_features(queries, plane_features, torch.cat(z, dim=-1))
 
 
 def _build_encoder(config: ModelConfig) -> nn.Module:

@@ -6,6 +6,14 @@ import hashlib
 from pathlib import Path
 
 STAGES = ("encoder", "decoder")
+POINT_STAGES = ("encoder", "terms", "decoder")  # point attention: what each point offers its queries, once a latent
+
+
+def stages(architecture: str) -> tuple[str, ...]:
+    """The graphs a model of this architecture runs as."""
+    return POINT_STAGES if architecture == "attention" else STAGES
+
+
 META_MODEL = "occnet_model"
 META_STAGE = "occnet_stage"
 META_WEIGHTS = "occnet_weights"

@@ -15,16 +15,19 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..config import ModelConfig
+from ..config import ModelConfig, PointLatentLayout
 from ..errors import InputError, ModelLoadError
+from ..inputs.attention import PointAttentionInput
+from ..inputs.neighbours import LEVELS, RADIUS, Candidates, level_size, level_unit
 from ..registry import find_model
 from ..weights_file import read_config, read_header
-from .graphs import META_HEADER_SHA256, META_STAGE, STAGES, graph_path, header_digest
+from .graphs import META_HEADER_SHA256, META_STAGE, graph_path, header_digest, stages
 
 # Query points per decoder run: as many as keep one hidden layer's activations about this size, in cache.
 # Measured on 2 cores: the global-code decoder (128 wide) is fastest at 8,192 points (16,384 ran a fifth
 # slower), the triplane decoder (32 wide) at 32,768 (8,192 ran a fifth slower).
 ACTIVATION_BYTES = 4 << 20
+POINT_CHUNK = 8192  # point attention: queries per decoder run (each reads two levels of 16 neighbours)
 
 
 class RuntimeModel:
@@ -38,7 +41,7 @@ class RuntimeModel:
         self.threads = threads or default_threads()
         self._digest = header_digest(read_header(self.path)[1])
         self._sessions: dict[str, ort.InferenceSession] = {}
-        for stage in STAGES:
+        for stage in stages(self.config.architecture):
             if not graph_path(self.path, stage).is_file():
                 raise ModelLoadError(
                     f"Model '{self.name}' has no {graph_path(self.path, stage).name} beside {self.path}, so the "
@@ -55,12 +58,18 @@ class RuntimeModel:
     def latent_shape(self) -> tuple[int, ...]:
         return self.config.latent_shape
 
-    def encode(self, observation: np.ndarray) -> np.ndarray:
+    def encode(self, observation: np.ndarray | PointAttentionInput) -> np.ndarray:
         """The latent (float32, `latent_shape`) of one canonical-frame network input: points (N, 3) in the unit
         cube for point-cloud models, a prepared image (3, S, S) for image models, a 0/1 grid (R, R, R) for voxel
-        models (as `backend.api` prepares them)."""
-        observation = np.asarray(observation)
+        models (as `backend.api` prepares them); point attention's `PointAttentionInput`, to its flat latent."""
         config = self.config
+        if isinstance(observation, PointAttentionInput):
+            arrays = observation.arrays()
+            session = self._session("encoder")
+            feed = {i.name: np.ascontiguousarray(arrays[i.name]) for i in session.get_inputs()}
+            planes, features = session.run(None, feed)
+            return PointLatentLayout.of(config).join(planes, observation.unit, observation.points, features)
+        observation = np.asarray(observation)
         if config.input_kind == "pointcloud":
             if observation.ndim != 2 or observation.shape[1] != 3 or len(observation) == 0:
                 raise InputError(f"The encoder takes canonical points (N, 3); got shape {observation.shape}.")
@@ -77,8 +86,36 @@ class RuntimeModel:
 
     def field(self, code: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """The logits of one latent as a function of canonical points (N, 3): what mesh extraction drives."""
+        if self.config.architecture == "attention":
+            return self._point_field(code)
         code = self._code(code)
         return lambda points: self.logits(code, points)
+
+    def _point_field(self, code: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """Point attention: what each point offers its queries, once (the terms graph); then, batch after batch,
+        each level's candidate neighbours (numpy) and the decoder graph, which picks the nearest among them."""
+        if problem := self.config.latent_size_problem(np.asarray(code).size):
+            raise InputError(f"The latent does not fit model '{self.name}' ({problem}).")
+        planes, unit, points, features = PointLatentLayout.of(self.config).split(np.asarray(code, np.float32))
+        points, features = np.ascontiguousarray(points), np.ascontiguousarray(features)
+        terms = self._session("terms").run(None, {"features": features})
+        radii = [RADIUS * level_unit(unit, level) for level in range(LEVELS)]
+        searches = [Candidates(points[: level_size(len(points), level)], radii[level]) for level in range(LEVELS)]
+        fixed = {"planes": np.ascontiguousarray(planes), "unit": np.array(unit, dtype=np.float32), "points": points}
+        fixed.update({f"terms{level}": t for level, t in enumerate(terms)})
+        session = self._session("decoder")
+
+        def logits(queries: np.ndarray) -> np.ndarray:
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
+            out = np.empty(len(queries), dtype=np.float32)
+            for start in range(0, len(queries), POINT_CHUNK):
+                chunk = queries[start : start + POINT_CHUNK]
+                feed = {**fixed, "queries": chunk}
+                feed.update({f"candidates{level}": search(chunk) for level, search in enumerate(searches)})
+                out[start : start + len(chunk)] = session.run(None, feed)[0]
+            return out
+
+        return logits
 
     def logits(self, code: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Occupancy logits (N,) float32 of canonical points (N, 3) for a latent (float16 or float32, any shape

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from ..inputs import Observation
+from ..inputs.attention import PointAttentionInput
 from ..inputs.network import network_input
 from ..latent import Latent, check_latent
 from ..mesh import Mesh
-from .evaluate import CancelCheck, Progress
+from .evaluate import CancelCheck, Logits, Progress
 from .extract import ExtractOptions, ExtractStats, extract_mesh
 from .model import RuntimeModel
 
@@ -15,8 +16,10 @@ from .model import RuntimeModel
 def encode(model: RuntimeModel, observation: Observation) -> Latent:
     """The latent of an observation of the model's input kind (`as_observation` checks it), with the frame
     that maps results back."""
-    array, frame = network_input(observation, model.config)
-    return Latent(model.encode(array), model.name, frame)
+    prepared, frame = network_input(observation, model.config)
+    if isinstance(prepared, PointAttentionInput):
+        return Latent(model.encode(prepared), model.name, frame, blends_by_field=True, source=prepared.summary())
+    return Latent(model.encode(prepared), model.name, frame)
 
 
 def extract(
@@ -28,6 +31,14 @@ def extract(
     stats: ExtractStats | None = None,
 ) -> tuple[Mesh, ExtractStats]:
     """The latent's mesh in its source's frame; a latent of another model is refused."""
-    check_latent(latent, model.name, model.latent_shape)
-    mesh, stats = extract_mesh(model.field(latent.code), options, progress, cancel, stats)
+    check_latent(latent, model.name, model.config)
+    mesh, stats = extract_mesh(latent_field(model, latent), options, progress, cancel, stats)
     return mesh.transformed(latent.frame.as_array(), latent.frame.scale), stats
+
+
+def latent_field(model: RuntimeModel, latent: Latent) -> Logits:
+    """The latent's logits: its own code's, or for a blend of fields the weighted sum of its parts'."""
+    if not latent.parts:
+        return model.field(latent.code)
+    fields = [(weight, model.field(part.code)) for weight, part in latent.parts]
+    return lambda points: sum(weight * field(points) for weight, field in fields)
