@@ -103,6 +103,7 @@ class LatentFrame:
     latent_model: str
     center: tuple[float, ...] = (0.0, 0.0, 0.0)
     scale: float = 1.0
+    blends_by_field: bool = False  # point attention: its code's length varies; blends mix the two ends' fields
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class ObservationSource:
 
     input_path: str | None = None
     points: np.ndarray | None = None
+    normals: np.ndarray | None = None  # with points: their outward normals (N, 3), when the scan or mesh has them
     pixels: np.ndarray | None = None
     voxels: np.ndarray | None = None
 

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .config import ModelConfig
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
 from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
 from .latent import Latent, interpolate
@@ -172,7 +173,7 @@ class Server:
         extraction = self.extraction(request, model, job)
         self.progress(job)("encode", 0.0)
         latent = self.encode(model, observation)
-        stats = ExtractStats(seconds={"encode": time.perf_counter() - start})
+        stats = ExtractStats(seconds={"encode": time.perf_counter() - start}, source=latent.source)
         return mesh_reply(self.extract(model, latent, extraction, job, stats), stats.as_dict(), latent)
 
     def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
@@ -182,13 +183,13 @@ class Server:
 
     def do_extract(self, request: ExtractRequest, job: int | None) -> MeshReply:
         model = self.model(request.model)
-        latent = latent_from(request.latent, request.code, model.name)
+        latent = latent_from(request.latent, request.code, model.name, model.config)
         return self.extract_reply(model, latent, request, job)
 
     def do_interpolate(self, request: InterpolateRequest, job: int | None) -> MeshReply:
         model = self.model(request.model)
-        a = latent_from(request.a, request.code_a, model.name)
-        b = latent_from(request.b, request.code_b, model.name)
+        a = latent_from(request.a, request.code_a, model.name, model.config)
+        b = latent_from(request.b, request.code_b, model.name, model.config)
         return self.extract_reply(model, interpolate(a, b, request.t, request.method), request, job)
 
     def extract_reply(self, model, latent: Latent, request: Extraction, job: int | None) -> MeshReply:
@@ -236,6 +237,8 @@ def request_observation(request: ObservationSource) -> Observation:
         from .inputs.files import load_observation  # trimesh and Pillow, imported when a file comes
 
         return load_observation(request.input_path)
+    if request.points is not None:
+        return PointCloudInput(request.points, request.normals)
     for name, kind in OBSERVATIONS.items():
         if getattr(request, name) is not None:
             return kind(getattr(request, name))
@@ -267,17 +270,18 @@ def model_info(entry: ModelEntry) -> ModelInfo:
 
 
 def latent_frame(latent: Latent) -> LatentFrame:
-    return LatentFrame(latent.model, tuple(latent.frame.center), latent.frame.scale)
+    return LatentFrame(latent.model, tuple(latent.frame.center), latent.frame.scale, latent.blends_by_field)
 
 
-def latent_from(frame: LatentFrame, code: np.ndarray, model: str) -> Latent:
+def latent_from(frame: LatentFrame, code: np.ndarray, model: str, config: ModelConfig) -> Latent:
     """A latent the add-on sent back: float16 as it stores them (or float32), in any shape with the model's
-    number of values; the model reshapes it and checks the count."""
+    number of values; the model reshapes it and checks the count. Point-attention latents blend by field."""
     try:
         where = Frame.of(frame.center, frame.scale)
     except ValueError:
         raise InputError(f"A latent's center has {len(frame.center)} values; it needs 3 (x, y, z).") from None
-    return Latent(np.asarray(code, np.float32).copy(), frame.latent_model or model, where)
+    by_field = config.architecture == "attention"
+    return Latent(np.asarray(code, np.float32).ravel().copy(), frame.latent_model or model, where, by_field)
 
 
 def mesh_reply(mesh: Mesh, stats: dict, latent: Latent | None = None) -> MeshReply:

@@ -68,7 +68,7 @@ def create_blend(a: bpy.types.Object, b: bpy.types.Object, factor: float = 0.5) 
             "the same model can be blended. Reconstruct both with one model."
         )
     codes = [latent_of(end, LATENT_KEY) for end in (a, b)]
-    if codes[0].size != codes[1].size:
+    if codes[0].size != codes[1].size and not (a.occnet.blends_by_field and b.occnet.blends_by_field):
         raise BlendError(
             f"'{a.name}' and '{b.name}' hold latents of different sizes ({codes[0].size} and {codes[1].size} values): "
             f"the model '{a.occnet.model}' changed between them. Reconstruct both again, then blend."

@@ -262,7 +262,10 @@ def _model_files_in(*folders: str) -> list[str]:
 
 
 def _describe(model: ModelInfo) -> str:
-    latent = " x ".join(str(n) for n in model.latent_shape)
+    if model.architecture == "attention":
+        latent = "feature planes plus features on every input point"
+    else:
+        latent = " x ".join(str(n) for n in model.latent_shape)
     text = f"Reads {model.input_kind} input, {model.size_mb:.1f} MB, latent {latent}"
     scores = model.evaluation
     if "test_iou" in scores:

@@ -35,8 +35,7 @@ class Source:
 
 def gather_object(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> Source:
     if obj.type == "MESH":
-        arrays, matrix = {"points": _mesh_points(obj, depsgraph)}, obj.matrix_world
-        kind = "pointcloud"
+        arrays, matrix, kind = _mesh_points(obj, depsgraph), obj.matrix_world, "pointcloud"
     elif obj.type == "POINTCLOUD":
         arrays, matrix, kind = {"points": _cloud_points(obj, depsgraph)}, obj.matrix_world, "pointcloud"
     elif obj.type == "EMPTY" and obj.empty_display_type == "IMAGE":
@@ -62,7 +61,9 @@ def gather_file(path: str, location) -> Source:
     return Source(file.stem, input_kind(file), matrix, [], fields={"input_path": str(file)})
 
 
-def _mesh_points(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.ndarray:
+def _mesh_points(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> dict[str, np.ndarray]:
+    """The points of a scan (a mesh of vertices only), or surface samples of a mesh with faces and their normals
+    (when the faces are consistently wound, so the normals can be trusted)."""
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
@@ -73,7 +74,7 @@ def _mesh_points(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.nd
         mesh.vertices.foreach_get("co", vertices)
         vertices = vertices.reshape(-1, 3)
         if not mesh.polygons:  # an imported scan: the vertices are the points
-            return vertices
+            return {"points": vertices}
         mesh.calc_loop_triangles()
         triangles = np.empty(len(mesh.loop_triangles) * 3, np.int32)
         mesh.loop_triangles.foreach_get("vertices", triangles)
@@ -82,19 +83,38 @@ def _mesh_points(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.nd
         evaluated.to_mesh_clear()
 
 
-def _surface_samples(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted points on the surface, seeded so the same mesh gives the same result."""
+def _surface_samples(vertices: np.ndarray, triangles: np.ndarray) -> dict[str, np.ndarray]:
+    """Area-weighted points on the surface, seeded so the same mesh gives the same result, and their faces'
+    outward normals where the winding can be trusted."""
     corners = vertices[triangles]
-    areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    cross = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    areas = 0.5 * np.linalg.norm(cross, axis=1)
     if not areas.sum() > 0:
-        return vertices
+        return {"points": vertices}
     rng = np.random.default_rng(0)
     chosen = rng.choice(len(triangles), SURFACE_SAMPLES, p=areas / areas.sum())
     u, v = rng.random((2, SURFACE_SAMPLES, 1), dtype=np.float32)
     flip = u + v > 1
     u, v = np.where(flip, 1 - u, u), np.where(flip, 1 - v, v)
     a, b, c = corners[chosen, 0], corners[chosen, 1], corners[chosen, 2]
-    return (a + u * (b - a) + v * (c - a)).astype(np.float32)
+    arrays = {"points": (a + u * (b - a) + v * (c - a)).astype(np.float32)}
+    outward = _outward_sign(triangles, corners)
+    if outward:
+        normals = cross[chosen] / np.maximum(np.linalg.norm(cross[chosen], axis=1, keepdims=True), 1e-30)
+        arrays["normals"] = (outward * normals).astype(np.float32)
+    return arrays
+
+
+def _outward_sign(triangles: np.ndarray, corners: np.ndarray) -> int:
+    """+1 when the faces' normals point out of the object, -1 when a closed mesh is inside out, 0 when the
+    winding is inconsistent (some edge walked the same way by two faces) and the normals cannot be trusted."""
+    edges = triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    if len(np.unique(edges, axis=0)) < len(edges):
+        return 0
+    reverse = np.unique(edges[:, ::-1], axis=0)
+    closed = len(np.unique(np.concatenate([edges, reverse]), axis=0)) == len(edges)
+    volume = float(np.einsum("ij,ij->i", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])).sum())
+    return -1 if closed and volume < 0 else 1
 
 
 def _cloud_points(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.ndarray:

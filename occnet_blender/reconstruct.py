@@ -42,5 +42,6 @@ def add_result(source: Source, reply: ReconstructReply, request: ReconstructRequ
     state.faces = request.faces
     state.frame_center = reply.latent.center
     state.frame_scale = reply.latent.scale
+    state.blends_by_field = reply.latent.blends_by_field
     store_latent(obj, reply.code)
     return obj

@@ -27,16 +27,23 @@ def main() -> int:
     listed = {tuple(line.split("/", 1)) for line in args.heldout.read_text().split()}
     missing = sorted(f"{c}/{n}" for c, n in listed if not (args.data / c / n / "points.npz").is_file())
     if missing:
-        raise SystemExit(f"{len(missing)} held-out meshes are not in {args.data} (first: {missing[0]}); prepare it first")
+        raise SystemExit(
+            f"{len(missing)} held-out meshes are not in {args.data} (first: {missing[0]}); prepare it first"
+        )
     for category in sorted({c for c, _ in listed} | {p.name for p in args.data.iterdir() if p.is_dir()}):
         source = args.data / category
         held = sorted(n for c, n in listed if c == category)
-        splits = {s: (source / f"{s}.lst").read_text().split() if (source / f"{s}.lst").is_file() else [] for s in ("train", "val")}
+        splits = {
+            s: (source / f"{s}.lst").read_text().split() if (source / f"{s}.lst").is_file() else []
+            for s in ("train", "val")
+        }
         kept = {s: [n for n in names if (category, n) not in listed] for s, names in splits.items()}
         write(args.test_out / category, source, {"test": held, "train": [], "val": []})
         write(args.train_out / category, source, {**kept, "test": []})
         moved = sum(len(splits[s]) - len(kept[s]) for s in splits)
-        print(f"{category}: {len(held)} held out, {len(kept['train'])} train, {len(kept['val'])} val ({moved} left out)")
+        print(
+            f"{category}: {len(held)} held out, {len(kept['train'])} train, {len(kept['val'])} val ({moved} left out)"
+        )
     return 0
 
 

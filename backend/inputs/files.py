@@ -32,7 +32,7 @@ def load_observation(path: str | Path) -> Observation:
         if suffix in TEXT_CLOUD_SUFFIXES:
             return PointCloudInput(_read_text_cloud(path))
         if suffix in MESH_SUFFIXES:
-            return PointCloudInput(_read_mesh_points(path))
+            return PointCloudInput(*_read_mesh_points(path))
         if suffix in ARRAY_SUFFIXES:
             return _read_array(path)
     except InputError:
@@ -105,8 +105,9 @@ def _preamble_lines(path: Path, delimiter: str | None) -> int:
     return 0
 
 
-def _read_mesh_points(path: Path) -> np.ndarray:
-    """Surface samples of a mesh with faces; the vertices themselves of a point cloud or a scan without faces."""
+def _read_mesh_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Surface samples of a mesh with faces, with their faces' normals; the vertices themselves of a point cloud
+    or a scan without faces, with the normals a PLY stores (nx, ny, nz), if any."""
     try:
         loaded = trimesh.load(str(path), process=False)
     except Exception as exc:  # a damaged file can fail anywhere in trimesh's parsers, with any exception type
@@ -114,27 +115,56 @@ def _read_mesh_points(path: Path) -> np.ndarray:
     parts = loaded.dump() if isinstance(loaded, trimesh.Scene) else [loaded]
     surfaces = [g for g in parts if isinstance(g, trimesh.Trimesh) and len(g.faces) and g.area > 0]
     if surfaces:
-        points, _ = trimesh.sample.sample_surface(trimesh.util.concatenate(surfaces), SURFACE_SAMPLES, seed=0)
-        return points
-    vertices = [np.asarray(g.vertices) for g in parts if len(getattr(g, "vertices", ()))]
-    if not vertices:
+        surface = trimesh.util.concatenate(surfaces)
+        points, faces = trimesh.sample.sample_surface(surface, SURFACE_SAMPLES, seed=0)
+        normals = _trusted_face_normals(surface)
+        return points, None if normals is None else normals[faces]
+    clouds = [g for g in parts if len(getattr(g, "vertices", ()))]
+    if not clouds:
         raise InputError(f"{path}: the file holds no vertices.")
-    return np.concatenate(vertices)
+    normals = [_ply_normals(g) for g in clouds]
+    given = None if any(n is None for n in normals) else np.concatenate(normals)
+    return np.concatenate([np.asarray(g.vertices) for g in clouds]), given
+
+
+def _trusted_face_normals(mesh: trimesh.Trimesh) -> np.ndarray | None:
+    """The faces' outward normals, or None when they cannot be trusted: a model given wrong normals is misled,
+    and a file's faces can be wound at random. Trusted when every shared edge is walked both ways once the
+    vertices are merged; a closed mesh of negative volume is inside out, and is turned."""
+    merged = mesh.copy()
+    merged.merge_vertices()
+    if not merged.is_winding_consistent:
+        return None
+    normals = np.asarray(mesh.face_normals)
+    return -normals if merged.is_watertight and merged.volume < 0 else normals
+
+
+def _ply_normals(cloud: trimesh.PointCloud | trimesh.Trimesh) -> np.ndarray | None:
+    """The per-vertex normals a PLY file stores (trimesh keeps its raw vertex properties), else None."""
+    vertex = cloud.metadata.get("_ply_raw", {}).get("vertex", {}).get("data")
+    if not isinstance(vertex, dict) or not {"nx", "ny", "nz"} <= set(vertex):
+        return None
+    normals = np.concatenate([np.asarray(vertex[k], dtype=np.float64).reshape(-1, 1) for k in ("nx", "ny", "nz")], 1)
+    return normals if len(normals) == len(cloud.vertices) else None
 
 
 def _read_array(path: Path) -> Observation:
+    """A point cloud (with an archive's 'normals' of the same length, if any) or a voxel grid."""
+    normals = None
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as archive:
             key = "points" if "points" in archive.files else (archive.files[0] if archive.files else None)
             if key is None:
                 raise InputError(f"{path}: the archive is empty.")
             data = archive[key]
+            if "normals" in archive.files and archive["normals"].shape == (len(data), 3):
+                normals = archive["normals"]
     else:
         data = np.load(path, allow_pickle=False)
     if data.ndim == 3 and data.shape[0] == data.shape[1] == data.shape[2]:
         return VoxelInput(data)
     if data.ndim == 2 and data.shape[1] >= 3:
-        return PointCloudInput(data)
+        return PointCloudInput(data, normals)
     raise InputError(
         f"{path}: an array of shape {data.shape} is neither a point cloud (N, 3) nor a cubic voxel grid (R, R, R)."
     )

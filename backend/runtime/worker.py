@@ -38,7 +38,7 @@ from ..serve import (
     serve_forever,
 )
 from .extract import ExtractOptions, ExtractStats
-from .graphs import STAGES, graph_path
+from .graphs import graph_path, stages
 
 if TYPE_CHECKING:
     from .model import RuntimeModel
@@ -48,7 +48,7 @@ ENGINE = "runtime"
 
 def has_graphs(entry: ModelEntry) -> bool:
     """A model the runtime can run: its ONNX graphs lie beside its checkpoint."""
-    return all(graph_path(entry.path, stage).is_file() for stage in STAGES)
+    return all(graph_path(entry.path, stage).is_file() for stage in stages(entry.config.architecture))
 
 
 class RuntimeWorker(Server):
