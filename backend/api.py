@@ -113,6 +113,7 @@ class Model:
             refine_steps=refine_steps,
             faces=faces,
             normals=normals,
+            normals_from_mesh=self.config.mesh_normals,
         )
         mesh, stats = extract_mesh(self.field(latent), options, self.device, progress, cancel, stats)
         return Reconstruction(mesh.transformed(latent.frame.as_array(), latent.frame.scale), latent, stats.as_dict())

@@ -72,6 +72,12 @@ class ModelConfig:
         return (self.c_dim,)
 
     @property
+    def mesh_normals(self) -> bool:
+        """Whether a mesh's normals come from its faces rather than from the field: each point-attention field
+        value reads two levels of neighbours, and probing the field four times a vertex would double the time."""
+        return self.architecture == "attention"
+
+    @property
     def plane_shape(self) -> tuple[int, int, int, int]:
         return (3, self.c_dim, self.plane_resolution, self.plane_resolution)
 

@@ -29,6 +29,15 @@ class Mesh:
         if self.normals is not None:
             self.normals = np.ascontiguousarray(self.normals, dtype=np.float32).reshape(-1, 3)
 
+    def face_area_normals(self) -> np.ndarray:
+        """(V, 3) unit vertex normals, each the area-weighted mean of its faces' normals (faces wound outward)."""
+        corners = self.vertices[self.faces].astype(np.float64)
+        weighted = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # length: twice the area
+        normals = np.stack(
+            [np.bincount(self.faces.ravel(), np.repeat(weighted[:, i], 3), len(self.vertices)) for i in range(3)], 1
+        )
+        return (normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)).astype(np.float32)
+
     def to_trimesh(self) -> trimesh.Trimesh:
         import trimesh  # not at the top: the built-in engine runs in Blender, where there is no trimesh
 

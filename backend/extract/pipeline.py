@@ -42,7 +42,9 @@ def extract_mesh(
         mesh = timed("simplify", simplify_mesh, mesh, options.faces)
     if options.refine_steps:
         mesh = timed("refine", refine_mesh, evaluate, mesh, options.threshold, options.refine_steps)
-    if options.normals:
+    if options.normals and options.normals_from_mesh:
+        mesh.normals = timed("normals", mesh.face_area_normals)
+    elif options.normals:
         mesh.normals = timed("normals", field_normals, evaluate, mesh.vertices)
     stats.points_evaluated += evaluate.points_evaluated
     return mesh, stats

@@ -23,11 +23,12 @@ DISTANCE_SCALE = 4.0  # spacings: offsets beyond this are squashed (their direct
 
 
 def gather_points(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """values (B, N, C) read at index (B, ...) -> (B, ..., C)."""
-    batch, _, channels = values.shape
-    flat = index.reshape(batch, -1)
-    picked = values.gather(1, flat.unsqueeze(-1).expand(-1, -1, channels))
-    return picked.view(*index.shape, channels)
+    """values (B, N, C) read at index (B, ...) -> (B, ..., C): whole rows of one flat table (in ONNX one Gather,
+    several times faster than GatherElements on an expanded index)."""
+    batch, count, channels = values.shape
+    offset = (torch.arange(batch, device=index.device) * count).view(batch, *([1] * (index.dim() - 1)))
+    rows = values.reshape(batch * count, channels).index_select(0, (index + offset).reshape(-1))
+    return rows.view(*index.shape, channels)
 
 
 def nearest_of_candidates(
@@ -39,11 +40,10 @@ def nearest_of_candidates(
         candidates = F.pad(candidates, (0, k - candidates.shape[-1]), value=-1)
     safe = candidates.clamp_min(0)
     offsets = gather_points(points, safe) - queries.unsqueeze(2)
-    squared = (offsets * offsets).sum(-1)
-    squared = torch.where(candidates >= 0, squared, torch.full_like(squared, FAR))
+    squared = (offsets * offsets).sum(-1) + (candidates < 0).to(points.dtype) * FAR
     best, which = torch.topk(squared, k, dim=2, largest=False, sorted=True)
     exists = best <= (radius * radius).view(-1, 1, 1)
-    return torch.where(exists, safe.gather(2, which), torch.zeros_like(which)), exists
+    return safe.gather(2, which) * exists, exists
 
 
 def encode_offset(offset: torch.Tensor) -> torch.Tensor:

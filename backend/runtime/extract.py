@@ -40,6 +40,7 @@ class ExtractOptions:
     refine_steps: int = 0
     faces: int = 0  # face budget; 0 keeps every face
     normals: bool = True
+    normals_from_mesh: bool = False  # the engines set it for fields too costly to probe four times a vertex
 
     def validate(self) -> None:
         """Reject settings with a message for the user, before any work is done."""
@@ -112,7 +113,9 @@ def extract_mesh(
         values = stats.timed("evaluate", progress, dense_grid, evaluate, options.resolution)
     evaluate.check_cancel()
     mesh = stats.timed("mesh", progress, grid_to_mesh, values, tau)
-    if options.normals:
+    if options.normals and options.normals_from_mesh:
+        mesh.normals = stats.timed("normals", progress, mesh.face_area_normals)
+    elif options.normals:
         step = NORMAL_STEP * BOX_SIZE / options.resolution
         mesh.normals = stats.timed("normals", progress, field_normals, evaluate, mesh.vertices, step)
     stats.points_evaluated += evaluate.points_evaluated

@@ -108,11 +108,16 @@ class RuntimeModel:
         def logits(queries: np.ndarray) -> np.ndarray:
             queries = np.ascontiguousarray(queries, dtype=np.float32)
             out = np.empty(len(queries), dtype=np.float32)
+            candidates = [search(queries) for search in searches]
+            counts = [(c >= 0).sum(axis=1) for c in candidates]  # rows hold their candidates first, then -1
+            order = np.argsort(counts[0] + counts[1], kind="stable")  # similar rows together: little padding
             for start in range(0, len(queries), POINT_CHUNK):
-                chunk = queries[start : start + POINT_CHUNK]
-                feed = {**fixed, "queries": chunk}
-                feed.update({f"candidates{level}": search(chunk) for level, search in enumerate(searches)})
-                out[start : start + len(chunk)] = session.run(None, feed)[0]
+                rows = order[start : start + POINT_CHUNK]
+                feed = {**fixed, "queries": queries[rows]}
+                for level, (found, count) in enumerate(zip(candidates, counts, strict=True)):
+                    width = max(self.config.neighbours, int(count[rows].max()))
+                    feed[f"candidates{level}"] = _columns(found[rows], width)
+                out[rows] = session.run(None, feed)[0]
             return out
 
         return logits
@@ -166,6 +171,13 @@ class RuntimeModel:
                 f"Export it again with 'python -m backend export-onnx {self.path} --overwrite'."
             )
         return session
+
+
+def _columns(rows: np.ndarray, width: int) -> np.ndarray:
+    """Candidate rows cut or padded (with -1) to `width` columns: the graph's TopK needs at least k."""
+    if rows.shape[1] >= width:
+        return np.ascontiguousarray(rows[:, :width])
+    return np.pad(rows, ((0, 0), (0, width - rows.shape[1])), constant_values=-1)
 
 
 def default_threads() -> int:

@@ -88,6 +88,7 @@ class RuntimeWorker(Server):
             refine_steps=request.refine_steps,
             faces=request.faces,
             normals=request.normals,
+            normals_from_mesh=model.config.mesh_normals,
         )
         options.validate_for_runtime()
         return options
