@@ -29,6 +29,7 @@ from .formats import input_kind
 from .inputs import load_observation
 from .mesh import check_mesh_suffix
 from .outputs import check_output
+from .protocol import input_summary
 from .registry import default_model, find_model, is_shipped, list_models
 from .runtime.mise import valid_resolutions
 
@@ -206,6 +207,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         f"{out}: {len(result.mesh.vertices)} vertices, {len(result.mesh.faces)} faces "
         f"({model.name} on {model.device}, {stats['points_evaluated']} points evaluated; {seconds})"
     )
+    if read := input_summary(stats):
+        print(f"{args.input}: {read}")
     return 0
 
 

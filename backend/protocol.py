@@ -75,6 +75,23 @@ class ProtocolError(Exception):
         self.id = msg_id
 
 
+def input_summary(stats: dict) -> str | None:
+    """In words, what the model read of its input, from a reply's stats: their "input" entry (models that read
+    every point) holds points (in the source), used, dropped (non-finite or stray) and, when a cloud was above the
+    model's cap, thinned_to and cap. None for models that draw a fixed number of points."""
+    source = stats.get("input")
+    if not source:
+        return None
+    used, points, dropped = source["used"], source["points"], source.get("dropped", 0)
+    if "thinned_to" in source:
+        text = f"Used {used:,} of {points:,} points: thinned evenly to the model's cap of {source['cap']:,}."
+    else:
+        text = f"Used all {used:,} points." if not dropped else f"Used {used:,} of {points:,} points."
+    if dropped:
+        text += f" {dropped:,} stray or non-finite point{'s' if dropped != 1 else ''} left out."
+    return text
+
+
 def threshold_problem(threshold: float) -> str | None:
     """Why a "threshold" (an occupancy probability) cannot be used, with the fix; None when it can. The one
     statement of its range: the worker, the CLI and the add-on's batch all check with it."""

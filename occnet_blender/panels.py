@@ -87,6 +87,8 @@ class OCCNET_PT_blend(OccNetPanel, bpy.types.Panel):
             return
         if obj is not None and obj.occnet.kind == "RECONSTRUCTION":
             layout.label(text=f"{obj.occnet.model}, from {obj.occnet.source}")
+            if obj.occnet.input_summary:
+                _wrapped(layout, obj.occnet.input_summary, "POINTCLOUD_DATA")
         layout.label(text="Select two reconstructions:")
         layout.operator("occnet.blend", icon="IPO_EASE_IN_OUT")
 

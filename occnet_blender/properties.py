@@ -99,6 +99,7 @@ class OCCNET_PG_object(bpy.types.PropertyGroup):
     faces: bpy.props.IntProperty(name="Face Budget", default=0)
     frame_center: bpy.props.FloatVectorProperty(name="Frame Center", size=3)
     frame_scale: bpy.props.FloatProperty(name="Frame Scale", default=1.0)
+    input_summary: bpy.props.StringProperty(name="Input", description="What the model read of its input")
     blends_by_field: bpy.props.BoolProperty(
         name="Blends by Field", description="The latent holds the input's points, so blends mix the two shapes' fields"
     )

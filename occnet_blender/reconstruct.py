@@ -8,7 +8,7 @@ from .gather import Source
 from .jobs import Job
 from .latents import store_latent
 from .meshes import new_mesh_object
-from .shared import ReconstructReply, ReconstructRequest
+from .shared import ReconstructReply, ReconstructRequest, input_summary
 
 RESULT_SUFFIX = ".occnet"
 
@@ -43,5 +43,6 @@ def add_result(source: Source, reply: ReconstructReply, request: ReconstructRequ
     state.frame_center = reply.latent.center
     state.frame_scale = reply.latent.scale
     state.blends_by_field = reply.latent.blends_by_field
+    state.input_summary = input_summary(reply.stats) or ""
     store_latent(obj, reply.code)
     return obj

@@ -14,6 +14,7 @@ AUTO_MODEL = protocol.AUTO_MODEL
 ERROR_KINDS = protocol.ERROR_KINDS
 MODELS_PATH_ENV = protocol.MODELS_PATH_ENV
 RESOLUTIONS = protocol.RESOLUTIONS
+input_summary = protocol.input_summary
 CancelRequest = protocol.CancelRequest
 ErrorReply = protocol.ErrorReply
 HelloReply = protocol.HelloReply
@@ -62,6 +63,7 @@ __all__ = [
     "decode_reply",
     "encode",
     "input_kind",
+    "input_summary",
     "read_message",
     "same_file",
     "threshold_problem",

@@ -28,12 +28,13 @@ class PointAttentionInput:
     plane_points: np.ndarray  # (P, 3) float32: the cloud thinned to config.plane_points, for the feature planes
     source_points: int  # points in the source, before anything was dropped or thinned
     dropped: int  # non-finite or stray points left out
+    cap: int  # the most points the model reads (config.n_points)
 
     def summary(self) -> dict:
         """What became of the source's points, for the stats a reconstruction reports."""
         summary = {"points": self.source_points, "used": len(self.points), "dropped": self.dropped}
         if len(self.points) + self.dropped < self.source_points:
-            summary["thinned_to"] = len(self.points)
+            summary.update(thinned_to=len(self.points), cap=self.cap)
         return summary
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -74,6 +75,7 @@ def prepare_points(
         plane_points=plane,
         source_points=len(source),
         dropped=dropped,
+        cap=config.n_points,
     )
     return prepared, frame
 
