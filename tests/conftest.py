@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fitting import fit_tiny_pointcloud_model, fit_tiny_triplane_model  # noqa: E402
+from fitting import fit_tiny_attention_model, fit_tiny_pointcloud_model, fit_tiny_triplane_model  # noqa: E402
 from stock_blender import blender_ext  # noqa: E402
 
 from backend.checkpoint import save_checkpoint  # noqa: E402
@@ -30,6 +30,16 @@ def tiny_triplane_model(tmp_path_factory) -> Path:
 
     In a folder of its own, so it can serve as the add-on's extra models folder."""
     return fit_tiny_triplane_model(tmp_path_factory.mktemp("triplane-models") / "tiny-triplane.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_attention_model(tmp_path_factory) -> Path:
+    """A point-attention model fitted to ellipsoids, with its ONNX graphs beside it (both engines run it)."""
+    from backend.export_onnx import export_model
+
+    path = fit_tiny_attention_model(tmp_path_factory.mktemp("attention-models") / "tiny-attention.safetensors")
+    export_model(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from backend.checkpoint import save_checkpoint
 from backend.config import ModelConfig
+from backend.data.dataset import point_attention_batch
+from backend.inputs.attention import prepare_points
 from backend.models import build_model
 
 TINY = dict(c_dim=32, decoder_hidden=64, decoder_blocks=3, encoder_hidden=64, encoder_blocks=3, n_points=300)
@@ -24,6 +26,19 @@ TINY_TRIPLANE = dict(
     unet_depth=2,
     unet_filters=8,
     n_points=3000,
+)
+
+
+TINY_ATTENTION = dict(
+    TINY_TRIPLANE,
+    architecture="attention",
+    point_features=16,
+    read_values=8,
+    attention_heads=2,
+    directions=4,
+    plane_resolution=32,
+    plane_points=2000,
+    n_points=20_000,
 )
 
 
@@ -74,6 +89,37 @@ def fit_on_ellipsoids(
         labels = np.stack([ellipsoid_occupancy(q, a) for q, a in zip(queries, axes, strict=True)])
         logits = model(torch.tensor(queries, dtype=torch.float32), torch.tensor(clouds, dtype=torch.float32))
         loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(labels, dtype=torch.float32))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return save_checkpoint(model.eval(), path)
+
+
+def fit_tiny_attention_model(path: Path, steps: int = 100, seed: int = 0) -> Path:
+    """A point-attention model (the shipped preset's architecture, narrow) fitted to ellipsoids through the same
+    input preparation as training and inference (`prepare_points`, the queries' neighbours), in about 30 s."""
+    config = ModelConfig(threshold=0.5, **TINY_ATTENTION)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    model.train()
+    for _ in range(steps):
+        axes = random_axes(rng, 4)
+        prepared, queries, labels = [], [], []
+        for a in axes:
+            cloud = ellipsoid_surface(a, int(rng.integers(300, 1500)), rng)
+            normals = cloud / a**2 if rng.random() < 0.5 else None
+            ready, frame = prepare_points(cloud, normals, config, int(rng.integers(1 << 30)))
+            q = np.concatenate([rng.uniform(-0.55, 0.55, (512, 3)), ellipsoid_surface(a, 512, rng, noise=0.05)])
+            prepared.append(ready)
+            labels.append(ellipsoid_occupancy(q, a))
+            queries.append(((q - frame.as_array()) / frame.scale).astype(np.float32))
+        inputs, neighbours = point_attention_batch(prepared, queries, config, rng)
+        logits = model(torch.from_numpy(np.stack(queries)), inputs, neighbours)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.tensor(np.stack(labels), dtype=torch.float32))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

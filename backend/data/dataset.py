@@ -118,7 +118,7 @@ def make_batch(shapes: list[Shape], config: ModelConfig, sampling: Sampling, rng
         "labels": torch.from_numpy(np.stack(labels).astype(np.float32)),
     }
     if config.architecture == "attention":
-        batch["inputs"], batch["neighbours"] = _point_attention_batch(inputs, queries, config, rng)
+        batch["inputs"], batch["neighbours"] = point_attention_batch(inputs, queries, config, rng)
         return batch
     if config.input_kind == "pointcloud":
         inputs = _same_length(inputs, rng)
@@ -170,7 +170,7 @@ def _pointcloud_example(
     return prepared, q, y
 
 
-def _point_attention_batch(
+def point_attention_batch(
     prepared: list[PointAttentionInput], queries: list[np.ndarray], config: ModelConfig, rng: np.random.Generator
 ) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
     """Point-attention inputs of several clouds stacked, each padded to the longest (points nobody reads, whose
