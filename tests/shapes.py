@@ -34,3 +34,29 @@ def logits(sdf):
 
 def occupancy(sdf, points: np.ndarray) -> np.ndarray:
     return (sdf(torch.from_numpy(points)) <= 0).numpy()
+
+
+def torus_knot_mesh(p: int = 2, q: int = 3, tube: float = 0.06, segments: int = 600, sides: int = 24):
+    """A closed tube around the (p, q) torus knot, longest side about 1: one watertight piece of genus 1, whose
+    strands pass within a few tube widths of each other (a trimesh.Trimesh)."""
+    import trimesh
+
+    t = np.linspace(0.0, 2.0 * np.pi, segments, endpoint=False)
+    radius = 0.3 + 0.12 * np.cos(q * t)
+    curve = np.stack([radius * np.cos(p * t), radius * np.sin(p * t), 0.12 * np.sin(q * t)], axis=1)
+    tangent = np.roll(curve, -1, axis=0) - np.roll(curve, 1, axis=0)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    normal = np.cross(tangent, [0.0, 0.0, 1.0])
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    binormal = np.cross(tangent, normal)
+    angle = np.linspace(0.0, 2.0 * np.pi, sides, endpoint=False)
+    ring = np.cos(angle)[None, :, None] * normal[:, None] + np.sin(angle)[None, :, None] * binormal[:, None]
+    vertices = (curve[:, None] + tube * ring).reshape(-1, 3)
+    i, j = np.meshgrid(np.arange(segments), np.arange(sides), indexing="ij")
+    a, b = i * sides + j, ((i + 1) % segments) * sides + j
+    c, d = ((i + 1) % segments) * sides + (j + 1) % sides, i * sides + (j + 1) % sides
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    if mesh.volume < 0:
+        mesh.invert()
+    return mesh
