@@ -222,7 +222,8 @@ def main(argv: list[str]) -> int:
         results[path.resolve()] = obj.name
         target = targets[path]
         export(obj, target)
-        return f"{target} ({len(obj.data.vertices)} vertices, {len(obj.data.polygons)} faces, {obj.occnet.model})"
+        read = f"; {obj.occnet.input_summary}" if obj.occnet.input_summary else ""
+        return f"{target} ({len(obj.data.vertices)} vertices, {len(obj.data.polygons)} faces, {obj.occnet.model}{read})"
 
     for path in inputs:
         attempt(str(path), lambda path=path: one(path))
