@@ -23,6 +23,7 @@ from .api import Model, load_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.samplers import partial_cloud
 from .errors import EmptySurfaceError, OccNetError
+from .inputs import PointCloudInput
 from .inputs.network import as_observation
 from .mesh import Mesh
 from .metrics import iou, mesh_contains
@@ -39,11 +40,14 @@ METRICS = ("iou", "chamfer_l1", "normal_consistency", "fscore")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model name or .safetensors path")
     p.add_argument("--data", required=True, help="data set folder")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="the split to score; several joined by '+' (val+test)")
     p.add_argument("--categories", nargs="*")
     p.add_argument("--points", type=int, default=300, help="input cloud size (point-cloud models)")
     p.add_argument("--noise", type=float, default=0.005)
     p.add_argument("--partial", type=int, default=0, metavar="VIEWS", help="scans from this many sides only (0: all)")
+    p.add_argument(
+        "--with-normals", action="store_true", help="give the model the true surface normals (Poisson estimates its own)"
+    )
     p.add_argument("--rotate-x", type=float, default=0.0, metavar="DEG", help="turn each test shape about X first")
     p.add_argument("--view", type=int, default=0, help="which rendered view (image models)")
     p.add_argument("--resolution", type=int, default=128)
@@ -139,9 +143,12 @@ def model_input(model: Model | RuntimeModel, folder: Path, shape: dict, args: ar
             return np.unpackbits(data["occupancies"])[: r**3].reshape(r, r, r)
     rng = np.random.default_rng(seed)
     if args.partial:
-        return partial_cloud(shape["surface"], shape["normals"], args.points, args.noise, rng, views=args.partial)[0]
-    cloud = shape["surface"][rng.integers(0, len(shape["surface"]), args.points)]
-    return cloud + rng.normal(scale=args.noise, size=cloud.shape)
+        cloud, normals = partial_cloud(shape["surface"], shape["normals"], args.points, args.noise, rng, args.partial)
+    else:
+        chosen = rng.integers(0, len(shape["surface"]), args.points)
+        cloud = shape["surface"][chosen] + rng.normal(scale=args.noise, size=(args.points, 3))
+        normals = shape["normals"][chosen]
+    return PointCloudInput(cloud, normals) if args.with_normals else cloud
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -149,7 +156,8 @@ def evaluate(args: argparse.Namespace) -> int:
     model, reconstruct = _engine(args)
     root = Path(args.data)
     entries = []
-    for lst in sorted(root.glob(f"*/{args.split}.lst")):
+    lists = sorted(lst for split in args.split.split("+") for lst in root.glob(f"*/{split}.lst"))
+    for lst in lists:
         if args.categories and lst.parent.name not in args.categories:
             continue
         names = lst.read_text().split()[: args.limit]
@@ -175,7 +183,8 @@ def evaluate(args: argparse.Namespace) -> int:
             **score_mesh(mesh, shape),
         }
         if baseline is not None and model.config.input_kind == "pointcloud":
-            row["poisson"] = score_mesh(baseline(observation), shape)
+            cloud = observation.points if isinstance(observation, PointCloudInput) else observation
+            row["poisson"] = score_mesh(baseline(cloud), shape)
         rows.append(row)
     results = summarize(rows, model, args)
     print_table(results)
@@ -245,7 +254,7 @@ def store_summary(
         if "poisson" in results:
             summary.update({f"poisson_{k}": round(v, 4) for k, v in results["poisson"]["mean"].items()})
         summary.update({"shapes": results["shapes"], "split": f"{results['data']}:{results['split']}"})
-        for key in ("points", "partial", "rotate_x"):
+        for key in ("points", "partial", "rotate_x", "with_normals"):
             if results.get(key):
                 summary[key] = results[key]
         evaluation[label] = summary
@@ -278,6 +287,7 @@ def summarize(rows: list[dict], model: Model | RuntimeModel, args: argparse.Name
         "points": args.points if model.config.input_kind == "pointcloud" else None,
         "partial": args.partial if model.config.input_kind == "pointcloud" else 0,
         "rotate_x": args.rotate_x,
+        "with_normals": args.with_normals,
         "resolution": args.resolution,
         "threshold": args.threshold or model.config.threshold,
         "units": "distances in units of the object's longest bounding-box side (x10 for the paper's unit)",
