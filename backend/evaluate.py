@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", type=float, default=0.005)
     p.add_argument("--partial", type=int, default=0, metavar="VIEWS", help="scans from this many sides only (0: all)")
     p.add_argument(
-        "--with-normals", action="store_true", help="give the model the true surface normals (Poisson estimates its own)"
+        "--with-normals", action="store_true", help="give the model the true normals (Poisson estimates its own)"
     )
     p.add_argument("--rotate-x", type=float, default=0.0, metavar="DEG", help="turn each test shape about X first")
     p.add_argument("--view", type=int, default=0, help="which rendered view (image models)")
