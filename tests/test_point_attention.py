@@ -61,10 +61,17 @@ def test_nearest_on_the_numpy_grid_is_scipys_exact_knn(count, monkeypatch):
     assert (on_grid[:count, 0] == np.arange(count)).mean() > 0.9  # a point is its own nearest (but for duplicates)
 
 
-def test_queries_find_the_same_neighbours_on_numpy_scipy_and_the_graphs_topk(monkeypatch):
-    cloud = _cloud(3000)
+@pytest.mark.parametrize("queries", ["scattered", "lattice"])
+def test_queries_find_the_same_neighbours_on_numpy_scipy_and_the_graphs_topk(queries, monkeypatch):
+    """Scattered queries take the candidates of 3 x 3 x 3 blocks of cells; a lattice (as MISE evaluates) shares
+    finer cells, whose candidates are cut to those within the radius of the cell."""
+    cloud = _cloud(3000 if queries == "scattered" else 1000)
     unit = spacing(cloud, nearest(cloud))
-    queries = np.random.default_rng(2).uniform(-0.6, 0.6, (4000, 3)).astype(np.float32)
+    if queries == "scattered":
+        queries = np.random.default_rng(2).uniform(-0.6, 0.6, (4000, 3)).astype(np.float32)
+    else:
+        queries = np.stack(np.meshgrid(*[np.linspace(-0.6, 0.6, 33)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        queries = queries.astype(np.float32)
     with_scipy = QueryNeighbours(cloud, unit)(queries)
     monkeypatch.setattr(neighbours, "cKDTree", None)
     on_grid = QueryNeighbours(cloud, unit)(queries)

@@ -75,7 +75,7 @@ def _nearest_on_grid(cloud: np.ndarray, queries: np.ndarray, k: int, width: floa
         chunk = queries[start : start + CHUNK]
         cells = grid.cells(chunk)
         found, squared = _k_smallest(cloud, chunk, grid.blocks(cells), k)
-        unsure = ~(squared[:, -1] <= grid.reach(chunk, cells) ** 2)
+        unsure = ~(squared[:, -1] <= grid.clearance(chunk, cells) ** 2)
         for i in np.flatnonzero(unsure):
             d = ((cloud - chunk[i]) ** 2).sum(axis=1)
             best = np.argpartition(d, k - 1)[:k]
@@ -151,27 +151,39 @@ class QueryNeighbours:
 
 
 class Candidates:
-    """For query points, the points of a cloud in the 3 x 3 x 3 block of cells `radius` wide around each: a
-    superset of the points within `radius`, from which the k nearest within it are picked."""
+    """For query points, a superset of the points of a cloud within `radius` of each, from which the k nearest
+    within it are picked: the points in the 3 x 3 x 3 block of radius-wide cells around the query's cell; or, when
+    many queries share each cell (MISE's lattice on a sparse cloud), the points no farther than `radius` from a cell
+    half the radius wide, about 40% fewer for the graph to measure, found at a cost per cell."""
+
+    SHARED = 4  # queries per fine cell from which cutting each cell's candidates pays
 
     def __init__(self, points: np.ndarray, radius: float) -> None:
-        self.grid = _Grid(np.asarray(points, dtype=np.float32), radius)
+        points = np.asarray(points, dtype=np.float32)
+        self.radius = float(radius)
+        self.grid = _Grid(points, radius, reach=1)
+        self.fine = _Grid(points, radius / 2, reach=2)
 
     def __call__(self, queries: np.ndarray) -> np.ndarray:
-        """(M, W) int64 indices into the cloud, -1 where a row has fewer than W (W at least 1)."""
-        return self.grid.blocks(self.grid.cells(np.asarray(queries, dtype=np.float32)))
+        """(M, W) int64 indices into the cloud, each row's first and then -1 (W at least 1)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        unique, inverse = np.unique(self.fine.keys_of(self.fine.cells(queries)), return_inverse=True)
+        if len(unique) * self.SHARED <= len(queries):
+            return self.fine.blocks_of_keys(unique, within=self.radius)[inverse]
+        return self.grid.blocks(self.grid.cells(queries))
 
 
 class _Grid:
-    """Points sorted by cell of a uniform grid (cells `width` wide, two empty cells of margin on every side), so
-    that each row of cells along Z is one run of the sorted keys, and a query up to a cell beyond the points has
-    a whole block."""
+    """Points sorted by cell of a uniform grid (cells `width` wide), so that each row of cells along Z is one run
+    of the sorted keys; a cell's block is the cells at most `reach` away along every axis. 2 reach + 1 empty cells
+    of margin on every side give every query within `reach` cells of a point a whole block."""
 
-    def __init__(self, points: np.ndarray, width: float) -> None:
-        self.width = float(width)
-        self.low = points.min(axis=0).astype(np.float64) - 2 * self.width
+    def __init__(self, points: np.ndarray, width: float, reach: int = 1) -> None:
+        self.points, self.width, self.reach = points, float(width), reach
+        margin = 2 * reach + 1
+        self.low = points.min(axis=0).astype(np.float64) - margin * self.width
         cells = np.floor((points - self.low) / self.width).astype(np.int64)
-        self.shape = cells.max(axis=0) + 3
+        self.shape = cells.max(axis=0) + margin + 1
         keys = self.keys_of(cells)
         self.order = np.argsort(keys, kind="stable")
         self.sorted_keys = keys[self.order]
@@ -179,7 +191,7 @@ class _Grid:
     def cells(self, queries: np.ndarray) -> np.ndarray:
         """Cells of queries; those outside the grid (and its margin) are marked -1 on every axis."""
         cells = np.floor((queries - self.low) / self.width).astype(np.int64)
-        outside = ((cells < 1) | (cells >= self.shape - 1)).any(axis=1)
+        outside = ((cells < self.reach) | (cells >= self.shape - self.reach)).any(axis=1)
         cells[outside] = -1
         return cells
 
@@ -187,42 +199,50 @@ class _Grid:
         keys = (cells[:, 0] * self.shape[1] + cells[:, 1]) * self.shape[2] + cells[:, 2]
         return np.where(cells[:, 0] < 0, -1, keys)
 
-    def reach(self, queries: np.ndarray, cells: np.ndarray) -> np.ndarray:
-        """Distance from each query to the faces of its 3 x 3 x 3 block (0 outside the grid)."""
-        low = self.low + (cells - 1) * self.width
-        high = low + 3 * self.width
+    def clearance(self, queries: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Distance from each query to the faces of its block (0 outside the grid)."""
+        low = self.low + (cells - self.reach) * self.width
+        high = low + (2 * self.reach + 1) * self.width
         distance = np.minimum(queries - low, high - queries).min(axis=1)
         return np.where(cells[:, 0] < 0, 0.0, distance)
 
     def _runs(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Start and length in the sorted keys of the nine Z-runs of cells that make each key's block."""
+        """Start and length in the sorted keys of the Z-runs of cells that make each key's block."""
         z = keys % self.shape[2]
         row = keys - z
         starts, lengths = [], []
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
+        for dx in range(-self.reach, self.reach + 1):
+            for dy in range(-self.reach, self.reach + 1):
                 base = row + (dx * self.shape[1] + dy) * self.shape[2]
-                first = np.searchsorted(self.sorted_keys, base + z - 1, side="left")
-                last = np.searchsorted(self.sorted_keys, base + z + 1, side="right")
+                first = np.searchsorted(self.sorted_keys, base + z - self.reach, side="left")
+                last = np.searchsorted(self.sorted_keys, base + z + self.reach, side="right")
                 starts.append(first)
                 lengths.append(np.where(keys < 0, 0, last - first))
         return np.stack(starts, axis=1), np.stack(lengths, axis=1)
-
-    def block_counts(self, keys: np.ndarray) -> np.ndarray:
-        return self._runs(keys)[1].sum(axis=1)
 
     def blocks(self, cells: np.ndarray) -> np.ndarray:
         unique, inverse = np.unique(self.keys_of(cells), return_inverse=True)
         return self.blocks_of_keys(unique)[inverse]
 
-    def blocks_of_keys(self, keys: np.ndarray) -> np.ndarray:
-        """(U, W) indices of the points in each key's block, padded with -1."""
+    def blocks_of_keys(self, keys: np.ndarray, within: float | None = None) -> np.ndarray:
+        """(U, W) indices of the points in each key's block (only those no farther than `within` from the key's
+        cell, when given), each row's first, padded with -1."""
         starts, lengths = self._runs(keys)
         totals = lengths.sum(axis=1)
         out = np.full((len(keys), max(1, int(totals.max(initial=0)))), -1, dtype=np.int64)
         flat = lengths.ravel()
         row = np.repeat(np.arange(len(keys)), totals)
         column = np.arange(int(totals.sum())) - np.repeat(np.cumsum(totals) - totals, totals)
-        within = np.arange(int(flat.sum())) - np.repeat(np.cumsum(flat) - flat, flat)
-        out[row, column] = self.order[np.repeat(starts.ravel(), flat) + within]
-        return out
+        inside = np.arange(int(flat.sum())) - np.repeat(np.cumsum(flat) - flat, flat)
+        out[row, column] = self.order[np.repeat(starts.ravel(), flat) + inside]
+        if within is None:
+            return out
+        cells = np.stack(np.unravel_index(np.maximum(keys, 0), self.shape), axis=1)
+        low = self.low + cells * self.width
+        offset = self.points[np.maximum(out, 0)] - (low + self.width / 2)[:, None, :]
+        gap = np.maximum(np.abs(offset) - self.width / 2, 0.0)
+        keep = (out >= 0) & ((gap**2).sum(axis=2) <= within**2)
+        packed = np.full((len(keys), max(1, int(keep.sum(axis=1).max(initial=0)))), -1, dtype=np.int64)
+        rows, columns = np.nonzero(keep)
+        packed[rows, (np.cumsum(keep, axis=1) - 1)[rows, columns]] = out[rows, columns]
+        return packed
