@@ -19,13 +19,14 @@ from backend.checkpoint import load_checkpoint, save_checkpoint
 from backend.cli import main
 from backend.config import ModelConfig
 from backend.errors import InputError, ModelLoadError
-from backend.inputs.image import prepare_image
-from backend.inputs.pointcloud import normalize_points
+from backend.inputs import ImageInput, PointCloudInput
+from backend.inputs.network import network_input
 from backend.models import build_model
 from backend.models.triplane import sample_planes, sample_planes_by_gather
 from backend.registry import WEIGHTS_DIR
-from backend.runtime.graphs import STAGES, graph_path
+from backend.runtime.graphs import STAGES, graph_path, stages
 from backend.runtime.model import load_runtime_model
+from backend.weights_file import read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("triplane-pointcloud", "onet-pointcloud", "onet-image")
@@ -46,12 +47,11 @@ def _observation(input_kind: str, seed: int) -> np.ndarray:
     return np.dstack([rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), 255 * disc])
 
 
-def _network_input(model, observation: np.ndarray) -> np.ndarray:
-    """The canonical-frame tensor that `Model.encode` feeds the network (what the runtime's encode takes)."""
-    config = model.config
-    if config.input_kind == "pointcloud":
-        return normalize_points(observation, config.n_points, 0, thin=config.architecture == "triplane")[0]
-    return prepare_image(observation, config.image_size, config.image_background, config.image_mean, config.image_std)
+def _network_input(model, observation: np.ndarray):
+    """What `Model.encode` feeds the network (what the runtime's encode takes): a canonical-frame array, or point
+    attention's prepared input."""
+    kind = PointCloudInput if model.config.input_kind == "pointcloud" else ImageInput
+    return network_input(kind(observation), model.config)[0]
 
 
 @pytest.fixture(scope="module", params=SHIPPED)
@@ -71,7 +71,7 @@ def test_codes_match_pytorchs_from_the_same_observation(pair):
         observation = _observation(torch_model.config.input_kind, seed)
         expected = torch_model.encode(observation).code
         code = runtime.encode(_network_input(torch_model, observation))
-        assert code.dtype == np.float32 and code.shape == torch_model.config.latent_shape
+        assert code.dtype == np.float32 and torch_model.config.latent_size_problem(code.size) is None
         np.testing.assert_allclose(code, expected, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
 
 
@@ -127,7 +127,7 @@ def test_each_shipped_model_has_graphs_that_hold_no_weights():
     """The weights ship once, in the .safetensors file both engines read; the graphs are small."""
     for name in SHIPPED:
         checkpoint = WEIGHTS_DIR / f"{name}.safetensors"
-        for stage in STAGES:
+        for stage in stages(read_config(checkpoint).architecture):
             graph = graph_path(checkpoint, stage)
             assert graph.is_file(), f"run 'python -m backend export-onnx' to write {graph.name}"
             assert graph.stat().st_size < 100_000 < checkpoint.stat().st_size
@@ -144,7 +144,7 @@ def test_each_shipped_model_has_graphs_that_hold_no_weights():
 def test_the_export_command_reproduces_the_committed_graphs(tmp_path, name, capsys):
     assert main(["export-onnx", name, "--out", str(tmp_path)]) == 0
     assert f"{name}.encoder.onnx" in capsys.readouterr().out
-    for stage in STAGES:
+    for stage in stages(read_config(WEIGHTS_DIR / f"{name}.safetensors").architecture):
         committed = graph_path(WEIGHTS_DIR / f"{name}.safetensors", stage)
         exported = tmp_path / committed.name
         assert exported.read_bytes() == committed.read_bytes(), (
@@ -193,13 +193,16 @@ class Blocked:
 
 sys.meta_path.insert(0, Blocked())
 import numpy as np
+from backend.inputs import ImageInput, PointCloudInput
+from backend.inputs.network import network_input
 from backend.runtime.model import load_runtime_model
 
 data = np.load(sys.argv[1])
 out = {{}}
 for name in {models!r}:
     model = load_runtime_model(name)
-    out[name + "/code"] = model.encode(data[name + "/input"])
+    kind = PointCloudInput if model.config.input_kind == "pointcloud" else ImageInput
+    out[name + "/code"] = model.encode(network_input(kind(data[name + "/input"]), model.config)[0])
     out[name + "/logits"] = model.logits(data[name + "/code"], data["points"])
 np.savez(sys.argv[2], **out)
 """
@@ -214,7 +217,7 @@ def test_the_runtime_runs_where_torch_and_scipy_cannot_be_imported(tmp_path):
         model = load_model(name, "cpu")
         observation = _observation(model.config.input_kind, 2)
         latent = model.encode(observation)
-        arrays[f"{name}/input"] = _network_input(model, observation)
+        arrays[f"{name}/input"] = observation
         arrays[f"{name}/code"] = latent.code
         expected[f"{name}/code"] = latent.code
         with torch.no_grad():

@@ -125,10 +125,12 @@ class RuntimeModel:
     def logits(self, code: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Occupancy logits (N,) float32 of canonical points (N, 3) for a latent (float16 or float32, any shape
         holding `latent_shape`'s number of values, as the worker protocol carries it)."""
-        code = self._code(code)
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != 3:
             raise InputError(f"Query points must be an (N, 3) array; got shape {points.shape}.")
+        if self.config.architecture == "attention":
+            return self._point_field(code)(points)
+        code = self._code(code)
         points = np.ascontiguousarray(points, dtype=np.float32)
         session = self._session("decoder")
         out = np.empty(len(points), dtype=np.float32)
