@@ -289,11 +289,11 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _score_line(key: str, value) -> str:
-    """'val_iou 0.81', or for a labelled evaluation 'real_3000: IoU 0.801 (Poisson 0.790), CD-L1 ...'."""
+    """'val_iou 0.81', or for a labelled evaluation 'real_3000: IoU 0.801 (Poisson 0.790), Chamfer-L1 ..., F@1% ...'."""
     if not isinstance(value, dict):
         return f"{key} {value}"
     parts = []
-    for metric, name in (("iou", "IoU"), ("chamfer_l1", "Chamfer-L1")):
+    for metric, name in (("iou", "IoU"), ("chamfer_l1", "Chamfer-L1"), ("fscore", "F@1%")):
         if metric in value:
             poisson = f" (Poisson {value[f'poisson_{metric}']})" if f"poisson_{metric}" in value else ""
             parts.append(f"{name} {value[metric]}{poisson}")
