@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..inputs.neighbours import LEVEL_THINNING
+from ..inputs.neighbours import LEVEL_THINNING, RADIUS
 
 FAR = 1e30  # squared distance of a missing candidate
 DISTANCE_SCALE = 4.0  # spacings: offsets beyond this are squashed (their direction kept, their length logged)
@@ -120,9 +120,12 @@ class NeighbourAttention(nn.Module):
     Each point carries, computed once from its features (`point_terms`): values, a few directions, and a score
     bias per head. A neighbour's geometry, seen from the query, is its offset (in spacings) and the offset's
     projections on the point's directions (learned normals and tangents: the query's signed distance to the
-    point's local surface). Each head weighs the neighbours by softmax(bias + a linear score of that geometry), and
-    returns the weighted values plus a linear map of the weighted geometry. All per-neighbour work is a few dozen
-    multiply-adds, so millions of queries stay cheap; a query with no neighbours reads zeros.
+    point's local surface). Each head weighs the neighbours by a softmax of (bias + a linear score of that
+    geometry) beside a learned "nothing" score, each neighbour's share shrunk by a window that falls smoothly to
+    zero at the search radius; it returns the weighted values plus a linear map of the weighted geometry. So the
+    field is continuous where a neighbour enters or leaves the radius (a hard cut left floating crumbs a radius
+    away from scans), and a query with no neighbours reads zeros. All per-neighbour work is a few dozen
+    multiply-adds, so millions of queries stay cheap.
     """
 
     def __init__(self, features: int, values: int, heads: int, directions: int) -> None:
@@ -133,6 +136,7 @@ class NeighbourAttention(nn.Module):
         self.terms = nn.Linear(features, values + 3 * directions + heads)
         self.score = nn.Linear(directions + 4, heads)
         self.geometry = nn.Linear(heads * (directions + 4), values)
+        self.sink = nn.Parameter(torch.zeros(heads))  # the score of reading nothing (a zero value)
 
     def point_terms(self, features: torch.Tensor) -> torch.Tensor:
         """(B, N, V + 3 D + H): each point's values, directions and score biases."""
@@ -156,7 +160,10 @@ class NeighbourAttention(nn.Module):
         projected = (directions.unflatten(-1, (d, 3)) * offset.unsqueeze(-2)).sum(-1)
         geometry = torch.cat([projected, encode_offset(offset)], dim=-1)  # (B, T, k, D + 4)
         scores = (bias + self.score(geometry)).masked_fill(~exists.unsqueeze(-1), -1e9)
-        weights = torch.softmax(scores, dim=2) * exists.unsqueeze(-1).to(scores.dtype)  # (B, T, k, H)
+        window = (1.0 - (offset * offset).sum(-1, keepdim=True) / RADIUS**2).clamp_min(0.0) ** 2
+        top = torch.maximum(scores.amax(dim=2, keepdim=True), self.sink)
+        raw = torch.exp(scores - top) * window * exists.unsqueeze(-1).to(scores.dtype)
+        weights = raw / (raw.sum(dim=2, keepdim=True) + torch.exp(self.sink - top))  # (B, T, k, H)
         per_head = values.unflatten(-1, (self.heads, f // self.heads))
         read_values = (weights.unsqueeze(-1) * per_head).sum(dim=2).flatten(2)
         read_geometry = torch.einsum("btkh,btkg->bthg", weights, geometry).flatten(2)
