@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, read_config, save_checkpoint
@@ -224,8 +226,12 @@ def network_arguments(batch: dict, device: torch.device) -> tuple:
 
 
 def initialise_from(model: OccupancyNetwork, path: Path) -> None:
-    """Copy the weights of another checkpoint wherever a tensor of the same name and shape exists; say how many."""
-    source = load_checkpoint(path).state_dict()
+    """Copy the weights of another checkpoint wherever a tensor of the same name and shape exists; say how many.
+    The file's tensors are read as they are (its architecture may be an older one of the same family)."""
+    try:
+        source = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise OccNetError(f"{path}: cannot read its weights ({exc}); --init takes a .safetensors checkpoint.") from exc
     own = model.state_dict()
     matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not matched:
