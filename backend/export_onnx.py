@@ -14,8 +14,8 @@ Point attention (architecture "attention") runs as three:
     NAME.encoder.onnx   what `backend.inputs.attention.prepare_points` makes (plane_points (P, 3), points (N, 3),
                         normals (N, 3), has_normals (), neighbours (N, k), coarse_neighbours (N1, k),
                         parents (N,), unit ()) -> planes (3, C, R, R), features (N, F)
-    NAME.terms.onnx     features (N, F) -> what each level's attention reads of every point, terms0 and terms1
-    NAME.decoder.onnx   planes, unit, points, terms0, terms1, queries (M, 3), and each level's candidates
+    NAME.terms.onnx     features (N, F) -> what each level's attention reads of every point, terms0, terms1, ...
+    NAME.decoder.onnx   planes, unit, points, each level's terms, queries (M, 3), and each level's candidates
                         (M, W) (`backend.inputs.neighbours.Candidates`, -1 for none) -> logits (M,); the graph picks
                         the k nearest candidates within the level's radius itself (TopK)
 
@@ -34,6 +34,7 @@ import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
@@ -42,7 +43,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .errors import OutputError
 from .inputs.attention import prepare_points
-from .inputs.neighbours import RADIUS, Candidates, level_unit
+from .inputs.neighbours import LEVELS, RADIUS, Candidates, level_size, level_unit
 from .models import OccupancyNetwork
 from .models.local_decoder import LocalDecoder
 from .models.occnet import decode_read
@@ -125,7 +126,8 @@ class _PointDecoder(nn.Module):
         super().__init__()
         self.decoder, self.attention, self.k = network.decoder, network.attention, network.config.neighbours
 
-    def forward(self, planes, unit, points, terms0, terms1, queries, candidates0, candidates1):
+    def forward(self, planes, unit, points, queries, *levels):
+        terms, candidates = levels[:LEVELS], levels[LEVELS:]
         found = [
             nearest_of_candidates(
                 points[None],
@@ -134,10 +136,10 @@ class _PointDecoder(nn.Module):
                 (RADIUS * level_unit(1.0, level) * unit).reshape(1),
                 self.k,
             )
-            for level, candidates in enumerate((candidates0, candidates1))
+            for level, candidates in enumerate(candidates)
         ]
         read = sample_planes_by_gather(planes[None], queries[None])
-        terms = [terms0[None], terms1[None]]
+        terms = [t[None] for t in terms]
         return decode_read(
             self.attention, self.decoder, queries[None], read, points[None], unit.reshape(1), terms, found
         )[0]
@@ -199,7 +201,8 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
     cloud = torch.rand(300, 3, generator=generator).numpy() - 0.5
     prepared, _ = prepare_points(cloud, None, config)
     encoder_inputs = {k: torch.as_tensor(v) for k, v in prepared.arrays().items()}
-    dims = {name: torch.export.Dim(name, min=2) for name in ("P", "N", "N1", "M", "W0", "W1")}
+    widths = [f"W{level}" for level in range(LEVELS)]
+    dims = {name: torch.export.Dim(name, min=2) for name in ("P", "N", "N1", "M", *widths)}
     encoder_shapes = {
         "plane_points": {0: dims["P"]},
         "points": {0: dims["N"]},
@@ -214,21 +217,29 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
         planes, features = _PointEncoder(network)(*encoder_inputs.values())
         terms = _PointTerms(network)(features)
     queries = torch.rand(64, 3, generator=generator) - 0.5
-    candidates = [
-        torch.as_tensor(Candidates(prepared.points, RADIUS * level_unit(prepared.unit, level))(queries.numpy()))
-        for level in range(2)
+    candidates = []
+    for level in range(LEVELS):
+        cloud = prepared.points[: level_size(len(prepared.points), level)]
+        found = Candidates(cloud, RADIUS * level_unit(prepared.unit, level))(queries.numpy())
+        found = np.pad(found, ((0, 0), (0, max(0, config.neighbours + 1 - found.shape[1]))), constant_values=-1)
+        candidates.append(torch.as_tensor(found))  # wider than k, as the runtime always sends
+    decoder_args = (planes, torch.tensor(prepared.unit), torch.as_tensor(prepared.points), queries, *terms, *candidates)
+    term_names = [f"terms{level}" for level in range(LEVELS)]
+    decoder_names = [
+        "planes",
+        "unit",
+        "points",
+        "queries",
+        *term_names,
+        *(f"candidates{level}" for level in range(LEVELS)),
     ]
-    decoder_args = (planes, torch.tensor(prepared.unit), torch.as_tensor(prepared.points), *terms, queries, *candidates)
-    decoder_names = ["planes", "unit", "points", "terms0", "terms1", "queries", "candidates0", "candidates1"]
     decoder_shapes = (
         {},
         {},
         {0: dims["N"]},
-        {0: dims["N"]},
-        {0: dims["N"]},
         {0: dims["M"]},
-        {0: dims["M"], 1: dims["W0"]},
-        {0: dims["M"], 1: dims["W1"]},
+        *({0: dims["N"]} for _ in range(LEVELS)),
+        *({0: dims["M"], 1: dims[width]} for width in widths),
     )
     return {
         "encoder": _export(
@@ -238,7 +249,7 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
             ["planes", "features"],
             tuple(encoder_shapes.values()),
         ),
-        "terms": _export(_PointTerms(network), (features,), ["features"], ["terms0", "terms1"], ({0: dims["N"]},)),
+        "terms": _export(_PointTerms(network), (features,), ["features"], term_names, ({0: dims["N"]},)),
         "decoder": _export(_PointDecoder(network), decoder_args, decoder_names, ["logits"], decoder_shapes),
     }
 

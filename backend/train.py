@@ -227,13 +227,22 @@ def network_arguments(batch: dict, device: torch.device) -> tuple:
 
 def initialise_from(model: OccupancyNetwork, path: Path) -> None:
     """Copy the weights of another checkpoint wherever a tensor of the same name and shape exists; say how many.
-    The file's tensors are read as they are (its architecture may be an older one of the same family)."""
+    The file's tensors are read as they are (its architecture may be an older one of the same family). A weight
+    whose inputs grew (a Linear reading one more level) keeps the old weights for its old inputs and zeros for the
+    new ones, so the model starts out computing what the old one did."""
     try:
         source = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise OccNetError(f"{path}: cannot read its weights ({exc}); --init takes a .safetensors checkpoint.") from exc
     own = model.state_dict()
     matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    for key, value in source.items():
+        target = own.get(key)
+        if target is not None and value.dim() == 2 and target.shape[0] == value.shape[0] > 0:
+            if target.shape[1] > value.shape[1]:
+                grown = torch.zeros_like(target)
+                grown[:, : value.shape[1]] = value
+                matched[key] = grown
     if not matched:
         raise OccNetError(f"{path}: none of its weights fit this model; choose a checkpoint of a related preset.")
     model.load_state_dict(matched, strict=False)

@@ -7,11 +7,11 @@ room look alike to it at the scale of their points.
 
 - `nearest`: the exact k nearest points of a cloud to each of its own points, or to other points (the per-point
   features, at the cloud's own spacing and at the coarser level's).
-- `within`: for query points, at each of LEVELS levels, the exact k nearest points of that level's cloud no
-  farther than RADIUS of that level's spacings. Level l is the first N / 16^l points of the cloud (kept in random
-  order, so each level thins the one before evenly; its spacing is 4^l times the cloud's): level 0 reads the
-  surface's detail near it, level 1 the shape a few spacings away (between the strands of a knot, across a
-  thin gap).
+- `QueryNeighbours`: for query points, at each of LEVELS levels, the exact k nearest points of that level's cloud
+  no farther than RADIUS of that level's spacings. Level l is the first N / 16^l points of the cloud (kept in
+  random order, so each level thins the one before evenly; its spacing is 4^l times the cloud's): level 0 reads
+  the surface's detail near it, level 1 the shape a few spacings away (across a thin gap), level 2 the shape
+  around a query far from every point (between the strands of a knot, in the middle of a room).
 - `Candidates`: the points of one level within the 3 x 3 x 3 cells of RADIUS spacings around each query, among
   which the built-in runtime's graph picks the same k nearest itself (a TopK, multi-threaded in ONNX Runtime).
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 K = 16  # neighbours per point and per query
 RADIUS = 1.5  # spacings: a query reads the points of each level no farther than this many of its spacings
-LEVELS = 2  # levels of the cloud a query reads
+LEVELS = 3  # levels of the cloud a query reads
 LEVEL_THINNING = 16  # each level keeps a sixteenth of the points before it, so its spacing is 4 times as wide
 CELL = RADIUS  # grid cells as wide as the radius: a block of 3 x 3 x 3 cells holds a query's whole ball
 CHUNK = 32_768  # queries per block search (a few tens of MB of candidate indices)

@@ -110,7 +110,7 @@ class RuntimeModel:
             out = np.empty(len(queries), dtype=np.float32)
             candidates = [search(queries) for search in searches]
             counts = [(c >= 0).sum(axis=1) for c in candidates]  # rows hold their candidates first, then -1
-            order = np.argsort(counts[0] + counts[1], kind="stable")  # similar rows together: little padding
+            order = np.argsort(sum(counts), kind="stable")  # similar rows together: little padding
             for start in range(0, len(queries), POINT_CHUNK):
                 rows = order[start : start + POINT_CHUNK]
                 feed = {**fixed, "queries": queries[rows]}
