@@ -233,14 +233,8 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
         *term_names,
         *(f"candidates{level}" for level in range(LEVELS)),
     ]
-    decoder_shapes = (
-        {},
-        {},
-        {0: dims["N"]},
-        {0: dims["M"]},
-        *({0: dims["N"]} for _ in range(LEVELS)),
-        *({0: dims["M"], 1: dims[width]} for width in widths),
-    )
+    levels = (*({0: dims["N"]} for _ in range(LEVELS)), *({0: dims["M"], 1: dims[width]} for width in widths))
+    decoder_shapes = ({}, {}, {0: dims["N"]}, {0: dims["M"]}, levels)  # torch.export sees *levels as one tuple
     return {
         "encoder": _export(
             _PointEncoder(network),

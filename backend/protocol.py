@@ -155,7 +155,7 @@ class ObservationSource:
 
     input_path: str | None = None
     points: np.ndarray | None = None
-    normals: np.ndarray | None = None  # with points: their outward normals (N, 3), when the scan or mesh has them
+    point_normals: np.ndarray | None = None  # with points: their outward normals (N, 3), when the scan or mesh has them
     pixels: np.ndarray | None = None
     voxels: np.ndarray | None = None
 

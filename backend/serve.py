@@ -238,7 +238,7 @@ def request_observation(request: ObservationSource) -> Observation:
 
         return load_observation(request.input_path)
     if request.points is not None:
-        return PointCloudInput(request.points, request.normals)
+        return PointCloudInput(request.points, request.point_normals)
     for name, kind in OBSERVATIONS.items():
         if getattr(request, name) is not None:
             return kind(getattr(request, name))

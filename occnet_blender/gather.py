@@ -101,7 +101,7 @@ def _surface_samples(vertices: np.ndarray, triangles: np.ndarray) -> dict[str, n
     outward = _outward_sign(triangles, corners)
     if outward:
         normals = cross[chosen] / np.maximum(np.linalg.norm(cross[chosen], axis=1, keepdims=True), 1e-30)
-        arrays["normals"] = (outward * normals).astype(np.float32)
+        arrays["point_normals"] = (outward * normals).astype(np.float32)
     return arrays
 
 
