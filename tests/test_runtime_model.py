@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from backend.checkpoint import load_checkpoint, save_checkpoint
 from backend.cli import main
 from backend.config import ModelConfig
 from backend.errors import InputError, ModelLoadError
+from backend.export_onnx import MAX_EMBEDDED_BYTES
 from backend.inputs import ImageInput, PointCloudInput
 from backend.inputs.network import network_input
 from backend.models import build_model
@@ -130,7 +132,10 @@ def test_each_shipped_model_has_graphs_that_hold_no_weights():
         for stage in stages(read_config(checkpoint).architecture):
             graph = graph_path(checkpoint, stage)
             assert graph.is_file(), f"run 'python -m backend export-onnx' to write {graph.name}"
-            assert graph.stat().st_size < 100_000 < checkpoint.stat().st_size
+            model = onnx.load(graph, load_external_data=False)
+            embedded = [t for t in model.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+            assert sum(len(t.raw_data) for t in embedded) <= MAX_EMBEDDED_BYTES, graph.name
+            assert graph.stat().st_size * 10 < checkpoint.stat().st_size
 
 
 @pytest.mark.parametrize(
