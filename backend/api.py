@@ -1,6 +1,6 @@
 """The public API: load a model, encode an observation to a latent, extract a mesh, blend latents.
 
-model = load_model("triplane-pointcloud")
+model = load_model("attention-pointcloud")
 result = model.reconstruct("scan.ply", resolution=128)
 result.mesh.save("scan_occnet.obj")
 """

@@ -12,7 +12,7 @@ from .protocol import MODELS_PATH_ENV
 from .weights_file import read_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODELS = {"pointcloud": "triplane-pointcloud", "image": "onet-image", "voxels": "onet-voxels"}
+DEFAULT_MODELS = {"pointcloud": "attention-pointcloud", "image": "onet-image", "voxels": "onet-voxels"}
 
 
 @dataclass(frozen=True)

@@ -51,11 +51,13 @@ def test_point_cloud_placed_rotated_and_scaled(blender, addon):
     state = result.occnet
     assert (state.kind, state.model, state.source, state.input_kind) == (
         "RECONSTRUCTION",
-        "triplane-pointcloud",
+        "attention-pointcloud",
         "scan",
         "pointcloud",
     )
-    assert addon.latents.latent_of(result).shape == (3, 32, 64, 64)  # Automatic: the local-feature model
+    code = addon.latents.latent_of(result)  # Automatic: point attention, the planes and the features on the points
+    assert code.ndim == 1 and code.size > 3 * 32 * 64 * 64 and state.blends_by_field
+    assert "points" in state.input_summary
     assert np.array_equal(before, np.array([v.co[:] for v in scan.data.vertices])), "the source changed"
 
 

@@ -90,10 +90,10 @@ def test_hello_names_the_engine_and_models_lists_those_with_graphs(runtime):
     hello = runtime.hello
     assert (hello.protocol, hello.engine, hello.torch, hello.device) == (PROTOCOL_VERSION, "runtime", None, "cpu")
     names = {m.name for m in runtime.run(ModelsRequest()).models}
-    assert {"triplane-pointcloud", "onet-pointcloud", "onet-image"} <= names
+    assert {"attention-pointcloud", "triplane-pointcloud", "onet-pointcloud", "onet-image"} <= names
 
 
-@pytest.mark.parametrize("model", ["triplane-pointcloud", "onet-pointcloud"])
+@pytest.mark.parametrize("model", ["attention-pointcloud", "triplane-pointcloud", "onet-pointcloud"])
 def test_point_clouds_give_the_torch_workers_mesh_and_latent(runtime, torch_worker, model):
     request = ReconstructRequest(model=model, resolution=128, points=CLOUD)
     stages = []
