@@ -164,7 +164,7 @@ def test_model_choice_survives_list_changes(blender, addon, tmp_path, monkeypatc
     backend.require()
     worker_models = list(backend.models)
     one, two = tmp_path / "one", tmp_path / "two"
-    for folder, names in ((one, ["b-extra"]), (two, ["a-extra", "b-extra"])):
+    for folder, names in ((one, ["ab-extra"]), (two, ["aa-extra", "ab-extra"])):
         folder.mkdir()
         for name in names:  # the disk scan only reads names
             (folder / f"{name}.safetensors").write_bytes(b"")
@@ -173,22 +173,22 @@ def test_model_choice_survives_list_changes(blender, addon, tmp_path, monkeypatc
     monkeypatch.setattr(backend, "models", [])  # the disk scan, as before the worker has started
     prefs.models_dir = str(one)
     try:
-        settings.model = "b-extra"
+        settings.model = "ab-extra"
         prefs.models_dir = str(two)  # a model file added to the extra folder, listed before the chosen one
-        assert [i[0] for i in backend.model_items()][1:3] == ["a-extra", "b-extra"]
-        assert settings.model == "b-extra"
+        assert [i[0] for i in backend.model_items()][1:3] == ["aa-extra", "ab-extra"]
+        assert settings.model == "ab-extra"
         settings.model = "onet-pointcloud"
         backend.models = worker_models  # the running worker's list (no extra models) replaces the disk scan
-        assert "a-extra" not in [i[0] for i in backend.model_items()]
+        assert "aa-extra" not in [i[0] for i in backend.model_items()]
         assert settings.model == "onet-pointcloud"
         backend.models = []
-        settings.model = "b-extra"
+        settings.model = "ab-extra"
         backend.models = worker_models  # a list without the chosen model: Reconstruct says so in one line
         assert settings.model == ""
         with pytest.raises(RuntimeError, match="The model picked is no longer in the list. Pick a model"):
             bpy.ops.occnet.reconstruct()
         backend.models = []
-        assert settings.model == "b-extra", "the choice comes back with its model"
+        assert settings.model == "ab-extra", "the choice comes back with its model"
     finally:
         prefs.models_dir = ""
 
