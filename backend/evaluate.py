@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .api import Model, load_model
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data.samplers import partial_cloud
+from .data.samplers import distinct_surface, noisy_cloud, partial_cloud
 from .errors import EmptySurfaceError, OccNetError
 from .inputs import PointCloudInput
 from .inputs.network import as_observation
@@ -114,7 +114,7 @@ def load_test_shape(folder: Path) -> dict:
         points = data["points"][:n].astype(np.float64)
         labels = np.unpackbits(data["occupancies"])[:n].astype(bool)
     with np.load(folder / "pointcloud.npz") as data:
-        surface, normals = data["points"].astype(np.float64), data["normals"].astype(np.float64)
+        surface, normals = (a.astype(np.float64) for a in distinct_surface(data["points"], data["normals"]))
     return {"uniform": points, "labels": labels, "surface": surface, "normals": normals}
 
 
@@ -145,9 +145,7 @@ def model_input(model: Model | RuntimeModel, folder: Path, shape: dict, args: ar
     if args.partial:
         cloud, normals = partial_cloud(shape["surface"], shape["normals"], args.points, args.noise, rng, args.partial)
     else:
-        chosen = rng.integers(0, len(shape["surface"]), args.points)
-        cloud = shape["surface"][chosen] + rng.normal(scale=args.noise, size=(args.points, 3))
-        normals = shape["normals"][chosen]
+        cloud, normals = noisy_cloud(shape["surface"], shape["normals"], args.points, args.noise, rng)
     return PointCloudInput(cloud, normals) if args.with_normals else cloud
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from backend.data.mesh_folder import prepare_mesh_folder, split_of
 from backend.data.procedural import canonical_shape, occupancy, shape_mesh, surface_samples, write_shape
 from backend.data.render import render
-from backend.data.samplers import partial_cloud, query_points
+from backend.data.samplers import distinct_surface, noisy_cloud, partial_cloud, query_points
 from backend.data.shapes import CATEGORIES, make_tree
 from backend.metrics import winding_number
 
@@ -94,6 +94,15 @@ def test_samplers():
     partial = partial_cloud(surface, surface, 300, 0.0, RNG)[0]
     assert np.linalg.svd(partial - partial.mean(0))[1][-1] > 0  # 3-D, yet one-sided:
     assert np.abs(partial.mean(0)).max() > 0.3
+
+
+def test_clouds_hold_each_surface_point_once_as_a_scan_does():
+    surface = RNG.normal(size=(1000, 3)).astype(np.float16)
+    surface, normals = distinct_surface(np.concatenate([surface, surface[:400]]), np.zeros((1400, 3)))
+    assert len(surface) == len(normals) == 1000
+    for count, expected in ((900, 900), (5000, 1000)):  # asking for more than the surface holds gives all of it
+        cloud, _ = noisy_cloud(surface, normals, count, 0.0, RNG)
+        assert len(np.unique(cloud, axis=0)) == len(cloud) == expected
 
 
 def test_mesh_folder_with_a_hole_is_labelled_by_winding_number(tmp_path):

@@ -16,7 +16,7 @@ from ..inputs.attention import PointAttentionInput, prepare_points
 from ..inputs.image import prepare_image
 from ..inputs.neighbours import LEVELS, QueryNeighbours
 from ..inputs.pointcloud import normalize_points
-from .samplers import noisy_cloud, partial_cloud, query_points, random_rotation, stray_points
+from .samplers import distinct_surface, noisy_cloud, partial_cloud, query_points, random_rotation, stray_points
 
 OUTSIDE_SHARE = 8  # with rotations, one query in this many is drawn where the turned box left no labelled points
 NORMAL_NOISE = 0.1  # normals given to point attention in training are this far off (per component, before norming)
@@ -69,7 +69,7 @@ def _load_shape(folder: Path, category: str, config: ModelConfig) -> Shape:
         labels = np.unpackbits(data["occupancies"])[: len(points)].astype(bool)
         n_uniform = int(data["n_uniform"]) if "n_uniform" in data.files else len(points)
     with np.load(folder / "pointcloud.npz") as data:
-        surface, normals = data["points"], data["normals"]
+        surface, normals = distinct_surface(data["points"], data["normals"])
     shape = Shape(category, folder.name, points, labels, n_uniform, surface, normals)
     if config.input_kind == "image":
         files = sorted((folder / "img").glob("*.png"))
@@ -134,7 +134,7 @@ def _pointcloud_example(
     q, y = query_points(
         shape.points, shape.labels, shape.n_uniform, sampling.queries - n_outside, sampling.uniform_fraction, rng
     )
-    pool = rng.integers(0, len(shape.surface), min(len(shape.surface), 3 * n_cloud + 64))  # enough to draw from
+    pool = rng.choice(len(shape.surface), min(len(shape.surface), 3 * n_cloud + 64), replace=False)  # to draw from
     surface, normals = shape.surface[pool].astype(np.float32), shape.normals[pool].astype(np.float32)
     linear = inverse = np.eye(3)
     if sampling.rotate:

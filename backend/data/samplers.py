@@ -24,11 +24,19 @@ def query_points(
 def noisy_cloud(
     surface: np.ndarray, normals: np.ndarray, count: int, noise: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`count` surface points with Gaussian noise of standard deviation `noise` (the paper uses 0.005), and the
-    normals of the surface where they were drawn."""
-    chosen = rng.integers(0, len(surface), count)
+    """`count` distinct surface points (all of them when the surface holds fewer) with Gaussian noise of standard
+    deviation `noise` (the paper uses 0.005), and the normals of the surface where they were drawn. Drawing with
+    replacement would put jittered pairs where a scan has one point: a denser-looking cloud than any real scan."""
+    chosen = rng.choice(len(surface), min(count, len(surface)), replace=False)
     points = surface[chosen].astype(np.float32)
     return points + rng.normal(scale=noise, size=points.shape).astype(np.float32), normals[chosen].astype(np.float32)
+
+
+def distinct_surface(surface: np.ndarray, normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stored surface sample without its repeated points (a mesh with buried parts was filled up by repeats),
+    and their normals."""
+    surface, first = np.unique(surface, axis=0, return_index=True)
+    return surface, normals[first]
 
 
 def partial_cloud(
