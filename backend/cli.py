@@ -28,7 +28,7 @@ from .extract import ExtractOptions
 from .formats import input_kind
 from .inputs import load_observation
 from .mesh import check_mesh_suffix
-from .outputs import check_output
+from .outputs import check_output, terminate_as_interrupt
 from .protocol import input_summary
 from .registry import default_model, find_model, is_shipped, list_models
 from .runtime.mise import valid_resolutions
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args)
+        with terminate_as_interrupt():
+            return args.run(args)
     except OccNetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

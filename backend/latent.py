@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ModelConfig
-from .errors import InputError
+from .errors import InputError, OutputError
 from .inputs import Frame
 from .outputs import atomic_write
 
@@ -42,10 +42,11 @@ class Latent:
         if self.parts:
             raise InputError("A blend of two shapes is not saved as a latent; save the latents of its two ends.")
         path = Path(path)
-        path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
-        with atomic_write(path) as partial:
+        if path.suffix.lower() != ".npz":
+            raise OutputError(f"{path}: latents are saved as .npz; name the file {path.stem}.npz.")
+        with atomic_write(path) as partial, partial.open("wb") as file:  # a file object: numpy adds no suffix
             np.savez(
-                partial,
+                file,
                 **{LATENT_MARKER: np.int32(1)},
                 code=self.code.astype(np.float32),
                 model=np.str_(self.model),
@@ -128,8 +129,8 @@ def interpolate(a: Latent, b: Latent, t: float, method: str = "linear") -> Laten
     which keeps the blend's magnitude typical of real codes when a and b point different ways.
     Latents that blend by field (point attention) become a blend of their fields, whatever the method.
     """
-    if not np.isfinite(t):
-        raise InputError(f"The blend factor must be a finite number, not {t}.")
+    if not 0.0 <= t <= 1.0:  # NaN too
+        raise InputError(f"The blend factor must lie between 0 (the first shape) and 1 (the second), not {t}.")
     center = (1 - t) * a.frame.as_array() + t * b.frame.as_array()
     scale = float(a.frame.scale ** (1 - t) * b.frame.scale**t)
     if a.model == b.model and (a.blends_by_field or b.blends_by_field):

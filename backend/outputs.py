@@ -6,11 +6,41 @@ Standard library only, so checkpoints, data sets, meshes and latents all write t
 from __future__ import annotations
 
 import os
+import re
+import signal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputError
+
+PARTIAL = ".partial"  # the mark of atomic_write's temporary files: NAME.PID.partial.SUFFIX
+_PARTIAL_NAME = re.compile(rf"\.\d+{re.escape(PARTIAL)}(\.[^.]*)?$")
+
+
+def is_partial(path: str | Path) -> bool:
+    """Whether a file is a temporary that atomic_write left behind (a killed process): never an input."""
+    return bool(_PARTIAL_NAME.search(Path(path).name))
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM (a pipeline's stop, `kill`) unwinds like Ctrl-C, so every atomic write removes its
+    temporary file and leaves the earlier file as it was. Only the main thread can take signals; elsewhere the
+    block changes nothing."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @contextmanager
@@ -23,7 +53,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial{path.suffix}")
+    partial = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}{path.suffix}")
     try:
         yield partial
         os.replace(partial, path)

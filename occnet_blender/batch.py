@@ -33,9 +33,12 @@ from occnet_blender.shared import (  # noqa: E402
     RESOLUTIONS,
     SUPPORTED,
     atomic_write,
+    is_partial,
     same_file,
+    terminate_as_interrupt,
     threshold_problem,
 )
+from occnet_blender.written import written_problem  # noqa: E402
 
 FORMATS = ("obj", "ply", "glb", "stl")
 addon: ModuleType  # the add-on package this run uses, see load_addon()
@@ -74,19 +77,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("give --input and/or --interpolate A B")
     if args.steps < 2:
         parser.error("--steps must be at least 2")
+    if args.save_blend and args.save_blend.suffix.lower() != ".blend":
+        name = args.save_blend
+        parser.error(f"--save-blend {name}: Blender files end in .blend; name it {name.stem}.blend")
     if args.threshold is not None and (problem := threshold_problem(args.threshold)):
         parser.error(problem)
     return args
 
 
 def expand(paths: list[Path]) -> list[Path]:
-    """Folders become their readable files (sorted); files stay, whatever their type, so bad ones are reported.
-    A file named twice (a folder and one of its files) is one input."""
+    """Folders become their readable files (sorted; never a temporary a killed run left, NAME.PID.partial.EXT);
+    files stay, whatever their type, so bad ones are reported. A file named twice (a folder and one of its files)
+    is one input."""
     found: dict[Path, Path] = {}
     for path in paths:
         files = [path]
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED)
+            files = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED and not is_partial(p)
+            )
         for file in files:
             found.setdefault(file.resolve(), file)
     return list(found.values())
@@ -125,7 +134,7 @@ def plan_outputs(args: argparse.Namespace, inputs: list[Path]) -> dict[Path, Pat
         raise Refused(f"--out {out} is a file; give a folder for the meshes (it is made if missing).")
     sources = [*inputs, *(args.interpolate or ())]
     for source in sources:
-        if same_file(source.parent, out):
+        if same_file(source.parent, out) or same_file(source.resolve().parent, out):
             raise Refused(
                 f"--out {out} holds inputs ({source}); give a folder of its own, so that no mesh lands on an input "
                 "or is read back as one by the next run."
@@ -137,6 +146,12 @@ def plan_outputs(args: argparse.Namespace, inputs: list[Path]) -> dict[Path, Pat
     if args.interpolate:
         a, b = (end.stem for end in args.interpolate)
         targets |= {step: out / f"{a}_to_{b}_{step:02d}.{args.format}" for step in range(args.steps)}
+    for source, target in targets.items():
+        if written_over := next((s for s in sources if same_file(target, s)), None):
+            raise Refused(
+                f"{target} (the mesh of {source}) is the input {written_over} (a link?); give --out a folder of its "
+                "own."
+            )
     claimed: dict[str, object] = {}
     for source, target in [*targets.items(), *([("--save-blend", args.save_blend)] if args.save_blend else [])]:
         other = claimed.setdefault(os.path.abspath(target).casefold(), source)  # case-blind, as on Windows and macOS
@@ -147,12 +162,15 @@ def plan_outputs(args: argparse.Namespace, inputs: list[Path]) -> dict[Path, Pat
 
 
 def export(obj: bpy.types.Object, path: Path) -> None:
-    """Blender's own exporters; OBJ keeps Z up so files line up with the inputs (glTF is Y up by its spec)."""
+    """Blender's own exporters; OBJ keeps Z up so files line up with the inputs (glTF is Y up by its spec). The
+    exporters only log a failed write (a full disk), so the file is checked whole before it replaces any other."""
     bpy.ops.object.select_all(action="DESELECT")
     obj.select_set(True)
     bpy.context.view_layer.objects.active = obj
     with atomic_write(path) as temporary:
         _export_selected(temporary)
+        if problem := written_problem(temporary, len(obj.data.vertices), len(obj.data.polygons)):
+            raise OSError(f"{path.name} was not written whole ({problem}); is the disk full? Nothing was replaced.")
 
 
 def _export_selected(path: Path) -> None:
@@ -225,21 +243,27 @@ def main(argv: list[str]) -> int:
         read = f"; {obj.occnet.input_summary}" if obj.occnet.input_summary else ""
         return f"{target} ({len(obj.data.vertices)} vertices, {len(obj.data.polygons)} faces, {obj.occnet.model}{read})"
 
-    for path in inputs:
-        attempt(str(path), lambda path=path: one(path))
-    if args.interpolate:
-        steps = [targets[step] for step in range(args.steps)]
-        attempt(
-            f"interpolate {args.interpolate[0]} {args.interpolate[1]}", lambda: interpolate(args, model, results, steps)
-        )
-    if args.save_blend:
-        attempt(f"save {args.save_blend}", lambda: save_blend(args.save_blend))
+    interrupted = False
+    try:
+        with terminate_as_interrupt():  # Ctrl-C or a pipeline's SIGTERM: no temporary file stays behind
+            for path in inputs:
+                attempt(str(path), lambda path=path: one(path))
+            if args.interpolate:
+                steps = [targets[step] for step in range(args.steps)]
+                label = f"interpolate {args.interpolate[0]} {args.interpolate[1]}"
+                attempt(label, lambda: interpolate(args, model, results, steps))
+            if args.save_blend:
+                attempt(f"save {args.save_blend}", lambda: save_blend(args.save_blend))
+    except KeyboardInterrupt:
+        interrupted = True
     print("\nOccNet batch summary")
     print("\n".join(rows))
     print(f"{len(rows) - failed} ok, {failed} failed")
+    if interrupted:
+        print("interrupted: the inputs not listed above were not reconstructed; no partial file was left")
     connection.BACKEND.stop()
     connection.BACKEND.launch_override = None
-    return 1 if failed else 0
+    return 130 if interrupted else 1 if failed else 0
 
 
 def interpolate(args: argparse.Namespace, model: str, results: dict[Path, str], targets: list[Path]) -> str:

@@ -4,11 +4,11 @@ atomic writing of outputs."""
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend import protocol
     from ..backend.formats import SUPPORTED, input_kind
-    from ..backend.outputs import atomic_write, same_file
+    from ..backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend import protocol
     from backend.formats import SUPPORTED, input_kind
-    from backend.outputs import atomic_write, same_file
+    from backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
 
 AUTO_MODEL = protocol.AUTO_MODEL
 ERROR_KINDS = protocol.ERROR_KINDS
@@ -64,8 +64,10 @@ __all__ = [
     "encode",
     "input_kind",
     "input_summary",
+    "is_partial",
     "read_message",
     "same_file",
+    "terminate_as_interrupt",
     "threshold_problem",
     "write_message",
 ]

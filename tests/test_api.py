@@ -64,7 +64,11 @@ def test_interpolation_endpoints_and_midpoint(tiny_model, tmp_path):
     assert aspect[0.0] > 1.5 and aspect[1.0] < 0.7  # long along X, then long along Z
     assert aspect[1.0] + 0.2 < aspect[0.5] < aspect[0.0] - 0.2  # the blend lies between them
 
-    saved = Latent.load(a.save(tmp_path / "a"))
+    for t in (1e30, -0.5, float("nan")):
+        with pytest.raises(InputError, match="between 0 .the first shape. and 1"):
+            interpolate(a, b, t)
+
+    saved = Latent.load(a.save(tmp_path / "a.npz"))
     np.testing.assert_array_equal(saved.code, a.code)
     assert saved.frame == a.frame and saved.model == a.model
     with pytest.raises(InputError, match="different models"):
@@ -144,7 +148,7 @@ def test_large_coordinates_keep_the_inputs_precision(tiny_model, tmp_path):
     assert geo.mesh.vertices.dtype == np.float64
     assert len(np.unique(geo.mesh.vertices[:, 1])) > 100
     np.testing.assert_allclose(geo.mesh.vertices - GEO_OFFSET, local.vertices, atol=1e-5)
-    assert Latent.load(geo.latent.save(tmp_path / "geo")).frame == geo.latent.frame
+    assert Latent.load(geo.latent.save(tmp_path / "geo.npz")).frame == geo.latent.frame
 
     # The files the CLI writes keep them too, in the formats that store doubles.
     scan = tmp_path / "scan.xyz"
@@ -185,7 +189,7 @@ def _broken_latents(folder: Path, good: Path) -> dict[str, Path]:
 
 def test_broken_latent_files_get_one_line_with_the_fix(tiny_model, tmp_path, capsys):
     model = load_model(tiny_model, "cpu")
-    good = model.encode(ellipsoid_surface(np.full(3, 0.5), 500, np.random.default_rng(0))).save(tmp_path / "good")
+    good = model.encode(ellipsoid_surface(np.full(3, 0.5), 500, np.random.default_rng(0))).save(tmp_path / "good.npz")
     for words, path in _broken_latents(tmp_path, good).items():
         with pytest.raises(InputError, match=words):
             Latent.load(path)

@@ -2,6 +2,7 @@
 with its message, the exit status says so, meshes keep the inputs' coordinates, and the .blend holds them."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -106,16 +107,28 @@ def test_batch_refuses_bad_outputs_and_options_before_any_work_and_writes_atomic
     np.savetxt(scans / "chair.xyz", scan_of(held_out("bottle", 0)))
     (tmp_path / "file").write_text("not a folder")
     out = tmp_path / "o"
+    earlier = tmp_path / "earlier"  # an earlier run's folder, and an input that is a link to its mesh
+    earlier.mkdir()
+    (earlier / "chair.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    (tmp_path / "alias.blend").symlink_to(scans / "chair.xyz")
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "chair.obj").symlink_to(earlier / "chair.obj")
+    (tmp_path / "hard").mkdir()
+    os.link(earlier / "chair.obj", tmp_path / "hard" / "chair.obj")
     cases = {  # argv -> the start of the one line on stderr (exit status 2: bad arguments)
         f"--input|{scans}|--out|{scans}": f"error: --out {scans} holds inputs ({scans / 'chair.obj'})",
         f"--input|{scans / 'chair.obj'}|--out|{scans}": f"error: --out {scans} holds inputs ({scans / 'chair.obj'})",
-        f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{scans / 'chair.xyz'}": (
-            f"error: --save-blend {scans / 'chair.xyz'} is an input"
+        f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{tmp_path / 'alias.blend'}": (
+            f"error: --save-blend {tmp_path / 'alias.blend'} is an input"
         ),
-        f"--input|{scans / 'chair.xyz'}|--out|{out}|--save-blend|{out / 'chair.obj'}": (
-            f"error: {scans / 'chair.xyz'} and --save-blend would both be written to {out / 'chair.obj'}"
+        f"--input|{tmp_path / 'links'}|--out|{earlier}": (
+            f"error: --out {earlier} holds inputs ({tmp_path / 'links' / 'chair.obj'})"
+        ),
+        f"--input|{tmp_path / 'hard'}|--out|{earlier}": (
+            f"error: {earlier / 'chair.obj'} (the mesh of {tmp_path / 'hard' / 'chair.obj'}) is the input"
         ),
         f"--input|{scans}|--out|{tmp_path / 'file'}": f"error: --out {tmp_path / 'file'} is a file",
+        f"--input|{scans}|--out|{out}|--save-blend|{out / 'chair.obj'}": "end in .blend; name it chair.blend",
         f"--input|{scans}|--out|{out}|--resolution|0": "--resolution: invalid choice: 0 (choose from 32, 64,",
         f"--input|{scans}|--out|{out}|--threshold|1.5": "error: Threshold 1.5 must lie strictly between 0 and 1",
         f"--input|{scans}|--out|{out}|--threshold|0": "error: Threshold 0.0 must lie strictly between 0 and 1",
@@ -134,6 +147,7 @@ def test_batch_refuses_bad_outputs_and_options_before_any_work_and_writes_atomic
     assert sorted(p.name for p in scans.iterdir()) == ["chair.obj", "chair.xyz"], "an input was touched"
     assert (scans / "chair.obj").read_text().startswith("v 0 0 0"), "an input was overwritten"
     assert not out.exists(), "a refused run made its output folder"
+    assert (earlier / "chair.obj").read_text().startswith("v 0 0 0"), "an input behind a link was overwritten"
     # a failed write leaves the earlier file whole and no temporary beside it
     assert "atomic old ['mesh.obj']" in done.stdout, done.stdout + done.stderr
     assert "atomic new ['mesh.obj']" in done.stdout, done.stdout + done.stderr
@@ -194,3 +208,66 @@ def test_batch_uses_the_enabled_extension(tmp_path, extension_zip):
         done.stdout + done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+WRITTEN = """
+import sys
+from pathlib import Path
+import bpy
+sys.path.insert(0, ".")
+from occnet_blender import batch
+folder = Path(sys.argv[1])
+bpy.ops.mesh.primitive_ico_sphere_add(subdivisions=3)
+obj = bpy.context.active_object
+for suffix in ("obj", "ply", "stl", "glb"):
+    path = folder / f"whole.{suffix}"
+    batch.export(obj, path)
+    whole = path.read_bytes()
+    cut = path.with_name(f"cut.{suffix}")
+    cut.write_bytes(whole[: len(whole) - 40])
+    counts = len(obj.data.vertices), len(obj.data.polygons)
+    print(suffix, batch.written_problem(path, *counts), bool(batch.written_problem(cut, *counts)))
+real = batch._export_selected
+def full_disk(path):  # what Blender's exporters do when the disk fills: log it, return normally
+    real(path)
+    path.write_bytes(path.read_bytes()[:1000])
+batch._export_selected = full_disk
+before = (folder / "whole.ply").read_bytes()
+try:
+    batch.export(obj, folder / "whole.ply")
+except OSError as error:
+    print("refused", error)
+print("kept", (folder / "whole.ply").read_bytes() == before, len(list(folder.glob("*partial*"))))
+"""
+
+
+def test_an_exported_mesh_cut_short_fails_and_keeps_the_earlier_file(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", WRITTEN, str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    for suffix in ("obj", "ply", "stl", "glb"):
+        assert f"{suffix} None True" in done.stdout, done.stdout + done.stderr  # whole passes, cut short fails
+    assert "refused whole.ply was not written whole (" in done.stdout and "is the disk full?" in done.stdout
+    assert "kept True 0" in done.stdout  # the earlier file as it was, and no temporary beside it
+
+
+def test_a_folder_never_yields_a_temporary_a_killed_run_left(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from backend.outputs import is_partial
+
+    for name in ("scan.ply", "scan.ply.123.partial.ply", "mesh.obj.77.partial.obj", "partial.ply", "a.partial.ply"):
+        (tmp_path / name).write_text("x")
+    listed = subprocess.run(
+        [sys.executable, "-c", EXPAND, str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert listed.stdout.split() == ["a.partial.ply", "partial.ply", "scan.ply"], listed.stdout + listed.stderr
+    assert is_partial("x.glb.5.partial.glb") and not is_partial("x.partial.glb")
+
+
+EXPAND = """
+import sys
+from pathlib import Path
+sys.path.insert(0, ".")
+from occnet_blender import batch
+print(*[p.name for p in batch.expand([Path(sys.argv[1])])])
+"""

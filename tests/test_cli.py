@@ -1,8 +1,10 @@
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,8 @@ from backend.device import describe_devices, resolve_device
 from backend.mesh import Mesh
 from backend.metrics import mesh_contains
 from backend.outputs import atomic_write
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_reconstruct_writes_a_mesh_in_the_input_frame(tiny_model, tmp_path):
@@ -162,6 +166,17 @@ def test_no_command_writes_over_its_input(tiny_model, scan, capsys, monkeypatch,
     assert {p: p.read_bytes() for p in scan.rglob("*") if p.is_file()} == before
 
 
+def test_a_latent_is_written_to_exactly_the_file_named(tiny_model, scan, capsys, monkeypatch):
+    monkeypatch.chdir(scan)
+    (scan / "cloud.npz").rename(scan / "scan.NPZ.npz")
+    before = (scan / "scan.NPZ.npz").read_bytes()
+    args = ("reconstruct", "scan.NPZ.npz", "--out", "mesh.obj", "--save-latent", "scan.NPZ")
+    status, err, _ = _main(capsys, *args, "--model", tiny_model, "--resolution", "32")
+    assert status == 0, err
+    assert (scan / "scan.NPZ.npz").read_bytes() == before
+    assert Latent.load(scan / "scan.NPZ").model == Path(tiny_model).stem
+
+
 @pytest.mark.parametrize(
     "out, latent, message",
     [
@@ -223,6 +238,26 @@ def test_an_interrupted_write_leaves_the_existing_file_as_it_was(tmp_path):
     with atomic_write(target) as partial:
         partial.write_bytes(b"complete")
     assert target.read_bytes() == b"complete" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+TERMINATED = """
+import os, signal, sys
+from pathlib import Path
+from backend.outputs import atomic_write, terminate_as_interrupt
+target = Path(sys.argv[1])
+with terminate_as_interrupt(), atomic_write(target) as partial:
+    partial.write_bytes(b"half a fi")
+    os.kill(os.getpid(), signal.SIGTERM)  # a pipeline stops the command while it writes
+    partial.write_bytes(b"never reached")
+"""
+
+
+def test_a_terminated_write_leaves_the_existing_file_and_no_temporary(tmp_path):
+    target = tmp_path / "mesh.obj"
+    target.write_bytes(b"earlier")
+    done = subprocess.run([sys.executable, "-c", TERMINATED, str(target)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+    assert target.read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
 def test_a_face_budget_below_a_closed_mesh_is_refused(tiny_model, scan, capsys):

@@ -337,3 +337,32 @@ def test_image_resizing_matches_scikit_image(side, size):
     expected = resize(expected, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
     tensor = prepare_image(pixels, size, background=1.0, mean=0.0, std=1.0)
     np.testing.assert_allclose(tensor.transpose(1, 2, 0), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "binary"])
+@pytest.mark.parametrize("kind", ["cloud", "mesh"])
+def test_a_ply_cut_short_inside_its_lists_is_refused(tmp_path, encoding, kind):
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    whole = tmp_path / "whole.ply"
+    (trimesh.PointCloud(sphere.vertices) if kind == "cloud" else sphere).export(whole, encoding=encoding)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.ply"
+    cut.write_bytes(data[: data.index(b"\n", len(data) // 3) + 1])  # at a line's end: the rest reads cleanly
+    assert len(load_observation(whole).points) > 0
+    with pytest.raises(InputError, match=r"cut short|damaged or cut short"):
+        load_observation(cut)
+
+
+def test_an_obj_cut_inside_a_vertex_line_is_refused(tmp_path):
+    path = tmp_path / "cut.obj"
+    path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0.25 0.7")
+    with pytest.raises(InputError, match="cut short inside its vertex list"):
+        load_observation(path)
+
+
+def test_a_huge_file_without_a_ply_header_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "scan.ply"
+    with path.open("wb") as file:
+        file.truncate(4 << 30)  # 4 GB of nothing (sparse): reading it whole would take minutes and the memory
+    with pytest.raises(InputError, match="not a PLY file"):
+        load_observation(path)

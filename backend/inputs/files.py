@@ -16,6 +16,8 @@ from ..formats import ARRAY_SUFFIXES, IMAGE_SUFFIXES, MESH_SUFFIXES, SUPPORTED, 
 from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 
 SURFACE_SAMPLES = 100_000
+PLY_HEADER_BYTES = 1 << 16  # a PLY header longer than this is not one
+PLURAL = {"vertex": "vertices", "face": "faces"}
 MAX_IMAGE_SIDE = 2048  # larger pictures are shrunk as they are read: the image encoders see 224 pixels or fewer
 
 
@@ -108,11 +110,13 @@ def _preamble_lines(path: Path, delimiter: str | None) -> int:
 def _read_mesh_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Surface samples of a mesh with faces, with their faces' normals; the vertices themselves of a point cloud
     or a scan without faces, with the normals a PLY stores (nx, ny, nz), if any."""
+    declared = _ply_counts(path) if path.suffix.lower() == ".ply" else {}
     try:
         loaded = trimesh.load(str(path), process=False)
     except Exception as exc:  # a damaged file can fail anywhere in trimesh's parsers, with any exception type
         raise InputError(_unreadable(path, exc)) from exc
     parts = loaded.dump() if isinstance(loaded, trimesh.Scene) else [loaded]
+    _check_whole(path, parts, declared)
     surfaces = [g for g in parts if isinstance(g, trimesh.Trimesh) and len(g.faces) and g.area > 0]
     if surfaces:
         surface = trimesh.util.concatenate(surfaces)
@@ -125,6 +129,47 @@ def _read_mesh_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     normals = [_ply_normals(g) for g in clouds]
     given = None if any(n is None for n in normals) else np.concatenate(normals)
     return np.concatenate([np.asarray(g.vertices) for g in clouds]), given
+
+
+def _ply_counts(path: Path) -> dict[str, int]:
+    """The element counts a PLY header declares (vertex, face), read before the body: a file that is not a PLY
+    is refused at once, however large."""
+    with path.open("rb") as file:
+        head = file.read(PLY_HEADER_BYTES)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        raise InputError(
+            f"{path}: not a PLY file (no PLY header at its start). Export it again as PLY, or give it the extension "
+            "of its real format."
+        )
+    counts = {}
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        words = line.split()
+        if words[:1] == ["element"] and len(words) == 3 and words[2].isdigit():
+            counts[words[1]] = int(words[2])
+    return counts
+
+
+def _check_whole(path: Path, parts: list, declared: dict[str, int]) -> None:
+    """Refuse a file cut short inside its lists: fewer vertices or faces than its PLY header declares, or an OBJ
+    whose last vertex line lost its coordinates. (An OBJ cut exactly between two lines cannot be told from a
+    whole one: OBJ declares no counts.)"""
+    read = {
+        "vertex": sum(len(getattr(g, "vertices", ())) for g in parts),
+        "face": sum(len(getattr(g, "faces", ())) for g in parts),
+    }
+    for element, count in read.items():
+        if element in declared and count < declared[element]:
+            raise InputError(
+                f"{path}: the file is cut short: its header declares {declared[element]:,} {PLURAL[element]}, it "
+                f"holds {count:,}. Export or copy it again."
+            )
+    if path.suffix.lower() == ".obj":
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - 256))
+            last = file.read().rstrip().rsplit(b"\n", 1)[-1].split()
+        if last[:1] == [b"v"] and len(last) < 4:
+            raise InputError(f"{path}: the file is cut short inside its vertex list. Export or copy it again.")
 
 
 def _trusted_face_normals(mesh: trimesh.Trimesh) -> np.ndarray | None:
