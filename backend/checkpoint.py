@@ -8,7 +8,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, OccNetError
 from .models import OccupancyNetwork, build_model
 from .outputs import atomic_write
 from .weights_file import FORMAT, FORMAT_KEY, METADATA_KEY, read_config
@@ -18,6 +18,8 @@ def save_checkpoint(model: OccupancyNetwork, path: str | Path, extra: dict[str, 
     """Write the model atomically: a crash mid-write never leaves a half file under the final name."""
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if broken := _non_finite(state):
+        raise OccNetError(f"{path}: not written: tensor '{broken}' holds NaN or infinite values (a diverged training).")
     metadata = {METADATA_KEY: model.config.to_json(), FORMAT_KEY: FORMAT, **(extra or {})}
     with atomic_write(path) as partial:
         partial.write_bytes(save(state, metadata=metadata))  # an ordinary file: its mode follows the umask
@@ -52,6 +54,16 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Occ
             state = {k: f.get_tensor(k) for k in keys}
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise ModelLoadError(f"{path}: the file is damaged or truncated ({exc}). Re-download or re-train it.") from exc
+    if broken := _non_finite(state):
+        raise ModelLoadError(
+            f"{path}: tensor '{broken}' holds NaN or infinite values (written by a training that diverged); "
+            "train it again with a lower --lr."
+        )
     model = build_model(config)
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def _non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The first tensor holding NaN or infinity, by name."""
+    return next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)

@@ -37,6 +37,7 @@ from .outputs import atomic_write
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
 VAL_POINTS = 20_000
+MAX_NOISE = 0.1  # input noise (std, a share of the shape's size) beyond which no surface is left to learn
 VAL_CLOUD = 3_000  # input points of validation clouds for models that take any number
 RUN_FILES = ("last.safetensors", "best.safetensors", "state.pt", "log.csv", "config.json")
 
@@ -165,6 +166,11 @@ def train(args: argparse.Namespace) -> int:
         batch = make_batch(shapes, config, sampling, rng)
         logits = trained(*network_arguments(batch, device))
         loss = F.binary_cross_entropy_with_logits(logits, batch["labels"].to(device))
+        if not torch.isfinite(loss):
+            raise OccNetError(
+                f"step {step + 1}: the loss is {loss.item()}: the training diverged. Lower --lr (it is {args.lr}); "
+                "the checkpoints already written are kept, nothing of this step is."
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -291,8 +297,15 @@ def _check_arguments(args: argparse.Namespace) -> None:
     low, high = args.cloud_points
     if not 1 <= low <= high:
         raise OccNetError(f"--cloud-points MIN MAX needs 1 <= MIN <= MAX, not {low} {high}.")
-    if not args.lr > 0:
-        raise OccNetError(f"--lr must be more than 0, not {args.lr}.")
+    if not 0 < args.lr < float("inf"):
+        raise OccNetError(f"--lr must be a number more than 0, not {args.lr}.")
+    low, high = args.noise
+    if not 0 <= low <= high <= MAX_NOISE:
+        raise OccNetError(
+            f"--noise MIN MAX needs 0 <= MIN <= MAX <= {MAX_NOISE} (a share of the shape's size), not {low} {high}."
+        )
+    if not 0 <= args.stretch < 1:
+        raise OccNetError(f"--stretch must lie in [0, 1) (each axis scaled by 1 - S to 1 + S), not {args.stretch}.")
     for name in ("uniform_fraction", "partial", "outliers", "normals"):
         if not 0 <= getattr(args, name) <= 1:
             raise OccNetError(f"--{name.replace('_', '-')} is a share between 0 and 1, not {getattr(args, name)}.")

@@ -14,10 +14,11 @@ from backend import load_model
 from backend.checkpoint import METADATA_KEY, load_checkpoint, read_config, save_checkpoint
 from backend.config import ModelConfig, preset
 from backend.device import resolve_device
-from backend.errors import DeviceError, ModelLoadError
+from backend.errors import DeviceError, ModelLoadError, OccNetError
 from backend.models import build_model
 from backend.protocol import ModelsRequest
 from backend.registry import find_model, list_models
+from backend.weights_file import FORMAT, FORMAT_KEY
 from backend.worker import Worker
 
 SMALL = ModelConfig(c_dim=16, decoder_hidden=16, decoder_blocks=1, encoder_hidden=16, encoder_blocks=2)
@@ -35,6 +36,20 @@ def test_round_trip_gives_identical_outputs_in_eval_mode(tmp_path):
     torch.testing.assert_close(loaded(p, cloud), model(p, cloud))
     assert read_config(path) == SMALL
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left behind
+
+
+def test_non_finite_weights_are_never_written_and_never_loaded(tmp_path):
+    model = build_model(SMALL)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    name = next(k for k, _ in model.named_parameters())
+    with pytest.raises(OccNetError, match=f"'{re.escape(name)}' holds NaN"):
+        save_checkpoint(model, tmp_path / "diverged.safetensors")
+    assert not list(tmp_path.iterdir())
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}  # as an older version would have written
+    save_file(state, tmp_path / "diverged.safetensors", metadata={METADATA_KEY: SMALL.to_json(), FORMAT_KEY: FORMAT})
+    with pytest.raises(ModelLoadError, match=f"diverged.safetensors: tensor '{re.escape(name)}' holds NaN"):
+        load_checkpoint(tmp_path / "diverged.safetensors")
 
 
 def test_presets_build_the_paper_architecture():

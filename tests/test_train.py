@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 import trimesh
 from commands import run_cli
 
-from backend.checkpoint import read_config
+from backend.checkpoint import load_checkpoint, read_config
 from backend.data.mesh_folder import split_of
 from backend.evaluate import load_test_shape
 from backend.registry import WEIGHTS_DIR
@@ -221,6 +221,31 @@ def test_train_rejects_a_zero_validation_interval(tiny_data, tmp_path):
     done = run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", *TINY_RUN, "--val-every", "0")
     one_line_error(done, "--val-every")
     assert not (tmp_path / "run" / "log.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "option, needle",
+    [
+        (["--noise", "-1", "-1"], "--noise MIN MAX"),
+        (["--noise", "nan", "nan"], "--noise MIN MAX"),
+        (["--noise", "0.5", "0.01"], "--noise MIN MAX"),
+        (["--stretch", "3"], "--stretch"),
+        (["--lr", "inf"], "--lr"),
+    ],
+    ids=["negative-noise", "nan-noise", "noise-min-above-max", "stretch", "infinite-lr"],
+)
+def test_train_refuses_bad_settings_before_any_work(tiny_data, tmp_path, option, needle):
+    done = run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", *TINY_RUN, *option)
+    one_line_error(done, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverging_training_stops_and_writes_no_broken_weights(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    done = run_cli("train", "--data", tiny_data, "--out", run, *TINY_RUN, "--steps", "6", "--lr", "1e30")
+    one_line_error(done, "the training diverged", "Lower --lr")
+    for path in run.glob("*.safetensors"):
+        load_checkpoint(path)  # whatever was written before the loss broke loads
 
 
 def test_resume_from_a_truncated_state_is_one_line(tiny_data, tiny_run, tmp_path):
