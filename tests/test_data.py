@@ -226,6 +226,7 @@ def test_mesh_folder_keeps_same_named_meshes_apart_and_reports_broken_files(tmp_
     trimesh.creation.icosphere(1).export(src / "chair.stl")
     (src / "empty.off").write_text("")
     (src / "bad.glb").write_bytes(b"glTF" + b"\x00" * 40)
+    (src / "triangle.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")  # a sheet: nothing inside
     root = prepare_mesh_folder(src, tmp_path / "data", n_uniform=1000, n_near=200, n_surface=500)
     listed = sorted(n for lst in (root / "default").glob("*.lst") for n in lst.read_text().split())
     assert len(listed) == 2 and len(set(listed)) == 2 and all(n.startswith("chair") for n in listed)
@@ -235,5 +236,6 @@ def test_mesh_folder_keeps_same_named_meshes_apart_and_reports_broken_files(tmp_
     ):
         assert not np.array_equal(a["occupancies"], b["occupancies"])  # one is the box, one the ball
     out = capsys.readouterr().out
-    assert "skipped 2 of 4 meshes" in out
+    assert "skipped 3 of 5 meshes" in out
     assert str(src / "empty.off") in out and str(src / "bad.glb") in out
+    assert f"{src / 'triangle.obj'}: its inside and outside cannot be told (no volume inside" in out

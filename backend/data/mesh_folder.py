@@ -269,7 +269,10 @@ def prepare_mesh(path: Path, folder: Path, n_uniform: int, n_near: int, n_surfac
     if (folder / "done").exists():
         return
     mesh, loc, scale = load_normalized(path)
-    write_samples(folder, sample_mesh(mesh, n_uniform, n_near, n_surface, seed), loc, scale)
+    samples = sample_mesh(mesh, n_uniform, n_near, n_surface, seed)
+    if problem := label_problem(samples):  # a sheet or a lone triangle would teach the model nothing but noise
+        raise InputError(f"its inside and outside cannot be told ({problem}, {samples.inside_fraction:.1%} inside)")
+    write_samples(folder, samples, loc, scale)
 
 
 def fast_winding_available() -> bool:
