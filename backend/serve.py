@@ -278,8 +278,8 @@ def latent_from(frame: LatentFrame, code: np.ndarray, model: str, config: ModelC
     number of values; the model reshapes it and checks the count. Point-attention latents blend by field."""
     try:
         where = Frame.of(frame.center, frame.scale)
-    except ValueError:
-        raise InputError(f"A latent's center has {len(frame.center)} values; it needs 3 (x, y, z).") from None
+    except (ValueError, TypeError):
+        raise InputError(f"A latent's centre must be three numbers (x, y, z), not {frame.center}.") from None
     by_field = config.architecture == "attention"
     return Latent(np.asarray(code, np.float32).ravel().copy(), frame.latent_model or model, where, by_field)
 

@@ -129,6 +129,16 @@ def test_far_coordinates_keep_their_precision_and_latents_their_model(client, ti
     with pytest.raises(BackendError, match="made by model 'onet-image'") as info:
         client.run(ExtractRequest(model=tiny_model.stem, resolution=32, latent=foreign, code=far.code))
     assert info.value.kind == "input"
+    for center, scale, text in [
+        (far.latent.center, 0.0, "scale must be a finite number above 0"),
+        (far.latent.center, -2.0, "scale must be a finite number above 0"),
+        (far.latent.center, float("inf"), "scale must be a finite number above 0"),
+        ((float("nan"), 0.0, 0.0), 1.0, "centre must be three finite numbers"),
+    ]:
+        frame = type(far.latent)(tiny_model.stem, center, scale)
+        with pytest.raises(BackendError, match=text) as info:
+            client.run(ExtractRequest(model=tiny_model.stem, resolution=32, latent=frame, code=far.code))
+        assert info.value.kind == "input"
 
 
 def test_the_face_budget_and_refinement_work_on_pytorch(client, tiny_model):

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -13,6 +15,14 @@ class Frame:
 
     center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Wherever a frame comes from (a latent file, the worker, the API), it places a shape, or is refused: a
+        zero, negative or infinite scale would collapse, mirror or blow up the mesh, a NaN centre lose it."""
+        if len(self.center) != 3 or not np.isfinite(self.center).all():
+            raise InputError(f"A shape's centre must be three finite numbers (x, y, z), not {self.center}.")
+        if not 0 < self.scale < np.inf:
+            raise InputError(f"A shape's scale must be a finite number above 0, not {self.scale}.")
 
     @classmethod
     def of(cls, center, scale) -> Frame:
