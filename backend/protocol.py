@@ -68,11 +68,14 @@ _LENGTH = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
-    """A frame or message that breaks the protocol; `id` is the message's id when it could be read."""
+    """A frame or message that breaks the protocol; `id` is the message's id when it could be read. `in_step`
+    says whether the stream is still at a frame's start: when a frame's length cannot be known, it is not, and
+    the reader must stop (the worker exits and the add-on starts a new one) rather than read bytes as frames."""
 
-    def __init__(self, message: str, msg_id: int | None = None) -> None:
+    def __init__(self, message: str, msg_id: int | None = None, in_step: bool = True) -> None:
         super().__init__(message)
         self.id = msg_id
+        self.in_step = in_step
 
 
 def input_summary(stats: dict) -> str | None:
@@ -363,67 +366,94 @@ def write_message(stream: BinaryIO, message: Message) -> None:
 
 
 def read_message(stream: BinaryIO) -> Message | None:
-    """The next message, or None at a clean end of stream. Raises ProtocolError on a broken frame; after one
-    whose header could be read the stream stays in step (an oversized frame's arrays are not read)."""
+    """The next message, or None at a clean end of stream. Raises ProtocolError on a broken frame. A frame whose
+    arrays can be measured (plain number dtypes, non-negative shapes, within MAX_FRAME_BYTES) is read to its end
+    even when refused, so the stream stays in step; one whose length cannot be known (an oversized header, an
+    unreadable array list, a size beyond the limits) raises with `in_step` False. A header that is not a JSON
+    object is taken to carry no arrays."""
     prefix = _read_exact(stream, _LENGTH.size, allow_eof=True)
     if prefix is None:
         return None
     (length,) = _LENGTH.unpack(prefix)
     if length > MAX_HEADER_BYTES:
-        raise ProtocolError(f"header of {length} bytes is larger than the limit of {MAX_HEADER_BYTES}")
+        raise ProtocolError(f"header of {length} bytes is larger than the limit of {MAX_HEADER_BYTES}", in_step=False)
     try:
         header = json.loads(_read_exact(stream, length).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"the header is not JSON ({exc})") from None
     if not isinstance(header, dict):
         raise ProtocolError(f"the header is a JSON {type(header).__name__}, not an object")
-    msg_id = header.pop("id", None)
-    if msg_id is not None and (type(msg_id) is not int):
-        raise ProtocolError(f"the id {msg_id!r} is not an integer")
-    version = header.pop("v", None)
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"protocol version {version!r}, expected {PROTOCOL_VERSION}", msg_id)
-    kind = header.pop("type", None)
-    if not isinstance(kind, str):
-        raise ProtocolError(f"the type {kind!r} is not a string", msg_id)
+    raw_id = header.pop("id", None)
+    msg_id = raw_id if type(raw_id) is int else None
     specs = [_array_spec(spec, msg_id) for spec in _as_list(header.pop("arrays", []), "arrays", msg_id)]
     total = sum(dtype.itemsize * count for _, dtype, _, count in specs)
     if total > MAX_FRAME_BYTES:
-        raise ProtocolError(f"the arrays hold {total} bytes, more than the limit of {MAX_FRAME_BYTES}", msg_id)
+        raise ProtocolError(
+            f"the arrays hold {total} bytes, more than the limit of {MAX_FRAME_BYTES}", msg_id, in_step=False
+        )
+    problem = _header_problem(header, raw_id)
+    if problem:
+        _skip(stream, total)
+        raise ProtocolError(problem, msg_id)
     arrays = {}
     for name, dtype, shape, count in specs:
         arrays[name] = np.frombuffer(_read_exact(stream, count * dtype.itemsize), dtype=dtype).reshape(shape)
-    return Message(kind, msg_id, header, arrays)
+    return Message(header.pop("type"), msg_id, header, arrays)
+
+
+def _header_problem(header: dict, raw_id: object) -> str | None:
+    """What is wrong with a frame header's id, version and type (popping the version), or None."""
+    if raw_id is not None and type(raw_id) is not int:
+        return f"the id {raw_id!r} is not an integer"
+    version = header.pop("v", None)
+    if version != PROTOCOL_VERSION:
+        return f"protocol version {version!r}, expected {PROTOCOL_VERSION}"
+    if not isinstance(header.get("type"), str):
+        return f"the type {header.get('type')!r} is not a string"
+    return None
 
 
 def _array_spec(spec: object, msg_id: int | None) -> tuple[str, np.dtype, tuple[int, ...], int]:
-    """[name, dtype, shape] checked: a plain number dtype, a small non-negative shape, within the size cap."""
+    """[name, dtype, shape] checked: a plain number dtype, a small non-negative shape, within the size cap. A spec
+    that breaks these leaves the frame's length unknown."""
     if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str) and isinstance(spec[1], str)):
-        raise ProtocolError(f"array spec {spec!r} is not [name, dtype, shape]", msg_id)
+        raise ProtocolError(f"array spec {spec!r} is not [name, dtype, shape]", msg_id, in_step=False)
     name, dtype_text, shape = spec
     try:
         dtype = np.dtype(dtype_text)
     except TypeError:
-        raise ProtocolError(f"array '{name}' has an unknown dtype {dtype_text!r}", msg_id) from None
+        raise ProtocolError(f"array '{name}' has an unknown dtype {dtype_text!r}", msg_id, in_step=False) from None
     if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
-        raise ProtocolError(f"array '{name}' has dtype {dtype_text!r}; only bool, int and float travel", msg_id)
+        raise ProtocolError(
+            f"array '{name}' has dtype {dtype_text!r}; only bool, int and float travel", msg_id, in_step=False
+        )
     shape = _as_list(shape, f"array '{name}' shape", msg_id)
     if len(shape) > MAX_ARRAY_DIMS or not all(type(n) is int and n >= 0 for n in shape):
-        raise ProtocolError(f"array '{name}' has shape {shape!r}; give at most 8 non-negative integers", msg_id)
+        raise ProtocolError(
+            f"array '{name}' has shape {shape!r}; give at most 8 non-negative integers", msg_id, in_step=False
+        )
     count = 1
     for n in shape:
         count *= n
     if count * dtype.itemsize > MAX_ARRAY_BYTES:
         raise ProtocolError(
-            f"array '{name}' claims {count * dtype.itemsize} bytes, more than the limit of {MAX_ARRAY_BYTES}", msg_id
+            f"array '{name}' claims {count * dtype.itemsize} bytes, more than the limit of {MAX_ARRAY_BYTES}",
+            msg_id,
+            in_step=False,
         )
     return name, dtype, tuple(shape), count
 
 
 def _as_list(value: object, what: str, msg_id: int | None) -> list:
     if not isinstance(value, list):
-        raise ProtocolError(f"{what} is not a list", msg_id)
+        raise ProtocolError(f"{what} is not a list", msg_id, in_step=False)
     return value
+
+
+def _skip(stream: BinaryIO, size: int) -> None:
+    """Read past `size` bytes a refused frame declared, a megabyte at a time."""
+    while size:
+        size -= len(_read_exact(stream, min(size, 1 << 20)))
 
 
 def _read_exact(stream: BinaryIO, size: int, allow_eof: bool = False) -> bytes | None:

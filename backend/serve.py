@@ -120,6 +120,9 @@ class Server:
                         break
                     request = decode_request(message)
                 except ProtocolError as exc:
+                    if not exc.in_step:  # what follows cannot be found: end, and the add-on starts a new worker
+                        self.send(ErrorReply("protocol", f"Malformed request ({exc}); the worker stops."), exc.id)
+                        break
                     self.send(ErrorReply("protocol", f"Malformed request ({exc}); it was ignored."), exc.id)
                     continue
                 if isinstance(request, ShutdownRequest):

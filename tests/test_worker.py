@@ -1,5 +1,6 @@
 """The add-on's client and the backend worker, as real processes talking the real protocol."""
 
+import io
 import json
 import os
 import signal
@@ -13,16 +14,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fitting import ellipsoid_surface
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backend.protocol import (
     PROTOCOL_VERSION,
     CancelRequest,
     ExtractRequest,
+    HelloRequest,
     InterpolateRequest,
     MeshReply,
     ModelsRequest,
     Progress,
+    ProtocolError,
     ReconstructRequest,
+    decode_request,
     encode,
     read_message,
     write_message,
@@ -259,7 +265,8 @@ def _replies(process, count, timeout=60):
 
 def test_every_malformed_frame_gets_a_protocol_error_and_the_worker_reads_on():
     v = PROTOCOL_VERSION
-    huge = [["points", "<f4", [1 << 40, 3]]]
+    points = [["points", "<f4", [1000, 3]]]
+    payload = np.ones((1000, 3), np.float32).tobytes()
     frames = [
         (_frame(b"[1, 2]"), None),  # JSON, not an object
         (_frame(b'"hello"'), None),
@@ -268,13 +275,14 @@ def test_every_malformed_frame_gets_a_protocol_error_and_the_worker_reads_on():
         (_frame({"v": v, "type": "hello", "id": [7]}), None),
         (_frame({"v": v, "type": "cancel", "id": 8, "target": "x"}), 8),  # target not an integer
         (_frame({"v": v, "type": "cancel", "id": 9, "target": [1]}), 9),
-        (_frame({"v": v, "type": "reconstruct", "id": 10, "model": "m", "arrays": huge}), 10),  # no input needs it
-        (_frame({"v": v, "type": "reconstruct", "id": 11, "model": "m", "arrays": [["p", "|O", [1]]]}), 11),
-        (_frame({"v": v, "type": "reconstruct", "id": 12, "model": "m", "arrays": [["p", "<f4", [-1, 3]]]}), 12),
-        (_frame({"v": v, "type": "reconstruct", "id": 13, "model": "m", "arrays": "points"}), 13),
         (_frame({"v": v, "type": "extract", "id": 14, "model": 3}), 14),  # a field of the wrong type
         (_frame({"v": v, "type": "explode", "id": 15}), 15),
         (_frame({"v": v + 1, "type": "hello", "id": 16}), 16),
+        # refused, with arrays behind the header: their bytes are passed over, not read as frames
+        (_frame({"v": v + 1, "type": "reconstruct", "id": 18, "model": "m", "arrays": points}, payload), 18),
+        (_frame({"v": v, "type": "hello", "id": "19", "arrays": points}, payload), None),
+        (_frame({"v": v, "type": "explode", "id": 20, "arrays": points}, payload), 20),
+        (_frame({"v": v, "type": "reconstruct", "id": 21, "model": 5, "arrays": points}, payload), 21),
     ]
     worker = _spawn_worker()
     try:
@@ -283,6 +291,7 @@ def test_every_malformed_frame_gets_a_protocol_error_and_the_worker_reads_on():
         replies = _replies(worker, len(frames) + 1)
         for reply, (_, expected_id) in zip(replies, frames, strict=False):
             assert (reply.type, reply.fields["kind"], reply.id) == ("error", "protocol", expected_id), reply
+            assert "it was ignored" in reply.fields["message"]
         assert (replies[-1].type, replies[-1].id) == ("hello", 17)
         assert worker.poll() is None
         worker.stdin.close()  # the end of stdin ends the worker, whatever came before
@@ -290,6 +299,78 @@ def test_every_malformed_frame_gets_a_protocol_error_and_the_worker_reads_on():
     finally:
         worker.kill()
         worker.wait()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _frame({"v": PROTOCOL_VERSION, "type": "reconstruct", "id": 10, "arrays": [["p", "<f4", [1 << 40, 3]]]}),
+        _frame({"v": PROTOCOL_VERSION, "type": "reconstruct", "id": 11, "arrays": [["p", "|O", [1]]]}, b"\0" * 64),
+        _frame({"v": PROTOCOL_VERSION, "type": "reconstruct", "id": 12, "arrays": [["p", "<f4", [-1, 3]]]}, b"1234"),
+        _frame({"v": PROTOCOL_VERSION, "type": "reconstruct", "id": 13, "arrays": "points"}, b"\0" * 64),
+        struct.pack(">I", 1 << 30) + b"{}",
+    ],
+    ids=["oversized-array", "unknown-dtype", "negative-dimension", "arrays-not-a-list", "oversized-header"],
+)
+def test_a_frame_of_unknown_length_ends_the_worker_instead_of_reading_its_bytes_as_frames(frame):
+    """Its bytes cannot be passed over; answering every fragment as a frame would leave the worker deaf."""
+    worker = _spawn_worker()
+    try:
+        worker.stdin.write(frame + _frame({"v": PROTOCOL_VERSION, "type": "hello", "id": 17}))
+        worker.stdin.flush()
+        reply = _replies(worker, 1)[0]
+        assert (reply.type, reply.fields["kind"]) == ("error", "protocol") and "the worker stops" in str(reply.fields)
+        assert worker.wait(timeout=30) == 0  # the add-on's client starts a new one
+    finally:
+        worker.kill()
+        worker.wait()
+
+
+DTYPES = ["<f4", "<f8", "|u1", "<i8", "|b1", "<f2"]
+ARRAY_SPEC = st.one_of(
+    st.tuples(st.text(max_size=4), st.sampled_from(DTYPES), st.lists(st.integers(0, 12), max_size=3)).map(list),
+    st.lists(st.one_of(st.integers(-5, 1 << 45), st.text(max_size=4), st.none()), max_size=4),  # anything else
+)
+HEADER = st.fixed_dictionaries(
+    {
+        "v": st.sampled_from([PROTOCOL_VERSION, PROTOCOL_VERSION + 1, str(PROTOCOL_VERSION), None]),
+        "type": st.sampled_from(["hello", "reconstruct", "extract", "cancel", "explode", 3]),
+        "id": st.one_of(st.integers(-3, 1 << 40), st.text(max_size=3), st.none()),
+        "arrays": st.one_of(st.lists(ARRAY_SPEC, max_size=3), st.text(max_size=5)),
+    },
+    optional={"model": st.one_of(st.text(max_size=5), st.integers()), "target": st.integers(-2, 5)},
+)
+
+
+def _declared_bytes(header: dict) -> int | None:
+    """What a header's arrays hold, when every spec is a plain one (else None: the frame's length is unknown)."""
+    specs = header.get("arrays", [])
+    if not isinstance(specs, list) or not all(isinstance(a, list) and len(a) == 3 and a[1] in DTYPES for a in specs):
+        return None
+    return sum(np.dtype(dtype).itemsize * int(np.prod(shape)) for _, dtype, shape in specs)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(header=st.one_of(HEADER, st.binary(max_size=40)), junk=st.binary(max_size=64))
+def test_after_any_frame_the_reader_answers_hello_or_stops(header, junk):
+    """The worker's reader (read_message, then decode_request) fed one random frame, its declared bytes (random
+    bytes where they cannot be known), then a hello: it reads the hello, or it says it lost step and stops; it
+    never reads on out of step."""
+    declared = _declared_bytes(header) if isinstance(header, dict) else 0
+    payload = junk if declared is None else os.urandom(declared)
+    stream = io.BytesIO(_frame(header, payload) + _frame({"v": PROTOCOL_VERSION, "type": "hello", "id": 99}))
+    for _ in range(4):
+        try:
+            message = read_message(stream)
+            assert message is not None, "the hello was swallowed"
+            request = decode_request(message)
+        except ProtocolError as error:
+            if not error.in_step:
+                return  # the worker stops; the add-on starts a new one
+            continue
+        if (message.id, type(request)) == (99, HelloRequest):
+            return
+    pytest.fail("the hello was not read")
 
 
 def test_stdin_eof_ends_the_worker_inside_a_frame():
