@@ -1,6 +1,7 @@
 import json
 import struct
 import time
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -10,8 +11,7 @@ from PIL import Image
 
 from backend.errors import InputError
 from backend.inputs import ImageInput, PointCloudInput, VoxelInput, load_observation
-from backend.inputs.files import MAX_IMAGE_SIDE
-from backend.inputs.image import prepare_image
+from backend.inputs.image import MAX_IMAGE_SIDE, prepare_image
 from backend.inputs.pointcloud import normalize_points
 
 
@@ -297,6 +297,19 @@ def test_a_large_image_is_shrunk_as_it_is_read(tmp_path):
     assert time.perf_counter() - start < 5.0  # was 160 s and 3 GB
     assert max(pixels.shape) == MAX_IMAGE_SIDE
     assert tensor[:, 32, 32].max() < 0.1 and tensor[:, 2, 2].min() > 0.9  # the black square survives, centred
+
+
+def test_a_large_pixel_array_is_shrunk_as_a_file_is_before_any_float_copy(tmp_path):
+    rng = np.random.default_rng(0)
+    strip = rng.integers(0, 256, (256, 16384, 3), dtype=np.uint8)  # how the add-on sends an image empty's pixels
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    from_file = load_observation(tmp_path / "strip.png").pixels
+    tracemalloc.start()
+    tensor = prepare_image(strip, 64, background=1.0, mean=0.0, std=1.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 128e6  # was 6.4 GB (the strip padded square in floats); now at most 2048^2 RGB floats, twice
+    np.testing.assert_array_equal(prepare_image(from_file, 64, 1.0, 0.0, 1.0), tensor)  # as the file gives
 
 
 # --- Normalisation on numpy alone (the built-in engine runs it without SciPy or scikit-image) ---------------

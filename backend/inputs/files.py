@@ -13,12 +13,12 @@ from PIL import Image
 
 from ..errors import InputError
 from ..formats import ARRAY_SUFFIXES, IMAGE_SUFFIXES, MESH_SUFFIXES, SUPPORTED, TEXT_CLOUD_SUFFIXES
+from .image import MAX_IMAGE_SIDE
 from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 
 SURFACE_SAMPLES = 100_000
 PLY_HEADER_BYTES = 1 << 16  # a PLY header longer than this is not one
 PLURAL = {"vertex": "vertices", "face": "faces"}
-MAX_IMAGE_SIDE = 2048  # larger pictures are shrunk as they are read: the image encoders see 224 pixels or fewer
 
 
 def load_observation(path: str | Path) -> Observation:

@@ -7,11 +7,30 @@ import numpy as np
 from ..errors import InputError
 
 CROP_MARGIN = 0.1  # fraction of the object's size kept around its mask when alpha gives one
+MAX_IMAGE_SIDE = 2048  # larger pictures are shrunk first: the image encoders see 224 pixels or fewer
+
+
+def shrink_pixels(pixels: np.ndarray) -> np.ndarray:
+    """At most MAX_IMAGE_SIDE on a side, in the array's own type, before any float copy (a 256 x 16384 strip
+    would otherwise be padded square in floats: gigabytes). The same pixels a file gives (Pillow's thumbnail, as
+    `backend.inputs.files` reads pictures) wherever Pillow holds the array's format; every k-th pixel otherwise."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim < 2 or max(pixels.shape[:2]) <= MAX_IMAGE_SIDE:
+        return pixels
+    try:
+        from PIL import Image
+
+        image = Image.fromarray(pixels)
+    except (ImportError, TypeError, ValueError):  # a format Pillow has no mode for (float RGB, 16-bit colour)
+        step = -(-max(pixels.shape[:2]) // MAX_IMAGE_SIDE)
+        return pixels[::step, ::step]
+    image.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+    return np.asarray(image)
 
 
 def to_rgb_and_alpha(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Float RGB (H, W, 3) in [0, 1], and the alpha mask (H, W) when the image has one."""
-    pixels = np.asarray(pixels)
+    pixels = shrink_pixels(pixels)
     if pixels.dtype == np.uint8:
         data = pixels.astype(np.float32) / 255.0
     elif pixels.dtype == np.uint16:
