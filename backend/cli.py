@@ -21,14 +21,14 @@ from .data.procedural import DEFAULT_COUNTS, generate
 from .data.rooms import DEFAULT_COUNTS as ROOM_COUNTS
 from .data.rooms import PART_RESOLUTION, generate_rooms
 from .data.rooms import SURFACE as ROOM_SURFACE
-from .data.shapes import CATEGORIES
+from .data.shapes import CATEGORIES, GENERATORS
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
 from .errors import InputError, ModelLoadError, OccNetError, OutputError
 from .extract import ExtractOptions
 from .formats import input_kind
 from .inputs import load_observation
 from .mesh import check_mesh_suffix
-from .outputs import check_output, terminate_as_interrupt
+from .outputs import check_output, final_name, terminate_as_interrupt
 from .protocol import input_summary
 from .registry import default_model, find_model, is_shipped, list_models
 from .runtime.mise import valid_resolutions
@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing more was written", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a file removed under us: the file stays as it was (atomic_write)
+        where = f"{final_name(str(exc.filename))}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; no file was replaced.", file=sys.stderr)
+        return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -301,15 +305,32 @@ def _score_line(key: str, value) -> str:
     return f"{key}: {', '.join(parts)} on {value.get('shapes', '?')} shapes"
 
 
+def _check_data_arguments(args: argparse.Namespace, splits: dict) -> dict[str, int]:
+    """Before any work: the data set folder is a folder, the counts and workers make sense. The counts by split."""
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise OutputError(f"--out {args.out}: is a file; give a folder for the data set (it is made if missing).")
+    counts = {split: getattr(args, split) for split in splits}
+    if counts and (any(count < 0 for count in counts.values()) or not any(counts.values())):
+        given = ", ".join(f"--{k} {v}" for k, v in counts.items())
+        raise InputError(f"Shape counts must be 0 or more, and not all 0 ({given}).")
+    if getattr(args, "workers", 1) < 1:
+        raise InputError(f"--workers must be at least 1, not {args.workers}.")
+    if getattr(args, "views", 0) < 0:
+        raise InputError(f"--views must be 0 or more, not {args.views}.")
+    return counts
+
+
 def _procedural(args: argparse.Namespace) -> int:
-    counts = {split: getattr(args, split) for split in DEFAULT_COUNTS}
+    counts = _check_data_arguments(args, DEFAULT_COUNTS)
+    if unknown := sorted(set(args.categories or ()) - set(GENERATORS)):
+        raise InputError(f"Unknown categories {', '.join(unknown)}; choose from {', '.join(GENERATORS)}.")
     root = generate(args.out, args.categories, counts, views=args.views, workers=args.workers)
     print(f"{root}: procedural data set ready ({', '.join(f'{k} {v}' for k, v in counts.items())} per category)")
     return 0
 
 
 def _rooms(args: argparse.Namespace) -> int:
-    counts = {split: getattr(args, split) for split in ROOM_COUNTS}
+    counts = _check_data_arguments(args, ROOM_COUNTS)
     root = generate_rooms(
         args.out, counts, args.workers, views=args.views, surface=args.surface, resolution=args.resolution
     )
@@ -318,6 +339,7 @@ def _rooms(args: argparse.Namespace) -> int:
 
 
 def _meshes(args: argparse.Namespace) -> int:
+    _check_data_arguments(args, {})
     root = prepare_mesh_folder(args.source, args.out)
     print(f"{root}: mesh data set ready; train with python -m backend train --data {root} --out runs/mine")
     return 0

@@ -23,6 +23,11 @@ def is_partial(path: str | Path) -> bool:
     return bool(_PARTIAL_NAME.search(Path(path).name))
 
 
+def final_name(path: str) -> str:
+    """The file a temporary of atomic_write stands for (itself for any other name)."""
+    return _PARTIAL_NAME.sub("", path)
+
+
 @contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
     """Within the block SIGTERM (a pipeline's stop, `kill`) unwinds like Ctrl-C, so every atomic write removes its
@@ -53,7 +58,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}{path.suffix}")
+    partial = partial_path(path)
     try:
         yield partial
         os.replace(partial, path)
@@ -79,12 +84,34 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), flag: str 
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{flag} {path}: cannot write into {folder}; choose a folder you can write to.")
+    longest = max(len(os.fsencode(part)) for part in (*path.parts[:-1], partial_path(path).name) or ("",))
+    if longest > _name_max(folder):
+        raise OutputError(
+            f"{flag} {path}: the name is too long for the file system once the temporary suffix is added "
+            f"(at most {_name_max(folder) - len(partial_path(path).name) + len(path.name)} characters); "
+            "choose a shorter name."
+        )
     return path
+
+
+def partial_path(path: Path) -> Path:
+    """Where atomic_write writes `path` first: beside it, with the suffix kept for format-picking writers."""
+    return path.with_name(f"{path.name}.{os.getpid()}{PARTIAL}{path.suffix}")
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # Windows has no pathconf; its limit is 255 as well
+        return 255
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name one file: the same resolved path, or (links, other spellings) the same inode."""
     a, b = Path(a), Path(b)
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a loop of links names no file at all
+        return os.path.abspath(a) == os.path.abspath(b)

@@ -313,6 +313,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
 
 def _check_run_folder(out: Path, args: argparse.Namespace, config: ModelConfig) -> None:
     """An existing run is continued (--resume, same preset and input) or replaced (--overwrite), never silently."""
+    if out.exists() and not out.is_dir():
+        raise OccNetError(f"--out {out}: is a file; give a folder for the run (it is made if missing).")
     if args.resume:
         for name in ("last.safetensors", "state.pt"):
             if not (out / name).is_file():

@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 import platform
@@ -164,6 +165,48 @@ def test_no_command_writes_over_its_input(tiny_model, scan, capsys, monkeypatch,
     assert "is also an input" in _one_line(err)
     assert seconds < 1.0  # refused before the model loads or anything is computed
     assert {p: p.read_bytes() for p in scan.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("reconstruct", "scan.ply", "--out", "a" * 250 + ".obj"), "the name is too long for the file system"),
+        (("reconstruct", "loop1", "--out", "m.obj"), "loop1: a link that leads nowhere (or a loop of links)"),
+        (("data", "procedural", "--out", "afile", "--train", "1"), "--out afile: is a file"),
+        (("data", "rooms", "--out", "afile"), "--out afile: is a file"),
+        (("data", "meshes", ".", "--out", "afile"), "--out afile: is a file"),
+        (("data", "procedural", "--out", "d", "--categories", "nosuch"), "Unknown categories nosuch; choose from"),
+        (("data", "procedural", "--out", "d", "--workers", "0"), "--workers must be at least 1"),
+        (("data", "procedural", "--out", "d", "--train", "-1"), "Shape counts must be 0 or more"),
+    ],
+    ids=["name-too-long", "link-loop", "data-out-file", "rooms-out-file", "meshes-out-file", "no-such-category",
+         "no-workers", "negative-count"],
+)  # fmt: skip
+def test_bad_arguments_get_one_line_before_any_work(tiny_model, scan, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(scan)
+    (scan / "afile").write_text("a file")
+    os.symlink("loop2", scan / "loop1")
+    os.symlink("loop1", scan / "loop2")
+    before = sorted(p.name for p in scan.iterdir())
+    status, err, _ = _main(capsys, *args, *(("--model", tiny_model) if args[0] == "reconstruct" else ()))
+    assert status == 1 and message in _one_line(err)
+    assert sorted(p.name for p in scan.iterdir()) == before and (scan / "afile").read_text() == "a file"
+
+
+def test_a_full_disk_is_one_line_and_replaces_nothing(tiny_model, scan, capsys, monkeypatch):
+    monkeypatch.chdir(scan)
+    (scan / "mesh.obj").write_text("an earlier result")
+
+    def full_disk(self, path):
+        with atomic_write(path) as partial:
+            partial.write_text("half a me")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(partial))
+
+    monkeypatch.setattr(Mesh, "save", full_disk)
+    status, err, _ = _main(capsys, "reconstruct", "scan.ply", "--out", "mesh.obj", "--model", tiny_model)
+    assert status == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "error: mesh.obj: No space left on device; no file was replaced."
+    assert (scan / "mesh.obj").read_text() == "an earlier result" and not list(scan.glob("*partial*"))
 
 
 def test_a_latent_is_written_to_exactly_the_file_named(tiny_model, scan, capsys, monkeypatch):

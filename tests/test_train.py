@@ -240,6 +240,18 @@ def test_train_refuses_bad_settings_before_any_work(tiny_data, tmp_path, option,
     assert not (tmp_path / "run").exists()
 
 
+def test_train_refuses_a_file_as_run_folder_an_unknown_category_and_images_that_are_not_there(tiny_data, tmp_path):
+    (tmp_path / "afile").write_text("a file")
+    one_line_error(run_cli("train", "--data", tiny_data, "--out", tmp_path / "afile", *TINY_RUN), "is a file")
+    assert (tmp_path / "afile").read_text() == "a file"
+    done = run_cli("train", "--data", tiny_data, "--out", tmp_path / "run", *TINY_RUN, "--categories", "nosuch")
+    one_line_error(done, "no category nosuch", "it has mug, table")
+    meshes_only = tmp_path / "data"
+    shutil.copytree(tiny_data, meshes_only, ignore=shutil.ignore_patterns("img"))  # as 'data meshes' writes it
+    done = run_cli("train", "--data", meshes_only, "--out", tmp_path / "run", *TINY_RUN, "--input", "image")
+    one_line_error(done, "no rendered images", "--input pointcloud")
+
+
 def test_a_diverging_training_stops_and_writes_no_broken_weights(tiny_data, tmp_path):
     run = tmp_path / "run"
     done = run_cli("train", "--data", tiny_data, "--out", run, *TINY_RUN, "--steps", "6", "--lr", "1e30")

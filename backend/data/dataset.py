@@ -56,11 +56,17 @@ def load_split(root: str | Path, split: str, config: ModelConfig, categories: li
         raise InputError(f"{root}: no such data folder. Generate one with 'python -m backend data procedural'.")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / f"{split}.lst").is_file())
     if categories:
+        if unknown := sorted(set(categories) - {p.name for p in folders}):
+            raise InputError(
+                f"{root}: no category {', '.join(unknown)} with a {split} list; it has "
+                f"{', '.join(p.name for p in folders) or 'none'}."
+            )
         folders = [p for p in folders if p.name in categories]
     entries = [(f, n) for f in folders for n in (f / f"{split}.lst").read_text().split()]
     if not entries:
         raise InputError(f"{root}: no shapes listed in any <category>/{split}.lst.")
-    return [_load_shape(folder / name, folder.name, config) for folder, name in tqdm(entries, desc=f"load {split}")]
+    with tqdm(entries, desc=f"load {split}") as bar:  # closed before an error reaches the user's last line
+        return [_load_shape(folder / name, folder.name, config) for folder, name in bar]
 
 
 def _load_shape(folder: Path, category: str, config: ModelConfig) -> Shape:
@@ -73,6 +79,11 @@ def _load_shape(folder: Path, category: str, config: ModelConfig) -> Shape:
     shape = Shape(category, folder.name, points, labels, n_uniform, surface, normals)
     if config.input_kind == "image":
         files = sorted((folder / "img").glob("*.png"))
+        if not files:
+            raise InputError(
+                f"{folder}: no rendered images (img/*.png), so an image model cannot train on it. Generate a set "
+                "with images ('data procedural --views 4'), or train on point clouds (--input pointcloud)."
+            )
         shape.views = np.stack(
             [
                 prepare_image(

@@ -23,6 +23,10 @@ PLURAL = {"vertex": "vertices", "face": "faces"}
 
 def load_observation(path: str | Path) -> Observation:
     path = Path(path)
+    try:
+        path.resolve(strict=path.is_symlink())
+    except (OSError, RuntimeError):
+        raise InputError(f"{path}: a link that leads nowhere (or a loop of links). Give the file itself.") from None
     if not path.exists():
         raise InputError(f"{path}: no such file. Check the path.")
     if path.is_dir():
