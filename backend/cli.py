@@ -30,7 +30,7 @@ from .inputs import load_observation
 from .mesh import check_mesh_suffix
 from .outputs import check_output, final_name, terminate_as_interrupt
 from .protocol import input_summary
-from .registry import default_model, find_model, is_shipped, list_models
+from .registry import default_model, find_model, is_shipped, list_models, scan_models
 from .runtime.mise import valid_resolutions
 
 
@@ -261,7 +261,7 @@ def _check_latent_output(path: str, inputs: list[str | Path]) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    entries = list_models()
+    entries, broken = scan_models()
     if args.json:
         print(
             json.dumps(
@@ -275,21 +275,24 @@ def _models(args: argparse.Namespace) -> int:
                         "evaluation": e.config.evaluation,
                     }
                     for e in entries
-                ],
+                ]
+                + [{"name": path.stem, "path": str(path), "broken": why} for path, why in broken],
                 indent=2,
             )
         )
         return 0
     if not entries:
         print("No models found. Put .safetensors checkpoints in backend/weights/ or a folder on OCCNET_MODELS_PATH.")
-        return 0
-    print(f"{'name':<24}{'input':<12}{'size':>9}{'threshold':>11}  evaluation")
+    else:
+        print(f"{'name':<24}{'input':<12}{'size':>9}{'threshold':>11}  evaluation")
     for e in entries:
         evaluation = "; ".join(_score_line(k, v) for k, v in e.config.evaluation.items())
         print(
             f"{e.name:<24}{e.config.input_kind:<12}{e.size_mb:>7.1f}MB{e.config.threshold:>11.2f}  "
             f"{evaluation or 'not evaluated'}"
         )
+    for path, why in broken:
+        print(f"{path.stem:<24}broken: {why}")
     return 0
 
 

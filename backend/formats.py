@@ -11,6 +11,7 @@ ARRAY_SUFFIXES = {".npy", ".npz"}
 SUPPORTED = sorted(IMAGE_SUFFIXES | TEXT_CLOUD_SUFFIXES | MESH_SUFFIXES | ARRAY_SUFFIXES)
 # Formats trimesh writes a triangle mesh to without optional packages (.3mf needs lxml, .dae pycollada).
 MESH_OUTPUT_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
+LATENT_MARKER = "occnet_latent"  # the entry that marks a saved latent (.npz): a shape's code, not an input
 
 
 def input_kind(path: str | Path) -> str:

@@ -13,10 +13,9 @@ import numpy as np
 
 from .config import ModelConfig
 from .errors import InputError, OutputError
+from .formats import LATENT_MARKER
 from .inputs import Frame
 from .outputs import atomic_write
-
-LATENT_MARKER = "occnet_latent"
 
 
 @dataclass
@@ -136,9 +135,14 @@ def interpolate(a: Latent, b: Latent, t: float, method: str = "linear") -> Laten
     if a.model == b.model and (a.blends_by_field or b.blends_by_field):
         parts = tuple((w * weight, part) for w, end in ((1 - t, a), (t, b)) for weight, part in _parts(end))
         return Latent(np.zeros(0, np.float32), a.model, Frame.of(center, scale), True, parts)
-    if a.model != b.model or a.code.size != b.code.size:
+    if a.model != b.model:
         raise InputError(
             f"Cannot blend shapes from different models ('{a.model}' and '{b.model}'); reconstruct both with one model."
+        )
+    if a.code.size != b.code.size:
+        raise InputError(
+            f"The two shapes' codes differ in length ({a.code.size:,} and {b.code.size:,} values) although both name "
+            f"model '{a.model}': one was made by another version of it. Reconstruct both again."
         )
     if method == "linear":
         code = (1 - t) * a.code.astype(np.float32) + t * b.code.astype(np.float32).reshape(a.code.shape)

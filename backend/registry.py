@@ -33,15 +33,25 @@ def search_dirs(extra: list[str | Path] | None = None) -> list[Path]:
 
 
 def list_models(extra: list[str | Path] | None = None) -> list[ModelEntry]:
-    """Every readable checkpoint; unreadable files are skipped here and reported when named."""
+    """Every readable checkpoint (the first of each name); `broken_models` says what is wrong with the rest."""
+    return scan_models(extra)[0]
+
+
+def broken_models(extra: list[str | Path] | None = None) -> list[tuple[Path, str]]:
+    """The checkpoint files in the model folders that cannot load, each with why."""
+    return scan_models(extra)[1]
+
+
+def scan_models(extra: list[str | Path] | None = None) -> tuple[list[ModelEntry], list[tuple[Path, str]]]:
     entries: dict[str, ModelEntry] = {}
+    broken = []
     for folder in search_dirs(extra):
         for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
             try:
                 entries.setdefault(path.stem, ModelEntry(path.stem, path, read_config(path)))
-            except ModelLoadError:
-                continue
-    return list(entries.values())
+            except ModelLoadError as exc:
+                broken.append((path, str(exc)))
+    return list(entries.values()), broken
 
 
 def find_model(name_or_path: str | Path, extra: list[str | Path] | None = None) -> Path:

@@ -64,6 +64,9 @@ def test_interpolation_endpoints_and_midpoint(tiny_model, tmp_path):
     assert aspect[0.0] > 1.5 and aspect[1.0] < 0.7  # long along X, then long along Z
     assert aspect[1.0] + 0.2 < aspect[0.5] < aspect[0.0] - 0.2  # the blend lies between them
 
+    longer = Latent(np.concatenate([a.code.ravel(), [0.0]]), a.model, a.frame)
+    with pytest.raises(InputError, match="differ in length .* both name model"):
+        interpolate(a, longer, 0.5)
     for t in (1e30, -0.5, float("nan")):
         with pytest.raises(InputError, match="between 0 .the first shape. and 1"):
             interpolate(a, b, t)

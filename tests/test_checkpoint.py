@@ -184,10 +184,14 @@ def test_one_bad_file_does_not_break_the_model_list(tmp_path):
     broken = save_checkpoint(build_model(SMALL), tmp_path / "broken-model.safetensors")
     _with_config(broken, evaluation=["x"], threshold="hi")
     env = {**os.environ, "OCCNET_MODELS_PATH": str(tmp_path)}
-    for args in (["models"], ["models", "--json"]):
-        done = run_cli(*args, env=env)
-        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-        assert "sound-model" in done.stdout and "broken-model" not in done.stdout
+    done = run_cli("models", env=env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    listed = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert "broken: " in listed["broken-model"] and "threshold" in listed["broken-model"]  # listed, with why
+    assert "broken" not in listed["sound-model"]
+    done = run_cli("models", "--json", env=env)
+    entries = {e["name"]: e for e in json.loads(done.stdout)}
+    assert "threshold" in entries["broken-model"]["broken"] and "broken" not in entries["sound-model"]
     reply = Worker(io.BytesIO(), "cpu").do_models(ModelsRequest(extra_dirs=[str(tmp_path)]), 1)
     names = [m.name for m in reply.models]
     assert "sound-model" in names and "broken-model" not in names  # the add-on's list

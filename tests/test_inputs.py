@@ -9,8 +9,9 @@ import pytest
 import trimesh
 from PIL import Image
 
+from backend.api import Latent
 from backend.errors import InputError
-from backend.inputs import ImageInput, PointCloudInput, VoxelInput, load_observation
+from backend.inputs import Frame, ImageInput, PointCloudInput, VoxelInput, load_observation
 from backend.inputs.image import MAX_IMAGE_SIDE, prepare_image
 from backend.inputs.pointcloud import normalize_points
 
@@ -46,12 +47,22 @@ def test_non_finite_points_are_dropped_and_counted():
         (np.full((5, 3), np.nan), "no usable points"),
         (np.zeros((0, 3)), "no usable points"),
         (np.zeros((10, 2)), r"\(N, 3\)"),
+        (np.ones((3000, 3), bool), "this array holds true/false values"),
+        (np.full((10, 3), "1.0"), "this array holds text"),
+        (np.random.default_rng(0).random((3, 500)), r"looks transposed .* save array.T, shape \(500, 3\)"),
+        (np.random.default_rng(0).random((3000, 3)).astype(np.float32) + 1e7, "store them as float64"),
     ],
-    ids=["one-point", "identical", "all-nan", "empty", "2d"],
+    ids=["one-point", "identical", "all-nan", "empty", "2d", "bool", "text", "transposed", "float32-far-away"],
 )
 def test_unusable_clouds_get_clear_messages(cloud, message):
     with pytest.raises(InputError, match=message):
         normalize_points(cloud, 300)
+
+
+def test_a_small_object_far_from_the_origin_in_float64_is_a_shape():
+    cloud = np.random.default_rng(0).random((3000, 3)) * 0.006 + 1e7  # 6 mm, georeferenced
+    canonical, frame, _ = normalize_points(cloud, 300)
+    assert np.ptp(canonical, axis=0).max() > 0.9 and frame.scale < 0.01
 
 
 def test_collinear_and_planar_clouds_are_accepted():
@@ -115,12 +126,17 @@ def test_voxel_arrays(tmp_path):
         ("broken.png", b"not a png", "could not be read"),
         ("empty.xyz", b"# nothing\n", "no points"),
         ("weird.npy", None, "neither a point cloud"),
+        ("two.xyz", b"0.1 0.2\n0.3 0.4\n", "line 1 holds 2 numbers; every line needs x y z"),
+        ("ragged.xyz", b"1 2 3\n4 5\n6 7 8\n", "line 2 holds 2 numbers"),
+        ("latent.npz", "latent", "a saved latent .* not a point cloud"),
     ],
 )
 def test_bad_files_get_clear_messages(tmp_path, name, content, message):
     path = tmp_path / name
     if content is None:
         np.save(path, np.zeros((4, 5, 6)))
+    elif content == "latent":
+        Latent(np.ones(8, np.float32), "some-model", Frame()).save(path)
     else:
         path.write_bytes(content)
     with pytest.raises(InputError, match=message):

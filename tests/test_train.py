@@ -250,6 +250,10 @@ def test_train_refuses_a_file_as_run_folder_an_unknown_category_and_images_that_
     shutil.copytree(tiny_data, meshes_only, ignore=shutil.ignore_patterns("img"))  # as 'data meshes' writes it
     done = run_cli("train", "--data", meshes_only, "--out", tmp_path / "run", *TINY_RUN, "--input", "image")
     one_line_error(done, "no rendered images", "--input pointcloud")
+    for lst in meshes_only.glob("*/val.lst"):
+        lst.unlink()  # a set too small for 'data meshes' to hold any mesh back
+    done = run_cli("train", "--data", meshes_only, "--out", tmp_path / "run", *TINY_RUN)
+    one_line_error(done, "val.lst", "give it ten or more")
 
 
 def test_a_diverging_training_stops_and_writes_no_broken_weights(tiny_data, tmp_path):

@@ -64,7 +64,12 @@ def load_split(root: str | Path, split: str, config: ModelConfig, categories: li
         folders = [p for p in folders if p.name in categories]
     entries = [(f, n) for f in folders for n in (f / f"{split}.lst").read_text().split()]
     if not entries:
-        raise InputError(f"{root}: no shapes listed in any <category>/{split}.lst.")
+        fix = {
+            "val": " Training keeps a validation split to pick its best step: give a set with val.lst lists ('data "
+            "meshes' puts a tenth of a folder's meshes there, so give it ten or more; 'data procedural --val 2').",
+            "train": " Generate one with 'python -m backend data procedural' or 'data meshes FOLDER'.",
+        }.get(split, "")
+        raise InputError(f"{root}: no shapes listed in any <category>/{split}.lst.{fix}")
     with tqdm(entries, desc=f"load {split}") as bar:  # closed before an error reaches the user's last line
         return [_load_shape(folder / name, folder.name, config) for folder, name in bar]
 

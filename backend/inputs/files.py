@@ -12,7 +12,7 @@ import trimesh
 from PIL import Image
 
 from ..errors import InputError
-from ..formats import ARRAY_SUFFIXES, IMAGE_SUFFIXES, MESH_SUFFIXES, SUPPORTED, TEXT_CLOUD_SUFFIXES
+from ..formats import ARRAY_SUFFIXES, IMAGE_SUFFIXES, LATENT_MARKER, MESH_SUFFIXES, SUPPORTED, TEXT_CLOUD_SUFFIXES
 from .image import MAX_IMAGE_SIDE
 from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 
@@ -90,10 +90,33 @@ def _read_text_cloud(path: Path) -> np.ndarray:
         try:
             data = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2, usecols=(0, 1, 2), skiprows=skip)
         except ValueError:
-            data = np.loadtxt(path, delimiter=",", comments="#", ndmin=2, usecols=(0, 1, 2), skiprows=skip)
+            try:
+                data = np.loadtxt(path, delimiter=",", comments="#", ndmin=2, usecols=(0, 1, 2), skiprows=skip)
+            except ValueError as exc:
+                raise InputError(_short_line(path, skip) or _unreadable(path, exc)) from exc
     if data.size == 0:
         raise InputError(f"{path}: the file holds no points.")
     return data
+
+
+def _short_line(path: Path, skip: int) -> str | None:
+    """The first line (past the preamble) that does not start with three numbers, as a message; None if none."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, start=1):
+            text = line.split("#", 1)[0].strip()
+            if number <= skip or not text:
+                continue
+            fields = text.replace(",", " ").split()
+            try:
+                [float(f) for f in fields[:3]]
+            except ValueError:
+                return f"{path}: line {number} ('{text[:40]}') does not start with three numbers (x y z)."
+            if len(fields) < 3:
+                return (
+                    f"{path}: line {number} holds {len(fields)} number{'s' * (len(fields) != 1)}; every line needs "
+                    "x y z (further columns are ignored)."
+                )
+    return None
 
 
 def _preamble_lines(path: Path, delimiter: str | None) -> int:
@@ -202,6 +225,12 @@ def _read_array(path: Path) -> Observation:
     normals = None
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as archive:
+            if LATENT_MARKER in archive.files:
+                raise InputError(
+                    f"{path}: a saved latent (a shape already reconstructed), not a point cloud. Blend it with "
+                    f"'python -m backend interpolate {path.name} OTHER', or in Python: "
+                    "model.extract(Latent.load(path))."
+                )
             key = "points" if "points" in archive.files else (archive.files[0] if archive.files else None)
             if key is None:
                 raise InputError(f"{path}: the archive is empty.")

@@ -36,8 +36,9 @@ def normalize_cloud(
 ) -> tuple[np.ndarray, Frame, int, np.ndarray]:
     """`normalize_points`, and which input row each canonical point came from (to carry normals or colours)."""
     points = np.asarray(points)
-    if points.ndim != 2 or points.shape[1] < 3 or not np.issubdtype(points.dtype, np.number):
-        raise InputError(f"A point cloud must be an (N, 3) array of numbers; got shape {points.shape}.")
+    if problem := cloud_array_problem(points):
+        raise InputError(problem)
+    precision = float(np.finfo(points.dtype).eps) if np.issubdtype(points.dtype, np.floating) else 0.0
     points = points[:, :3].astype(np.float64, copy=False)
     rows = np.flatnonzero(np.isfinite(points).all(axis=1))
     dropped = int(len(points) - len(rows))
@@ -46,7 +47,7 @@ def normalize_cloud(
     if len(points) == 0:
         detail = f" ({dropped} had NaN or infinite coordinates)" if dropped else ""
         raise InputError(f"The point cloud has no usable points{detail}. Provide at least a few finite points.")
-    _check_extent(points, len(points))
+    _check_extent(points, len(points), precision)
     rng = np.random.default_rng(seed)
     if thin:
         chosen = thin_indices(points, n_points, rng)
@@ -57,7 +58,7 @@ def normalize_cloud(
     low, high = kept.min(axis=0), kept.max(axis=0)
     center = (low + high) / 2
     scale = float((high - low).max())
-    _check_extent(kept, len(kept))
+    _check_extent(kept, len(kept), precision)
     if not thin:
         chosen = rng.choice(len(kept), size=n_points, replace=len(kept) < n_points)
         kept, rows = kept[chosen], rows[chosen]
@@ -65,9 +66,25 @@ def normalize_cloud(
     return canonical, Frame.of(center, scale), dropped, rows
 
 
-def _check_extent(points: np.ndarray, count: int) -> None:
+def cloud_array_problem(points: np.ndarray) -> str | None:
+    """What keeps an array from being a point cloud, in words that name the fix; None when it is one."""
+    if points.dtype.kind not in "iuf":
+        kind = {"b": "true/false values", "U": "text", "S": "text", "O": "Python objects"}.get(points.dtype.kind)
+        return f"A point cloud must be numbers (x, y, z per row); this array holds {kind or points.dtype}."
+    if points.ndim == 2 and points.shape[0] in (3, 4) and points.shape[1] > points.shape[0]:
+        return (
+            f"The array has shape {points.shape}: it looks transposed (one point per column). A point cloud has "
+            f"one point per row: save array.T, shape ({points.shape[1]}, {points.shape[0]})."
+        )
+    if points.ndim != 2 or points.shape[1] < 3:
+        return f"A point cloud must be an (N, 3) array (x, y, z per row); got shape {points.shape}."
+    return None
+
+
+def _check_extent(points: np.ndarray, count: int, precision: float = 0.0) -> None:
     """A cloud with a shape, at a place meshes can hold: not a single point, and within float32's range, where
-    mesh files and Blender store coordinates (far beyond it, squared distances overflow to infinity)."""
+    mesh files and Blender store coordinates (far beyond it, squared distances overflow to infinity). Points
+    closer than their numbers resolve (float32 far from the origin) are the same place, and the message says so."""
     low, high = points.min(axis=0), points.max(axis=0)
     reach = float(np.abs(points).max())
     if reach > MAX_COORDINATE:
@@ -75,9 +92,17 @@ def _check_extent(points: np.ndarray, count: int) -> None:
             f"The point cloud's coordinates reach {reach:.3g}, beyond the {MAX_COORDINATE:.2g} that meshes can "
             "store. Check the file's units, or rescale the cloud."
         )
-    if float((high - low).max()) <= 1e-9 * max(1.0, float(np.abs((low + high) / 2).max())):
+    distance = float(np.abs((low + high) / 2).max())
+    resolved = 8 * max(precision, float(np.finfo(np.float64).eps)) * max(1.0, distance)
+    if float((high - low).max()) <= resolved:
+        detail = ""
+        if precision > np.finfo(np.float64).eps and distance > 1.0:
+            detail = (
+                f" Their numbers resolve only {resolved:.2g} at {distance:.3g} from the origin: store them as "
+                "float64, or nearer the origin."
+            )
         raise InputError(
-            f"All {count} points are at the same place, so the cloud has no shape to reconstruct. "
+            f"All {count} points are at the same place, so the cloud has no shape to reconstruct.{detail or ''} "
             "Select a cloud that covers the object's surface."
         )
 
