@@ -12,7 +12,7 @@ from .protocol import MODELS_PATH_ENV
 from .weights_file import read_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODELS = {"pointcloud": "attention-pointcloud", "image": "onet-image", "voxels": "onet-voxels"}
+DEFAULT_MODELS = {"pointcloud": "attention-pointcloud", "image": "onet-image"}  # no voxel model ships
 
 
 @dataclass(frozen=True)
@@ -78,4 +78,9 @@ def is_shipped(path: str | Path) -> bool:
 
 
 def default_model(input_kind: str) -> str:
+    if input_kind not in DEFAULT_MODELS:
+        raise ModelLoadError(
+            f"No shipped model reconstructs from {input_kind}: train one ('python -m backend train --input "
+            f"{input_kind}') and name it with --model."
+        )
     return DEFAULT_MODELS[input_kind]

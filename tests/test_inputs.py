@@ -9,11 +9,13 @@ import pytest
 import trimesh
 from PIL import Image
 
+from backend import load_model
 from backend.api import Latent
-from backend.errors import InputError
+from backend.errors import InputError, ModelLoadError
 from backend.inputs import Frame, ImageInput, PointCloudInput, VoxelInput, load_observation
 from backend.inputs.image import MAX_IMAGE_SIDE, prepare_image
 from backend.inputs.pointcloud import normalize_points
+from backend.registry import default_model
 
 
 def test_normalisation_centres_and_scales_the_bounding_box():
@@ -117,6 +119,10 @@ def test_voxel_arrays(tmp_path):
         observation = load_observation(tmp_path / name)
         assert isinstance(observation, VoxelInput)
         np.testing.assert_array_equal(observation.grid, grid)  # the cells as stored, not re-ordered or resampled
+    with pytest.raises(InputError, match="No shipped model reads voxel grids: train one"):
+        load_model(default_model("pointcloud")).encode(str(tmp_path / "v.npy"))
+    with pytest.raises(ModelLoadError, match="No shipped model reconstructs from voxels"):
+        default_model("voxels")
 
 
 @pytest.mark.parametrize(

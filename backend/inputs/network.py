@@ -34,9 +34,15 @@ def as_observation(observation: Observation | str | Path | np.ndarray, model: st
 def check_input_kind(model: str, input_kind: str, observation: Observation) -> None:
     """A model reads one kind of input; another kind is the user's mistake, named with the fix."""
     if observation.kind != input_kind:
+        fix = f"Choose a model for {KIND_WORDS[observation.kind]}."
+        if observation.kind == "voxels":  # no shipped model reads them: say how to get one
+            fix = (
+                "No shipped model reads voxel grids: train one ('python -m backend train --input voxels') and pass "
+                "it with --model, or give a point cloud or mesh."
+            )
         raise InputError(
             f"Model '{model}' reconstructs from {KIND_WORDS[input_kind]}, but the input is "
-            f"{KIND_WORDS[observation.kind]}. Choose a model for {KIND_WORDS[observation.kind]}."
+            f"{KIND_WORDS[observation.kind]}. {fix}"
         )
 
 
