@@ -242,3 +242,13 @@ def test_the_runtime_runs_where_torch_and_scipy_cannot_be_imported(tmp_path):
     with np.load(tmp_path / "out.npz") as got:
         for key, value in expected.items():
             assert np.abs(got[key] - value).max() < LOGIT_TOLERANCE * max(1.0, float(np.abs(value).max())), key
+
+
+def test_a_model_renamed_with_its_graphs_says_how_to_mend_it(tmp_path):
+    shipped = WEIGHTS_DIR / "triplane-pointcloud.safetensors"
+    renamed = tmp_path / "my-scanner.safetensors"
+    renamed.write_bytes(shipped.read_bytes())
+    for stage in stages(read_config(shipped).architecture):
+        graph_path(renamed, stage).write_bytes(graph_path(shipped, stage).read_bytes())
+    with pytest.raises(ModelLoadError, match="reads its weights from 'triplane-pointcloud.safetensors'.*renamed"):
+        load_runtime_model(renamed).encode(np.random.default_rng(0).random((500, 3)).astype(np.float32))

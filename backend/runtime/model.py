@@ -9,6 +9,7 @@ Normalising the source and mapping the mesh back to its frame are the caller's p
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,6 +163,13 @@ class RuntimeModel:
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ONNX Runtime's errors share no base class below Exception
+            if found := re.search(r'External data path does not exist: "([^"]+)"', str(exc)):
+                original = Path(found.group(1)).stem
+                raise ModelLoadError(
+                    f"{path.name} reads its weights from '{original}.safetensors', not {self.path.name}: the model "
+                    f"was renamed with its graphs. Rename its files back to '{original}.*', or export its graphs "
+                    f"again with 'python -m backend export-onnx {self.path} --overwrite'."
+                ) from exc
             raise ModelLoadError(
                 f"{path}: ONNX Runtime cannot load it ({' '.join(str(exc).split())}). Export it again with "
                 f"'python -m backend export-onnx {self.path} --overwrite'."
