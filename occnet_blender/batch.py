@@ -97,7 +97,7 @@ def expand(paths: list[Path]) -> list[Path]:
                 p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED and not is_partial(p)
             )
         for file in files:
-            found.setdefault(file.resolve(), file)
+            found.setdefault(Path(os.path.realpath(file)), file)  # realpath: a loop of links does not raise
     return list(found.values())
 
 
@@ -134,7 +134,7 @@ def plan_outputs(args: argparse.Namespace, inputs: list[Path]) -> dict[Path, Pat
         raise Refused(f"--out {out} is a file; give a folder for the meshes (it is made if missing).")
     sources = [*inputs, *(args.interpolate or ())]
     for source in sources:
-        if same_file(source.parent, out) or same_file(source.resolve().parent, out):
+        if same_file(source.parent, out) or same_file(Path(os.path.realpath(source)).parent, out):
             raise Refused(
                 f"--out {out} holds inputs ({source}); give a folder of its own, so that no mesh lands on an input "
                 "or is read back as one by the next run."
