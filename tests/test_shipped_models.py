@@ -162,8 +162,11 @@ def test_a_room_scan_stays_open_with_its_furniture_apart():
 
 
 @pytest.mark.slow
-@NOT_YET
-@pytest.mark.parametrize("name", sorted(REAL_IOU))
+@pytest.mark.parametrize(
+    "name",
+    # the pybullet object: 0.895 from 3,000 points, 0.869 from 30,000 (shipped file, resolution 128)
+    [pytest.param(name, marks=NOT_YET) if name.startswith("pybullet") else name for name in sorted(REAL_IOU)],
+)
 def test_a_dense_scan_reads_more_detail_than_a_sparse_one(name):
     sparse, dense = _real_scan_iou(name, 3000, resolution=128), _real_scan_iou(name, 30_000, resolution=128)
     assert dense >= sparse, (sparse, dense)
