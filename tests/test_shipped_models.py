@@ -105,9 +105,8 @@ def test_image_model_on_held_out_renders():
 
 # --- Issue 16's targets for the default point-cloud model: detail, topology and scale that follow the scan -----
 # The shipped default does not meet them yet (strict: a model that passes must have its mark removed). Measured
-# on the previous attention-pointcloud file reading every point: the knot in 94 pieces with 45 handles (F@1%
-# 0.76), the room's air 7% filled; thinned to 10,000, the pybullet object 0.868 from 3,000 points and 0.865 from
-# 30,000. The triplane before it: the knot in 6 pieces, the room's air 75% filled, the dog's bone 0.920 and 0.915.
+# on the shipped file: the knot in 32 pieces, the room's air 35% filled (the previous file: 94 pieces, 7%; the
+# triplane before it: 6 pieces, 75%).
 NOT_YET = pytest.mark.xfail(strict=True, reason="issue 16: not met by the shipped model (numbers above)")
 
 
