@@ -42,7 +42,7 @@ def test_batch_reconstructs_reports_and_fails_only_the_bad_input(tmp_path):
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     summary = done.stdout[done.stdout.index("OccNet batch summary") :]
-    assert f"FAILED  {bad}: {bad}: could not be read as a '.xyz' file" in summary
+    assert f"FAILED  {bad}: {bad}: line 1 ('this is not a point cloud') does not start with three numbers" in summary
     assert "6 ok, 1 failed" in summary, summary
     # one output per input: a shared stem keeps the extension, a shared name the folder (README, Headless batch)
     assert sorted(p.name for p in out.iterdir()) == [

@@ -151,7 +151,7 @@ def test_files_are_read_as_the_torch_worker_reads_them(runtime, torch_worker, tm
         with pytest.raises(BackendError) as info:
             worker.run(request)
         errors.append((info.value.kind, str(info.value)))
-    assert errors[0] == errors[1] and errors[0][0] == "input" and "could not be read" in errors[0][1]
+    assert errors[0] == errors[1] and errors[0][0] == "input" and "not a PLY file" in errors[0][1]  # an STL's bytes
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -164,6 +164,8 @@ def _ply_counts(path: Path) -> dict[str, int]:
     with path.open("rb") as file:
         head = file.read(PLY_HEADER_BYTES)
     end = head.find(b"end_header")
+    if head.startswith(b"ply") and end < 0 and len(head) < PLY_HEADER_BYTES:
+        raise InputError(_unreadable(path, ValueError("the file ends inside its header")))
     if not head.startswith(b"ply") or end < 0:
         raise InputError(
             f"{path}: not a PLY file (no PLY header at its start). Export it again as PLY, or give it the extension "
