@@ -84,12 +84,11 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), flag: str 
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{flag} {path}: cannot write into {folder}; choose a folder you can write to.")
-    longest = max(len(os.fsencode(part)) for part in (*path.parts[:-1], partial_path(path).name) or ("",))
-    if longest > _name_max(folder):
+    temporary, limit = partial_path(path).name, _name_max(folder)
+    if max(len(os.fsencode(part)) for part in (*path.parts[:-1], temporary)) > limit:
         raise OutputError(
             f"{flag} {path}: the name is too long for the file system once the temporary suffix is added "
-            f"(at most {_name_max(folder) - len(partial_path(path).name) + len(path.name)} characters); "
-            "choose a shorter name."
+            f"(at most {limit - len(temporary) + len(path.name)} characters); choose a shorter name."
         )
     return path
 

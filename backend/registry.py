@@ -33,16 +33,12 @@ def search_dirs(extra: list[str | Path] | None = None) -> list[Path]:
 
 
 def list_models(extra: list[str | Path] | None = None) -> list[ModelEntry]:
-    """Every readable checkpoint (the first of each name); `broken_models` says what is wrong with the rest."""
+    """Every readable checkpoint (the first of each name); `scan_models` also says what is wrong with the rest."""
     return scan_models(extra)[0]
 
 
-def broken_models(extra: list[str | Path] | None = None) -> list[tuple[Path, str]]:
-    """The checkpoint files in the model folders that cannot load, each with why."""
-    return scan_models(extra)[1]
-
-
 def scan_models(extra: list[str | Path] | None = None) -> tuple[list[ModelEntry], list[tuple[Path, str]]]:
+    """The readable checkpoints, and the files in the model folders that cannot load, each with why."""
     entries: dict[str, ModelEntry] = {}
     broken = []
     for folder in search_dirs(extra):

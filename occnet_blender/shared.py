@@ -3,11 +3,11 @@ atomic writing of outputs."""
 
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend import protocol
-    from ..backend.formats import SUPPORTED, input_kind
+    from ..backend.formats import SUPPORTED, input_kind, read_ply_header
     from ..backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend import protocol
-    from backend.formats import SUPPORTED, input_kind
+    from backend.formats import SUPPORTED, input_kind, read_ply_header
     from backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
 
 AUTO_MODEL = protocol.AUTO_MODEL
@@ -66,6 +66,7 @@ __all__ = [
     "input_summary",
     "is_partial",
     "read_message",
+    "read_ply_header",
     "same_file",
     "terminate_as_interrupt",
     "threshold_problem",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from .shared import read_ply_header
+
 PLY_SIZES = {
     **dict.fromkeys(("char", "uchar", "int8", "uint8"), 1),
     **dict.fromkeys(("short", "ushort", "int16", "uint16"), 2),
@@ -37,22 +39,18 @@ def _obj(data: bytes, vertices: int, faces: int) -> str | None:
 
 
 def _ply(data: bytes, vertices: int, faces: int) -> str | None:
-    end = data.find(b"end_header\n")
-    if not data.startswith(b"ply") or end < 0:
+    header = read_ply_header(data)
+    if header is None:
         return "its header is cut short"
-    size, counts, element = end + len(b"end_header\n"), {}, None
-    for line in data[:end].decode("ascii", "replace").splitlines():
-        words = line.split()
-        if words[:1] == ["format"] and words[1:2] == ["ascii"]:
-            return None  # text PLY: its length declares nothing
-        if words[:1] == ["element"] and len(words) == 3:
-            element, counts[words[1]] = words[1], int(words[2])
-        elif words[:2] == ["property", "list"] and len(words) == 5 and element:
-            size += counts[element] * (PLY_SIZES.get(words[2], 0) + 3 * PLY_SIZES.get(words[3], 0))  # >= triangles
-        elif words[:1] == ["property"] and len(words) == 3 and element:
-            size += counts[element] * PLY_SIZES.get(words[1], 0)
-    if counts.get("face") != faces:
-        return f"its header declares {counts.get('face')} faces of {faces}"
+    if header.ascii:
+        return None  # text PLY: its length declares nothing
+    if header.count("face") != faces:
+        return f"its header declares {header.count('face')} faces of {faces}"
+    size = header.length
+    for count, properties in header.elements.values():
+        for words in properties:  # a list property holds at least a triangle's three indices
+            sizes = [PLY_SIZES.get(w, 0) for w in words[1:3]] if words[0] == "list" else [PLY_SIZES.get(words[0], 0)]
+            size += count * (sizes[0] + 3 * sum(sizes[1:]))
     if len(data) < size:
         return f"{len(data):,} of at least {size:,} bytes"
     return None

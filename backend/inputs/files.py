@@ -12,7 +12,15 @@ import trimesh
 from PIL import Image
 
 from ..errors import InputError
-from ..formats import ARRAY_SUFFIXES, IMAGE_SUFFIXES, LATENT_MARKER, MESH_SUFFIXES, SUPPORTED, TEXT_CLOUD_SUFFIXES
+from ..formats import (
+    ARRAY_SUFFIXES,
+    IMAGE_SUFFIXES,
+    LATENT_MARKER,
+    MESH_SUFFIXES,
+    SUPPORTED,
+    TEXT_CLOUD_SUFFIXES,
+    read_ply_header,
+)
 from .image import MAX_IMAGE_SIDE
 from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 
@@ -103,19 +111,16 @@ def _short_line(path: Path, skip: int) -> str | None:
     """The first line (past the preamble) that does not start with three numbers, as a message; None if none."""
     with path.open(encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
-            text = line.split("#", 1)[0].strip()
-            if number <= skip or not text:
+            fields = line.split("#", 1)[0].replace(",", " ").split()
+            if number <= skip or not fields or _leading_numbers(fields) == 3:
                 continue
-            fields = text.replace(",", " ").split()
-            try:
-                [float(f) for f in fields[:3]]
-            except ValueError:
-                return f"{path}: line {number} ('{text[:40]}') does not start with three numbers (x y z)."
-            if len(fields) < 3:
-                return (
-                    f"{path}: line {number} holds {len(fields)} number{'s' * (len(fields) != 1)}; every line needs "
-                    "x y z (further columns are ignored)."
-                )
+            if _leading_numbers(fields) < len(fields):
+                text = " ".join(fields)[:40]
+                return f"{path}: line {number} ('{text}') does not start with three numbers (x y z)."
+            return (
+                f"{path}: line {number} holds {len(fields)} number{'s' * (len(fields) != 1)}; every line needs "
+                "x y z (further columns are ignored)."
+            )
     return None
 
 
@@ -125,13 +130,19 @@ def _preamble_lines(path: Path, delimiter: str | None) -> int:
     with path.open(encoding="utf-8", errors="replace") as lines:
         for number, line in enumerate(lines, start=1):
             fields = line.split("#", 1)[0].split(delimiter)
-            if not "".join(fields).strip():
-                continue
-            try:
-                return 0 if len(fields) >= 3 and [float(f) for f in fields[:3]] else number
-            except ValueError:
-                return number
+            if "".join(fields).strip():
+                return 0 if _leading_numbers(fields) == 3 else number
     return 0
+
+
+def _leading_numbers(fields: list[str]) -> int:
+    """How many of a line's first three fields are numbers, counted from the first."""
+    for count, field in enumerate(fields[:3]):
+        try:
+            float(field)
+        except ValueError:
+            return count
+    return min(len(fields), 3)
 
 
 def _read_mesh_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -163,20 +174,15 @@ def _ply_counts(path: Path) -> dict[str, int]:
     is refused at once, however large."""
     with path.open("rb") as file:
         head = file.read(PLY_HEADER_BYTES)
-    end = head.find(b"end_header")
-    if head.startswith(b"ply") and end < 0 and len(head) < PLY_HEADER_BYTES:
+    header = read_ply_header(head)
+    if header is None and head.startswith(b"ply") and len(head) < PLY_HEADER_BYTES:
         raise InputError(_unreadable(path, ValueError("the file ends inside its header")))
-    if not head.startswith(b"ply") or end < 0:
+    if header is None:
         raise InputError(
             f"{path}: not a PLY file (no PLY header at its start). Export it again as PLY, or give it the extension "
             "of its real format."
         )
-    counts = {}
-    for line in head[:end].decode("ascii", "replace").splitlines():
-        words = line.split()
-        if words[:1] == ["element"] and len(words) == 3 and words[2].isdigit():
-            counts[words[1]] = int(words[2])
-    return counts
+    return {name: count for name, (count, _) in header.elements.items()}
 
 
 def _check_whole(path: Path, parts: list, declared: dict[str, int]) -> None:

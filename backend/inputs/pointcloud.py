@@ -15,6 +15,7 @@ VOXEL_PRESAMPLE = 8  # clouds above this many times the cap are first thinned at
 SMALL_CLOUD = 5_000  # up to this many points, neighbour distances are computed between every pair
 GRID_CELLS = 1 << 20  # cells a side of the neighbour grid at most: keys stay within int64
 MAX_COORDINATE = float(np.finfo(np.float32).max)  # the largest coordinate a float32 mesh (file, Blender) holds
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
 
 
 def normalize_points(
@@ -93,16 +94,17 @@ def _check_extent(points: np.ndarray, count: int, precision: float = 0.0) -> Non
             "store. Check the file's units, or rescale the cloud."
         )
     distance = float(np.abs((low + high) / 2).max())
-    resolved = 8 * max(precision, float(np.finfo(np.float64).eps)) * max(1.0, distance)
+    coarse = precision > FLOAT64_EPS  # float32 or float16 numbers: far from the origin they resolve metres
+    resolved = 8 * max(precision, FLOAT64_EPS) * max(1.0, distance)
     if float((high - low).max()) <= resolved:
         detail = ""
-        if precision > np.finfo(np.float64).eps and distance > 1.0:
+        if coarse and distance > 1.0:
             detail = (
                 f" Their numbers resolve only {resolved:.2g} at {distance:.3g} from the origin: store them as "
                 "float64, or nearer the origin."
             )
         raise InputError(
-            f"All {count} points are at the same place, so the cloud has no shape to reconstruct.{detail or ''} "
+            f"All {count} points are at the same place, so the cloud has no shape to reconstruct.{detail} "
             "Select a cloud that covers the object's surface."
         )
 
