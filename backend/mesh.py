@@ -21,6 +21,7 @@ class Mesh:
     vertices: np.ndarray  # (V, 3) float32 in the canonical frame; float64 (kept as given) in a source's own frame
     faces: np.ndarray  # (F, 3) int32
     normals: np.ndarray | None = None  # (V, 3) float32, unit length
+    colors: np.ndarray | None = None  # (V, 3) float32 RGB in [0, 1], when the input had colour
 
     def __post_init__(self) -> None:
         dtype = np.float64 if np.asarray(self.vertices).dtype == np.float64 else np.float32
@@ -28,6 +29,8 @@ class Mesh:
         self.faces = np.ascontiguousarray(self.faces, dtype=np.int32).reshape(-1, 3)
         if self.normals is not None:
             self.normals = np.ascontiguousarray(self.normals, dtype=np.float32).reshape(-1, 3)
+        if self.colors is not None:
+            self.colors = np.ascontiguousarray(self.colors, dtype=np.float32).reshape(-1, 3)
 
     def face_area_normals(self) -> np.ndarray:
         """(V, 3) unit vertex normals, each the area-weighted mean of its faces' normals (faces wound outward)."""
@@ -47,7 +50,7 @@ class Mesh:
         """Map from the canonical frame back to the source's frame (x * scale + center), in float64: a scan
         far from the origin (georeferenced, at y = 5.4e6) would be rounded to half a metre in float32."""
         vertices = self.vertices.astype(np.float64) * float(scale) + np.asarray(center, np.float64)
-        return Mesh(vertices, self.faces, self.normals)
+        return Mesh(vertices, self.faces, self.normals, self.colors)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: a failed or interrupted export leaves an existing file at `path` untouched. OBJ, OFF

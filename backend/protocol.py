@@ -31,7 +31,7 @@ Replies (worker -> add-on): the "hello"/"result" above, and for any request
                                                fix; the client adds kind "crashed" to the jobs of a worker that died
 MESH   = arrays vertices (V,3) float64 in the source's frame (exact far from the origin, where float32 would round
          a georeferenced scan to half a metre; Blender stores float32), faces (F,3) int32, normals (V,3) float32
-         (optional); field stats
+         (optional), colors (V,3) float32 RGB in [0, 1] (optional: when the input had colour); field stats
 LATENT = array code with field latent (a LatentFrame: latent_model, center [x,y,z], scale). Only the model named
          latent_model decodes it: extract and interpolate with another model are an "input" error.
          The worker sends code as float32 in the model's latent_shape: (c_dim,) for a global code, (3, c_dim, R, R)
@@ -159,6 +159,7 @@ class ObservationSource:
     input_path: str | None = None
     points: np.ndarray | None = None
     point_normals: np.ndarray | None = None  # with points: their outward normals (N, 3), when the scan or mesh has them
+    point_colors: np.ndarray | None = None  # with points: their RGB (N, 3) float32 in [0, 1], when they have colour
     pixels: np.ndarray | None = None
     voxels: np.ndarray | None = None
 
@@ -187,6 +188,7 @@ class MeshReply:
     vertices: np.ndarray
     faces: np.ndarray
     normals: np.ndarray | None = None
+    colors: np.ndarray | None = None  # (V, 3) float32 RGB in [0, 1]: the input's colour near each vertex
     stats: dict = field(default_factory=dict)
 
 

@@ -241,7 +241,7 @@ def request_observation(request: ObservationSource) -> Observation:
 
         return load_observation(request.input_path)
     if request.points is not None:
-        return PointCloudInput(request.points, request.point_normals)
+        return PointCloudInput(request.points, request.point_normals, request.point_colors)
     for name, kind in OBSERVATIONS.items():
         if getattr(request, name) is not None:
             return kind(getattr(request, name))
@@ -289,7 +289,7 @@ def latent_from(frame: LatentFrame, code: np.ndarray, model: str, config: ModelC
 
 def mesh_reply(mesh: Mesh, stats: dict, latent: Latent | None = None) -> MeshReply:
     """The mesh (and, for a reconstruction, the latent the add-on keeps for blends)."""
-    arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "normals": mesh.normals}
+    arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "normals": mesh.normals, "colors": mesh.colors}
     if latent is not None:
         return ReconstructReply(**arrays, stats=stats, latent=latent_frame(latent), code=latent.code)
     return MeshReply(**arrays, stats=stats)

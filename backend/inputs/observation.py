@@ -38,6 +38,7 @@ class Frame:
 class PointCloudInput:
     points: np.ndarray  # (N, 3), any frame
     normals: np.ndarray | None = None  # (N, 3) outward normals when the scan or mesh has them
+    colors: np.ndarray | None = None  # (N, 3) float32 RGB in [0, 1] (as stored: sRGB) when the scan has colour
     kind: str = field(default="pointcloud", init=False)
 
 
