@@ -58,6 +58,7 @@ AUTO_MODEL = "auto"  # the "model" that picks the shipped default for the input'
 MODELS_PATH_ENV = "OCCNET_MODELS_PATH"
 ERROR_KINDS = ("protocol", "input", "model", "device", "empty", "cancelled", "oom", "internal", "crashed")
 MAX_HEADER_BYTES = 1 << 20
+MIN_PIECE = 0.01  # default share of the largest piece's surface below which a loose piece (a crumb, a blob) is dropped
 RESOLUTIONS = (32, 64, 128, 256, 512)  # the grids a request's "resolution" names: MISE doubles from the first
 # 256 MiB: 20 million points as float32 xyz, a 4096 x 4096 RGBA float image, a mesh of 20 million faces;
 # the largest latent (feature planes) is a few MB.
@@ -147,6 +148,7 @@ class Extraction:
     refine_steps: int = 0
     faces: int = 0
     normals: bool = True
+    min_piece: float = MIN_PIECE  # pieces with less surface than this share of the largest's are dropped; 0 keeps all
 
     def extraction_options(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(Extraction)}
