@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
+from .colors import with_input_colors
 from .config import ModelConfig, PointLatentLayout
 from .device import resolve_device
 from .extract import ExtractOptions, ExtractStats, extract_mesh
@@ -27,6 +28,7 @@ from .latent import Latent, check_latent, interpolate
 from .mesh import Mesh
 from .models import OccupancyNetwork
 from .models.occnet import PointLatent
+from .protocol import MIN_PIECE
 from .registry import find_model
 
 __all__ = ["Latent", "Model", "Reconstruction", "interpolate", "load_model"]
@@ -101,6 +103,7 @@ class Model:
         refine_steps: int = 0,
         faces: int = 0,
         normals: bool = True,
+        min_piece: float = MIN_PIECE,
         use_mise: bool = True,
         progress: Progress | None = None,
         cancel: CancelCheck | None = None,
@@ -114,6 +117,7 @@ class Model:
             faces=faces,
             normals=normals,
             normals_from_mesh=self.config.mesh_normals,
+            min_piece=min_piece,
         )
         mesh, stats = extract_mesh(self.field(latent), options, self.device, progress, cancel, stats)
         return Reconstruction(mesh.transformed(latent.frame.as_array(), latent.frame.scale), latent, stats.as_dict())
@@ -124,9 +128,12 @@ class Model:
         start = time.perf_counter()
         if progress is not None:
             progress("encode", 0.0)
+        observation = as_observation(observation, self.name, self.config.input_kind)
         latent = self.encode(observation)
         stats = ExtractStats(seconds={"encode": time.perf_counter() - start}, source=latent.source)
-        return self.extract(latent, progress=progress, stats=stats, **options)
+        result = self.extract(latent, progress=progress, stats=stats, **options)
+        result.mesh = with_input_colors(result.mesh, observation, latent.frame)
+        return result
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "auto") -> Model:

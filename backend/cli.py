@@ -29,7 +29,7 @@ from .formats import input_kind
 from .inputs import load_observation
 from .mesh import check_mesh_suffix
 from .outputs import check_output, final_name, terminate_as_interrupt
-from .protocol import input_summary
+from .protocol import MIN_PIECE, input_summary
 from .registry import default_model, find_model, is_shipped, list_models, scan_models
 from .runtime.mise import valid_resolutions
 
@@ -60,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands")
 
     rec = sub.add_parser("reconstruct", help="reconstruct a mesh from a point cloud, mesh or image")
-    rec.add_argument("input", help="point cloud (.ply .xyz .npy .npz), mesh file, or image (.png .jpg)")
+    rec.add_argument(
+        "input",
+        help="point cloud (.ply .xyz .npy .npz), mesh file, image (.png .jpg), or a saved latent (.npz from "
+        "--save-latent: its mesh again at new settings, without the encoder)",
+    )
     rec.add_argument("--out", required=True, help="output mesh (.obj .ply .stl .glb ...)")
     rec.add_argument("--save-latent", metavar="FILE.npz", help="also save the shape's latent code")
     _model_options(rec)
@@ -137,6 +141,13 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-steps", type=int, default=0, help="gradient-based mesh refinement steps")
     p.add_argument("--faces", type=int, default=0, help="simplify to at most this many faces (0: keep all)")
     p.add_argument("--no-normals", action="store_true", help="skip normals from the field's gradient")
+    p.add_argument(
+        "--min-piece",
+        type=float,
+        default=MIN_PIECE,
+        metavar="SHARE",
+        help=f"drop loose pieces with less surface than this share of the largest (default {MIN_PIECE}; 0 keeps all)",
+    )
 
 
 def _extract_options(args: argparse.Namespace) -> dict:
@@ -147,6 +158,7 @@ def _extract_options(args: argparse.Namespace) -> dict:
         "refine_steps": args.refine_steps,
         "faces": args.faces,
         "normals": not args.no_normals,
+        "min_piece": args.min_piece,
     }
     ExtractOptions(**{**options, "threshold": 0.5 if args.threshold is None else args.threshold}).validate()
     return options
@@ -196,11 +208,15 @@ def _reconstruct(args: argparse.Namespace) -> int:
     if args.save_latent:
         _check_latent_output(args.save_latent, [args.input, out])
     options = _extract_options(args)
-    observation = load_observation(args.input)
-    model = _load_for(args, args.input)
+    saved = Latent.load(args.input) if Latent.is_latent_file(args.input) else None
+    observation = None if saved else load_observation(args.input)
+    model = _load_for(args, args.input, made_by=saved.model if saved else None)
     bar = _Bar()
     try:
-        result = model.reconstruct(observation, progress=bar, **options)
+        if saved:  # a shape already reconstructed: its mesh again at these settings, no encoder run
+            result = model.extract(saved, progress=bar, **options)
+        else:
+            result = model.reconstruct(observation, progress=bar, **options)
     finally:
         bar.close()
     result.mesh.save(out)

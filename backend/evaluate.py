@@ -52,6 +52,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--view", type=int, default=0, help="which rendered view (image models)")
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--threshold", type=float)
+    p.add_argument(
+        "--min-piece",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="drop loose pieces below this share of the largest's surface (default 0: the model's surface as it "
+        "comes, as the papers score it; reconstruct's default is 0.01)",
+    )
     p.add_argument("--limit", type=int, help="at most this many shapes per category")
     p.add_argument("--baseline", choices=("poisson",), help="also score Screened Poisson on the same inputs")
     p.add_argument("--device", default="auto")
@@ -205,7 +213,13 @@ def _engine(args: argparse.Namespace) -> tuple[Model | RuntimeModel, Callable[[o
         return (
             model,
             lambda observation: (
-                model.reconstruct(observation, resolution=args.resolution, threshold=args.threshold, normals=False).mesh
+                model.reconstruct(
+                    observation,
+                    resolution=args.resolution,
+                    threshold=args.threshold,
+                    normals=False,
+                    min_piece=args.min_piece,
+                ).mesh
             ),
         )
     from .runtime.extract import ExtractOptions
@@ -214,7 +228,7 @@ def _engine(args: argparse.Namespace) -> tuple[Model | RuntimeModel, Callable[[o
 
     runtime = load_runtime_model(args.model)
     threshold = runtime.config.threshold if args.threshold is None else args.threshold
-    options = ExtractOptions(resolution=args.resolution, threshold=threshold, normals=False)
+    options = ExtractOptions(resolution=args.resolution, threshold=threshold, normals=False, min_piece=args.min_piece)
     options.validate_for_runtime()
 
     def reconstruct(observation: object) -> Mesh:

@@ -12,6 +12,8 @@ from .errors import OutputError
 from .formats import MESH_OUTPUT_SUFFIXES
 from .outputs import atomic_write
 
+PLY_TYPES = {"<f8": "double", "<f4": "float", "<u1": "uchar"}
+
 if TYPE_CHECKING:
     import trimesh
 
@@ -44,7 +46,15 @@ class Mesh:
     def to_trimesh(self) -> trimesh.Trimesh:
         import trimesh  # not at the top: the built-in engine runs in Blender, where there is no trimesh
 
-        return trimesh.Trimesh(self.vertices, self.faces, vertex_normals=self.normals, process=False)
+        colors = None if self.colors is None else self.rgba8()
+        return trimesh.Trimesh(
+            self.vertices, self.faces, vertex_normals=self.normals, vertex_colors=colors, process=False
+        )
+
+    def rgba8(self) -> np.ndarray:
+        """(V, 4) uint8 colours, opaque: how PLY, OBJ and glTF files store them."""
+        rgb = np.round(np.clip(self.colors, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
 
     def transformed(self, center: np.ndarray, scale: float) -> Mesh:
         """Map from the canonical frame back to the source's frame (x * scale + center), in float64: a scan
@@ -54,14 +64,17 @@ class Mesh:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: a failed or interrupted export leaves an existing file at `path` untouched. OBJ, OFF
-        and PLY keep float64 vertices exactly; STL and glTF store float32 by their specifications, which rounds a
-        mesh far from the origin (at 5.4e6, to half a metre)."""
+        and PLY keep float64 vertices exactly; glTF stores float32 vertices, so its mesh is written around its own
+        centre and placed by the node's translation (float64 in the JSON): a georeferenced result keeps its detail.
+        STL has no such place and stores float32 (at 5.4e6, to half a metre). Colours go to PLY, OBJ and glTF."""
         path = Path(path)
         suffix = check_mesh_suffix(path)
         # In memory first: trimesh's own file writing truncates the target before exporting. A .gltf keeps
         # its buffers inside, so the one file is the whole mesh.
         if suffix == "ply":
             data = self._ply_bytes()
+        elif suffix in ("glb", "gltf"):
+            data = self._gltf_scene().export(file_type=suffix, **({"embed_buffers": True} if suffix == "gltf" else {}))
         else:
             data = self.to_trimesh().export(file_type=suffix, **({"embed_buffers": True} if suffix == "gltf" else {}))
         if isinstance(data, dict):
@@ -70,12 +83,26 @@ class Mesh:
             partial.write_bytes(data.encode() if isinstance(data, str) else data)
         return path
 
+    def _gltf_scene(self) -> trimesh.Scene:
+        """One node holding the mesh around its bounding box's centre, translated there."""
+        import trimesh
+
+        vertices = self.vertices.astype(np.float64)
+        center = (vertices.min(axis=0) + vertices.max(axis=0)) / 2 if len(vertices) else np.zeros(3)
+        local = Mesh(vertices - center, self.faces, self.normals, self.colors).to_trimesh()
+        scene = trimesh.Scene()
+        scene.add_geometry(local, node_name="occnet", transform=trimesh.transformations.translation_matrix(center))
+        return scene
+
     def _ply_bytes(self) -> bytes:
         """Binary PLY with the vertices' own precision (double for float64): trimesh writes float32 only."""
         columns = {axis: self.vertices[:, i] for i, axis in enumerate("xyz")}
         if self.normals is not None:
             columns.update({axis: self.normals[:, i] for i, axis in enumerate(("nx", "ny", "nz"))})
-        vertex = np.empty(len(self.vertices), dtype=[(name, f"<f{c.itemsize}") for name, c in columns.items()])
+        if self.colors is not None:
+            columns.update({name: self.rgba8()[:, i] for i, name in enumerate(("red", "green", "blue"))})
+        kinds = {name: "<u1" if c.dtype == np.uint8 else f"<f{c.itemsize}" for name, c in columns.items()}
+        vertex = np.empty(len(self.vertices), dtype=list(kinds.items()))
         for name, column in columns.items():
             vertex[name] = column
         face = np.empty(len(self.faces), dtype=[("count", "u1"), ("index", "<i4", (3,))])
@@ -84,7 +111,7 @@ class Mesh:
             "ply",
             "format binary_little_endian 1.0",
             f"element vertex {len(vertex)}",
-            *(f"property {'double' if c.itemsize == 8 else 'float'} {name}" for name, c in columns.items()),
+            *(f"property {PLY_TYPES[kind]} {name}" for name, kind in kinds.items()),
             f"element face {len(face)}",
             "property list uchar int vertex_indices",
             "end_header",

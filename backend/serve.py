@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .colors import with_input_colors
 from .config import ModelConfig
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
 from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
@@ -177,7 +178,8 @@ class Server:
         self.progress(job)("encode", 0.0)
         latent = self.encode(model, observation)
         stats = ExtractStats(seconds={"encode": time.perf_counter() - start}, source=latent.source)
-        return mesh_reply(self.extract(model, latent, extraction, job, stats), stats.as_dict(), latent)
+        mesh = with_input_colors(self.extract(model, latent, extraction, job, stats), observation, latent.frame)
+        return mesh_reply(mesh, stats.as_dict(), latent)
 
     def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
         observation = request_observation(request)

@@ -9,6 +9,7 @@ from PIL import Image
 from backend import Latent, cli, interpolate, load_model
 from backend.api import Model
 from backend.errors import InputError, OccNetError
+from backend.inputs import PointCloudInput
 from backend.metrics import iou, mesh_contains
 from backend.protocol import MODELS_PATH_ENV
 
@@ -204,4 +205,25 @@ def test_broken_latent_files_get_one_line_with_the_fix(tiny_model, tmp_path, cap
     truncated = _broken_latents(tmp_path, good)["damaged"]
     assert cli.main(["reconstruct", str(truncated), "--out", str(tmp_path / "out.obj")]) == 1
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and str(truncated) in error and "could not be read" in error, error
+    assert error.count("\n") == 1 and str(truncated) in error and "damaged" in error, error
+
+
+@pytest.mark.parametrize(
+    "colors, message",
+    [
+        (np.zeros((10, 3)), r"one RGB row per point, \(2000, 3\)"),
+        (np.full((2000, 3), 2.0), "between 0 and 1"),
+        (np.zeros((2000, 3), bool), "one RGB row per point"),
+    ],
+    ids=["count", "range", "bool"],
+)
+def test_colours_that_do_not_fit_the_points_are_refused_in_words(colors, message):
+    points = np.random.default_rng(0).normal(size=(2000, 3))
+    with pytest.raises(InputError, match=message):
+        PointCloudInput(points, colors=colors)
+
+
+def test_eight_and_sixteen_bit_colours_become_0_to_1():
+    points = np.zeros((2, 3))
+    np.testing.assert_allclose(PointCloudInput(points, colors=np.array([[255, 0, 51]] * 2)).colors[0], [1, 0, 0.2])
+    np.testing.assert_allclose(PointCloudInput(points, colors=np.array([[65535, 0, 0]] * 2)).colors[0], [1, 0, 0])

@@ -312,3 +312,26 @@ def test_a_face_budget_below_a_closed_mesh_is_refused(tiny_model, scan, capsys):
     assert "too small" in _one_line(err) and "4 or more" in err
     assert seconds < 1.0
     assert not (scan / "m.obj").exists()
+
+
+def test_a_saved_latent_is_meshed_again_as_a_fresh_run_would(tiny_model, scan, capsys, monkeypatch):
+    """Re-extracting at new settings needs no encoder: the same settings give the same mesh as the first run."""
+    monkeypatch.chdir(scan)
+    common = ("--model", tiny_model, "--resolution", "64", "--threshold", "0.4")
+    assert _main(capsys, "reconstruct", "scan.ply", "--out", "first.ply", "--save-latent", "scan.npz", *common)[0] == 0
+    assert _main(capsys, "reconstruct", "scan.npz", "--out", "again.ply", *common)[0] == 0
+    first, again = (trimesh.load(name, process=False) for name in ("first.ply", "again.ply"))
+    np.testing.assert_array_equal(first.faces, again.faces)
+    np.testing.assert_allclose(first.vertices, again.vertices, atol=1e-9)
+    assert _main(capsys, "reconstruct", "scan.npz", "--out", "finer.ply", "--model", tiny_model)[0] == 0
+    assert len(trimesh.load("finer.ply").faces) > 2 * len(first.faces)  # resolution 128 by default
+
+
+@pytest.mark.parametrize("suffix", ["glb", "gltf"])
+def test_gltf_keeps_a_georeferenced_result_to_the_millimetre(tmp_path, suffix):
+    """glTF stores float32 vertices: the mesh sits around its own centre, the node's translation holds the rest."""
+    sphere = trimesh.creation.icosphere(3)
+    vertices = sphere.vertices * 2.0 + [512_345.678, 5_400_000.123, 12.5]
+    path = Mesh(vertices, sphere.faces).save(tmp_path / f"scan.{suffix}")
+    loaded = trimesh.load(path, process=False).to_geometry()
+    np.testing.assert_allclose(loaded.vertices, vertices, rtol=0, atol=1e-3)

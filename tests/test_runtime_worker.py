@@ -212,3 +212,17 @@ def test_malformed_frames_get_protocol_errors_and_the_worker_survives(runtime):
     stray = [e.reply for e in runtime.events() if e.job is None]
     assert [(r.kind, "not JSON" in r.message) for r in stray] == [("protocol", True)]
     assert runtime.alive and runtime.restarts == 0
+
+
+def test_a_coloured_cloud_gives_the_same_coloured_mesh_on_both_engines(runtime, torch_worker):
+    """Each vertex takes the colour of the input near it (left half red, right half blue), on numpy alone."""
+    colors = np.where(CLOUD[:, :1] < 5.0, [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]).astype(np.float32)
+    request = ReconstructRequest(model="onet-pointcloud", resolution=64, points=CLOUD, point_colors=colors)
+    ours, theirs = runtime.run(request), torch_worker.run(request)
+    assert ours.colors.shape == ours.vertices.shape and ours.colors.dtype == np.float32
+    left, right = ours.vertices[:, 0] < 4.8, ours.vertices[:, 0] > 5.2
+    np.testing.assert_allclose(ours.colors[left], np.broadcast_to([1.0, 0.0, 0.0], (left.sum(), 3)), atol=0.02)
+    np.testing.assert_allclose(ours.colors[right], np.broadcast_to([0.0, 0.0, 1.0], (right.sum(), 3)), atol=0.02)
+    assert len(ours.vertices) == len(theirs.vertices)
+    np.testing.assert_allclose(ours.colors, theirs.colors, atol=1e-3)
+    assert runtime.run(ReconstructRequest(model="onet-pointcloud", resolution=32, points=CLOUD)).colors is None

@@ -61,7 +61,9 @@ def tree_bounds(tree: Node, half_size: float = WORLD_HALF_SIZE, resolution: int 
 def shape_mesh(shape: Node, resolution: int = 96) -> Mesh:
     field = lambda p: -SHARPNESS * shape(p)  # noqa: E731
     # The dense grid: MISE's coarse base grid could step over thin parts such as a table top.
-    mesh, _ = extract_mesh(field, ExtractOptions(resolution=resolution, threshold=0.5, use_mise=False, normals=False))
+    mesh, _ = extract_mesh(
+        field, ExtractOptions(resolution=resolution, threshold=0.5, use_mise=False, normals=False, min_piece=0)
+    )
     return mesh
 
 

@@ -7,7 +7,7 @@ import torch
 
 from ..device import points_per_batch
 from ..mesh import Mesh
-from ..runtime.extract import ExtractOptions, ExtractStats, grid_to_mesh
+from ..runtime.extract import ExtractOptions, ExtractStats, surface_mesh
 from ..runtime.mise import dense_grid, mise_grid
 from .evaluate import CancelCheck, Field, Progress, TorchEvaluator
 from .refine import field_normals, refine_mesh
@@ -37,7 +37,7 @@ def extract_mesh(
     else:
         values = timed("evaluate", dense_grid, evaluate, options.resolution)
     evaluate.check_cancel()
-    mesh = timed("mesh", grid_to_mesh, values, tau)
+    mesh = timed("mesh", surface_mesh, values, tau, options.min_piece, stats)
     if options.faces:
         mesh = timed("simplify", simplify_mesh, mesh, options.faces)
     if options.refine_steps:

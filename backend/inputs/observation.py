@@ -41,6 +41,22 @@ class PointCloudInput:
     colors: np.ndarray | None = None  # (N, 3) float32 RGB in [0, 1] (as stored: sRGB) when the scan has colour
     kind: str = field(default="pointcloud", init=False)
 
+    def __post_init__(self) -> None:
+        """Colours must pair with the points one to one, or the mesh would be painted from the wrong places."""
+        if self.colors is None:
+            return
+        colors = np.asarray(self.colors)
+        if colors.shape != (len(self.points), 3) or colors.dtype.kind not in "fiu":
+            raise InputError(
+                f"The colours must be one RGB row per point, ({len(self.points)}, 3) numbers; got an array of shape "
+                f"{colors.shape} ({colors.dtype}). Give them in the points' order, or leave them out."
+            )
+        if colors.dtype.kind == "f" and not (np.isfinite(colors).all() and colors.min() >= 0 and colors.max() <= 1):
+            raise InputError("Colours given as floats must lie between 0 and 1 (divide 8-bit colours by 255).")
+        if colors.dtype.kind in "iu":  # 8-bit, or 16-bit (LAS, PNG-style) when any value exceeds 255
+            colors = np.clip(colors, 0, None) / (255.0 if colors.max(initial=0) <= 255 else 65535.0)
+        self.colors = colors.astype(np.float32)
+
 
 @dataclass
 class ImageInput:

@@ -18,10 +18,11 @@ import numpy as np
 from ..config import BOX_SIZE
 from ..errors import EmptySurfaceError, OccNetError
 from ..mesh import Mesh
-from ..protocol import threshold_problem
+from ..protocol import MIN_PIECE, threshold_problem
 from .evaluate import POINTS_PER_BATCH, CancelCheck, Evaluator, Logits, Progress
 from .marching import marching_cubes
 from .mise import BASE_RESOLUTION, dense_grid, mise_grid, valid_resolutions
+from .pieces import drop_small_pieces
 
 MIN_FACES = 4  # a tetrahedron; quadric decimation to fewer leaves no mesh at all
 NORMAL_STEP = 0.1  # finite-difference step for normals, in cells of the extraction grid
@@ -41,6 +42,7 @@ class ExtractOptions:
     faces: int = 0  # face budget; 0 keeps every face
     normals: bool = True
     normals_from_mesh: bool = False  # the engines set it for fields too costly to probe four times a vertex
+    min_piece: float = MIN_PIECE  # loose pieces with less surface than this share of the largest are dropped
 
     def validate(self) -> None:
         """Reject settings with a message for the user, before any work is done."""
@@ -49,6 +51,11 @@ class ExtractOptions:
             raise OccNetError(f"Resolution {self.resolution} is not supported; choose one of {resolutions}.")
         if problem := threshold_problem(self.threshold):
             raise OccNetError(problem)
+        if not 0.0 <= self.min_piece <= 1.0:
+            raise OccNetError(
+                f"The small-piece share {self.min_piece} must lie between 0 (keep every piece) and 1 (keep only the "
+                f"largest); {MIN_PIECE} drops crumbs."
+            )
         if self.refine_steps < 0 or self.faces < 0:
             raise OccNetError("Refinement steps and the face budget cannot be negative.")
         if 0 < self.faces < MIN_FACES:
@@ -73,11 +80,16 @@ class ExtractOptions:
 @dataclass
 class ExtractStats:
     points_evaluated: int = 0
+    pieces_dropped: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     source: dict = field(default_factory=dict)  # what the encoder kept of the input: points, used, dropped, thinned_to
 
     def as_dict(self) -> dict:
-        stats = {"points_evaluated": self.points_evaluated, "seconds": dict(self.seconds)}
+        stats = {
+            "points_evaluated": self.points_evaluated,
+            "pieces_dropped": self.pieces_dropped,
+            "seconds": dict(self.seconds),
+        }
         return {**stats, "input": dict(self.source)} if self.source else stats
 
     def timed(self, stage: str, progress: Progress | None, fn: Callable[..., T], *args) -> T:
@@ -112,7 +124,7 @@ def extract_mesh(
     else:
         values = stats.timed("evaluate", progress, dense_grid, evaluate, options.resolution)
     evaluate.check_cancel()
-    mesh = stats.timed("mesh", progress, grid_to_mesh, values, tau)
+    mesh = stats.timed("mesh", progress, surface_mesh, values, tau, options.min_piece, stats)
     if options.normals and options.normals_from_mesh:
         mesh.normals = stats.timed("normals", progress, mesh.face_area_normals)
     elif options.normals:
@@ -120,6 +132,13 @@ def extract_mesh(
         mesh.normals = stats.timed("normals", progress, field_normals, evaluate, mesh.vertices, step)
     stats.points_evaluated += evaluate.points_evaluated
     return mesh, stats
+
+
+def surface_mesh(values: np.ndarray, threshold_logit: float, min_piece: float, stats: ExtractStats) -> Mesh:
+    """The grid's surface without its crumbs (pieces below `min_piece` of the largest's area), counted in stats."""
+    mesh, dropped = drop_small_pieces(grid_to_mesh(values, threshold_logit), min_piece)
+    stats.pieces_dropped += dropped
+    return mesh
 
 
 def grid_to_mesh(values: np.ndarray, threshold_logit: float) -> Mesh:

@@ -89,6 +89,7 @@ class RuntimeWorker(Server):
             faces=request.faces,
             normals=request.normals,
             normals_from_mesh=model.config.mesh_normals,
+            min_piece=request.min_piece,
         )
         options.validate_for_runtime()
         return options

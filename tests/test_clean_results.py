@@ -1,0 +1,70 @@
+"""Loose crumbs and blobs are dropped from results (on by default at a small share); what is joined to the
+object, however thin, stays; separate pieces of a fair size stay."""
+
+import numpy as np
+import pytest
+import trimesh
+
+from backend.errors import OccNetError
+from backend.mesh import Mesh
+from backend.protocol import MIN_PIECE
+from backend.runtime.extract import ExtractOptions, extract_mesh
+from backend.runtime.pieces import drop_small_pieces, piece_labels
+
+
+def _ball(points: np.ndarray, center, radius: float) -> np.ndarray:
+    return radius - np.linalg.norm(points - np.asarray(center), axis=1)
+
+
+def _mug_with_a_blob(points: np.ndarray) -> np.ndarray:
+    """A ball with a thin ring for a handle (joined to it), and a small blob floating beside it."""
+    body = _ball(points, [0.0, 0.0, 0.0], 0.2)
+    x, z = points[:, 0] - 0.22, points[:, 2]
+    ring = 0.012 - np.hypot(np.hypot(x, z) - 0.09, points[:, 1])  # a tube 2.4% of the box thick
+    blob = _ball(points, [-0.38, 0.3, 0.3], 0.016)
+    return 60.0 * np.maximum(np.maximum(body, ring), blob)
+
+
+def _pieces(mesh: Mesh) -> int:
+    return len(np.unique(piece_labels(mesh.faces, len(mesh.vertices))))
+
+
+def test_a_planted_blob_goes_and_a_thin_handle_stays():
+    raw, _ = extract_mesh(_mug_with_a_blob, ExtractOptions(resolution=128, min_piece=0))
+    cleaned, stats = extract_mesh(_mug_with_a_blob, ExtractOptions(resolution=128))
+    assert _pieces(raw) == 2 and _pieces(cleaned) == 1 and stats.as_dict()["pieces_dropped"] == 1
+    assert cleaned.vertices[:, 0].max() > 0.31  # the handle's far side (x = 0.22 + 0.09 + 0.012) is kept
+    assert cleaned.vertices[:, 0].min() > -0.3  # the blob (x = -0.38) is gone
+    assert raw.vertices[:, 0].min() < -0.39
+
+
+def test_separate_pieces_of_a_fair_size_all_stay():
+    """A room's chair is a few percent of its walls' surface: far above the default share."""
+    a = trimesh.creation.icosphere(3, radius=1.0)
+    b = trimesh.creation.icosphere(3, radius=0.3)
+    b.apply_translation([3.0, 0, 0])
+    both = trimesh.util.concatenate([a, b])
+    kept, dropped = drop_small_pieces(Mesh(both.vertices, both.faces), MIN_PIECE)
+    assert dropped == 0 and len(kept.faces) == len(both.faces)
+    only_largest, dropped = drop_small_pieces(Mesh(both.vertices, both.faces), 1.0)
+    assert dropped == 1 and len(only_largest.faces) == len(a.faces)
+
+
+def test_dropping_keeps_each_vertex_its_normal_and_colour():
+    a = trimesh.creation.icosphere(2)
+    crumb = trimesh.creation.icosphere(0, radius=0.01)
+    crumb.apply_translation([5.0, 0, 0])
+    both = trimesh.util.concatenate([crumb, a])  # the crumb first, so the kept vertices are renumbered
+    colors = np.random.default_rng(0).random((len(both.vertices), 3))
+    mesh = Mesh(both.vertices, both.faces, both.vertex_normals, colors)
+    kept, dropped = drop_small_pieces(mesh, MIN_PIECE)
+    assert dropped == 1 and len(kept.vertices) == len(a.vertices)
+    np.testing.assert_allclose(kept.vertices[kept.faces], mesh.vertices[mesh.faces[len(crumb.faces) :]], atol=1e-6)
+    np.testing.assert_allclose(kept.colors, colors[len(crumb.vertices) :], atol=1e-6)
+    np.testing.assert_allclose(kept.normals, both.vertex_normals[len(crumb.vertices) :], atol=1e-6)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, float("nan")])
+def test_a_share_outside_0_to_1_is_refused_with_the_range(share):
+    with pytest.raises(OccNetError, match="between 0 .* and 1"):
+        ExtractOptions(min_piece=share).validate()
