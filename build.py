@@ -163,6 +163,7 @@ def staged_files() -> dict[str, bytes]:
             if path.is_file() and not SKIPPED_PARTS & set(relative.parts) and path.suffix not in SKIPPED_SUFFIXES:
                 files[relative.as_posix()] = path.read_bytes()
     files["backend/requirements.txt"] = backend_requirements().encode()
+    files["LICENSE"] = (ROOT / "LICENSE").read_bytes()  # the GPL's text travels with the code it licenses
     return files
 
 

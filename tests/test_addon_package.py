@@ -74,6 +74,8 @@ def test_manifest_and_contents(extension_zip):
     names = set(zipfile.ZipFile(extension_zip).namelist())
     assert {"__init__.py", "blender_manifest.toml", "occnet_blender/panels.py", "backend/worker.py"} <= names
     assert {"backend/weights/onet-pointcloud.safetensors", "backend/requirements.txt"} <= names
+    licence = zipfile.ZipFile(extension_zip).read("LICENSE").decode()
+    assert "GNU GENERAL PUBLIC LICENSE" in licence and "Version 3" in licence  # what the manifest names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
