@@ -9,7 +9,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 TEXT_CLOUD_SUFFIXES = {".xyz", ".txt", ".pts", ".csv"}
 MESH_SUFFIXES = {".ply", ".obj", ".stl", ".off", ".glb", ".gltf"}
 ARRAY_SUFFIXES = {".npy", ".npz"}
-SUPPORTED = sorted(IMAGE_SUFFIXES | TEXT_CLOUD_SUFFIXES | MESH_SUFFIXES | ARRAY_SUFFIXES)
+# Scanner formats: LiDAR (laspy; .laz also needs lazrs), terrestrial scanners (pye57), PCL (read in numpy alone).
+SCANNER_SUFFIXES = {".las", ".laz", ".e57", ".pcd"}
+SUPPORTED = sorted(IMAGE_SUFFIXES | TEXT_CLOUD_SUFFIXES | MESH_SUFFIXES | ARRAY_SUFFIXES | SCANNER_SUFFIXES)
 # Formats trimesh writes a triangle mesh to without optional packages (.3mf needs lxml, .dae pycollada).
 MESH_OUTPUT_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb", ".gltf")
 LATENT_MARKER = "occnet_latent"  # the entry that marks a saved latent (.npz): a shape's code, not an input

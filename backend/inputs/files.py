@@ -17,16 +17,23 @@ from ..formats import (
     IMAGE_SUFFIXES,
     LATENT_MARKER,
     MESH_SUFFIXES,
+    SCANNER_SUFFIXES,
     SUPPORTED,
     TEXT_CLOUD_SUFFIXES,
     read_ply_header,
 )
+from . import rgb
 from .image import MAX_IMAGE_SIDE
 from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
+from .pcd import read_pcd
+from .scanners import read_e57, read_las
+from .text_cloud import read_text_cloud
 
 SURFACE_SAMPLES = 100_000
 PLY_HEADER_BYTES = 1 << 16  # a PLY header longer than this is not one
 PLURAL = {"vertex": "vertices", "face": "faces"}
+SCANNER_READERS = {".las": read_las, ".laz": read_las, ".e57": read_e57, ".pcd": read_pcd}
+PLY_COLORS = (("red", "green", "blue"), ("diffuse_red", "diffuse_green", "diffuse_blue"), ("r", "g", "b"))
 
 
 def load_observation(path: str | Path) -> Observation:
@@ -44,9 +51,11 @@ def load_observation(path: str | Path) -> Observation:
         if suffix in IMAGE_SUFFIXES:
             return ImageInput(_read_image(path))
         if suffix in TEXT_CLOUD_SUFFIXES:
-            return PointCloudInput(_read_text_cloud(path))
+            return read_text_cloud(path)
         if suffix in MESH_SUFFIXES:
             return PointCloudInput(*_read_mesh_points(path))
+        if suffix in SCANNER_SUFFIXES:
+            return SCANNER_READERS[suffix](path)
         if suffix in ARRAY_SUFFIXES:
             return _read_array(path)
     except InputError:
@@ -89,65 +98,11 @@ def _read_image(path: Path) -> np.ndarray:
             return np.asarray(image)
 
 
-def _read_text_cloud(path: Path) -> np.ndarray:
-    """x y z per line, further columns ignored; a .pts may start with its point count, a .csv with a header."""
-    delimiter = "," if path.suffix.lower() == ".csv" else None
-    skip = _preamble_lines(path, delimiter) if path.suffix.lower() in (".pts", ".csv") else 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # an empty file is reported below, in words
-        try:
-            data = np.loadtxt(path, delimiter=delimiter, comments="#", ndmin=2, usecols=(0, 1, 2), skiprows=skip)
-        except ValueError:
-            try:
-                data = np.loadtxt(path, delimiter=",", comments="#", ndmin=2, usecols=(0, 1, 2), skiprows=skip)
-            except ValueError as exc:
-                raise InputError(_short_line(path, skip) or _unreadable(path, exc)) from exc
-    if data.size == 0:
-        raise InputError(f"{path}: the file holds no points.")
-    return data
-
-
-def _short_line(path: Path, skip: int) -> str | None:
-    """The first line (past the preamble) that does not start with three numbers, as a message; None if none."""
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            fields = line.split("#", 1)[0].replace(",", " ").split()
-            if number <= skip or not fields or _leading_numbers(fields) == 3:
-                continue
-            if _leading_numbers(fields) < len(fields):
-                text = " ".join(fields)[:40]
-                return f"{path}: line {number} ('{text}') does not start with three numbers (x y z)."
-            return (
-                f"{path}: line {number} holds {len(fields)} number{'s' * (len(fields) != 1)}; every line needs "
-                "x y z (further columns are ignored)."
-            )
-    return None
-
-
-def _preamble_lines(path: Path, delimiter: str | None) -> int:
-    """The lines np.loadtxt skips (its skiprows counts comments and blanks): up to and including the first line
-    with content when that is not three numbers (a .pts count, a .csv header), else none."""
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            fields = line.split("#", 1)[0].split(delimiter)
-            if "".join(fields).strip():
-                return 0 if _leading_numbers(fields) == 3 else number
-    return 0
-
-
-def _leading_numbers(fields: list[str]) -> int:
-    """How many of a line's first three fields are numbers, counted from the first."""
-    for count, field in enumerate(fields[:3]):
-        try:
-            float(field)
-        except ValueError:
-            return count
-    return min(len(fields), 3)
-
-
-def _read_mesh_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Surface samples of a mesh with faces, with their faces' normals; the vertices themselves of a point cloud
-    or a scan without faces, with the normals a PLY stores (nx, ny, nz), if any."""
+def _read_mesh_points(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Surface samples of a mesh with faces, with their faces' normals and the colour at each sample (vertex
+    colours interpolated, face colours, or the texture at the sample's UV); the vertices themselves of a point
+    cloud or a scan without faces, with the normals (nx, ny, nz) and colour (red, green, blue) a PLY stores. Colour
+    is given only where every part of the file has it."""
     declared = _ply_counts(path) if path.suffix.lower() == ".ply" else {}
     try:
         loaded = trimesh.load(str(path), process=False)
@@ -158,15 +113,76 @@ def _read_mesh_points(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     surfaces = [g for g in parts if isinstance(g, trimesh.Trimesh) and len(g.faces) and g.area > 0]
     if surfaces:
         surface = trimesh.util.concatenate(surfaces)
-        points, faces = trimesh.sample.sample_surface(surface, SURFACE_SAMPLES, seed=0)
+        points, faces, barycentric = trimesh.sample.sample_surface(
+            surface, SURFACE_SAMPLES, seed=0, return_barycentric=True
+        )
         normals = _trusted_face_normals(surface)
-        return points, None if normals is None else normals[faces]
+        colors = _surface_colors(surfaces, faces, barycentric)
+        return points, None if normals is None else normals[faces], colors
     clouds = [g for g in parts if len(getattr(g, "vertices", ()))]
     if not clouds:
         raise InputError(f"{path}: the file holds no vertices.")
-    normals = [_ply_normals(g) for g in clouds]
-    given = None if any(n is None for n in normals) else np.concatenate(normals)
-    return np.concatenate([np.asarray(g.vertices) for g in clouds]), given
+    normals = [_ply_columns(g, ("nx", "ny", "nz")) for g in clouds]
+    colors = [_vertex_colors(g) for g in clouds]
+    return (
+        np.concatenate([np.asarray(g.vertices) for g in clouds]),
+        None if any(n is None for n in normals) else np.concatenate(normals).astype(np.float64),
+        None if any(c is None for c in colors) else np.concatenate(colors),
+    )
+
+
+def _surface_colors(surfaces: list[trimesh.Trimesh], faces: np.ndarray, barycentric: np.ndarray) -> np.ndarray | None:
+    """The colour at each sample (`faces` index the parts' faces one part after another), or None unless every
+    part is coloured."""
+    starts = np.cumsum([0] + [len(part.faces) for part in surfaces])
+    owner = np.searchsorted(starts, faces, side="right") - 1
+    colors = np.empty((len(faces), 3), np.float32)
+    for number, part in enumerate(surfaces):
+        chosen = np.flatnonzero(owner == number)
+        if not len(chosen):
+            continue
+        local = faces[chosen] - starts[number]
+        part_colors = _part_colors(part, local, barycentric[chosen])
+        if part_colors is None:
+            return None
+        colors[chosen] = part_colors
+    return colors
+
+
+def _part_colors(part: trimesh.Trimesh, faces: np.ndarray, barycentric: np.ndarray) -> np.ndarray | None:
+    """A mesh's colour at points given by their face and barycentric position, as float32 RGB in [0, 1]."""
+    visual = part.visual
+    vertex_colors = _vertex_colors(part)
+    if vertex_colors is not None:
+        return np.einsum("nk,nkc->nc", barycentric, vertex_colors[part.faces[faces]]).astype(np.float32)
+    if getattr(visual, "kind", None) == "face":
+        return (np.asarray(visual.face_colors)[faces, :3] / 255.0).astype(np.float32)
+    uv = getattr(visual, "uv", None)
+    material = getattr(visual, "material", None)
+    image = getattr(material, "image", None)
+    if image is None:  # glTF: the PBR material's base colour texture
+        image = getattr(material, "baseColorTexture", None)
+    if getattr(visual, "kind", None) == "texture" and uv is not None and image is not None and len(uv):
+        at = np.einsum("nk,nkc->nc", barycentric, np.asarray(uv, np.float64)[part.faces[faces]])
+        return (trimesh.visual.color.uv_to_interpolated_color(at, image)[:, :3] / 255.0).astype(np.float32)
+    return None
+
+
+def _vertex_colors(geometry: trimesh.PointCloud | trimesh.Trimesh) -> np.ndarray | None:
+    """Per-vertex colour: a PLY's own fields at their stored precision (8-bit, 16-bit or float), else the colour
+    trimesh read (8-bit: OBJ, glTF), else None."""
+    for names in PLY_COLORS:
+        if (stored := _ply_columns(geometry, names)) is not None:
+            return rgb.from_stored(stored)
+    if isinstance(geometry, trimesh.PointCloud):
+        colors = np.asarray(geometry.colors)
+    elif getattr(geometry.visual, "kind", None) == "vertex":
+        colors = np.asarray(geometry.visual.vertex_colors)
+    else:
+        return None
+    if colors.ndim != 2 or colors.shape[0] != len(geometry.vertices) or colors.shape[1] < 3:
+        return None
+    return (colors[:, :3] / 255.0).astype(np.float32)
 
 
 def _ply_counts(path: Path) -> dict[str, int]:
@@ -219,13 +235,17 @@ def _trusted_face_normals(mesh: trimesh.Trimesh) -> np.ndarray | None:
     return -normals if merged.is_watertight and merged.volume < 0 else normals
 
 
-def _ply_normals(cloud: trimesh.PointCloud | trimesh.Trimesh) -> np.ndarray | None:
-    """The per-vertex normals a PLY file stores (trimesh keeps its raw vertex properties), else None."""
-    vertex = cloud.metadata.get("_ply_raw", {}).get("vertex", {}).get("data")
-    if not isinstance(vertex, dict) or not {"nx", "ny", "nz"} <= set(vertex):
+def _ply_columns(geometry: trimesh.PointCloud | trimesh.Trimesh, names: tuple[str, ...]) -> np.ndarray | None:
+    """Vertex properties a PLY file stores, as (N, len(names)) in their stored type (trimesh keeps its raw vertex
+    data: a dict of arrays from text files, a structured array from binary ones), else None."""
+    vertex = geometry.metadata.get("_ply_raw", {}).get("vertex", {}).get("data")
+    present = (
+        set(vertex) if isinstance(vertex, dict) else set(getattr(getattr(vertex, "dtype", None), "names", None) or ())
+    )
+    if not set(names) <= present:
         return None
-    normals = np.concatenate([np.asarray(vertex[k], dtype=np.float64).reshape(-1, 1) for k in ("nx", "ny", "nz")], 1)
-    return normals if len(normals) == len(cloud.vertices) else None
+    columns = np.stack([np.asarray(vertex[name]).reshape(-1) for name in names], axis=1)
+    return columns if len(columns) == len(geometry.vertices) else None
 
 
 def _read_array(path: Path) -> Observation:
