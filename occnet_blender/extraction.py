@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .shared import RESOLUTIONS
+from .shared import MIN_PIECE, RESOLUTIONS
 
 BASE_RESOLUTION, MAX_RESOLUTION = RESOLUTIONS[0], RESOLUTIONS[-1]
 PREVIEW_RESOLUTION = 32
@@ -16,13 +16,17 @@ def snap_resolution(value: int) -> int:
     return min(BASE_RESOLUTION * 2**steps, MAX_RESOLUTION)
 
 
-def extraction_fields(resolution: int, threshold: float | None, refine_steps: int, faces: int) -> dict:
+def extraction_fields(
+    resolution: int, threshold: float | None, refine_steps: int, faces: int, min_piece: float = MIN_PIECE
+) -> dict:
     """Extraction settings as the worker's request fields; threshold None is the model's own. Blender
-    computes the normals, so the worker does not."""
+    computes the normals, so the worker does not. `min_piece`: loose pieces with less surface than this share of
+    the largest are dropped (0 keeps all)."""
     return {
         "resolution": int(resolution),
         "threshold": None if threshold is None else float(threshold),
         "refine_steps": int(refine_steps),
         "faces": int(faces),
         "normals": False,
+        "min_piece": float(min_piece),
     }

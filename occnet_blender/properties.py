@@ -11,7 +11,7 @@ import bpy
 
 from . import blend, connection
 from .extraction import BASE_RESOLUTION, MAX_RESOLUTION, extraction_fields, snap_resolution
-from .shared import AUTO_MODEL
+from .shared import AUTO_MODEL, MIN_PIECE
 
 _model_enum_items: list[tuple[str, str, str, str, int]] = []
 
@@ -74,10 +74,21 @@ class OCCNET_PG_scene(bpy.types.PropertyGroup):
         name="Face Budget", description="Simplify to at most this many faces (0 = keep all)", default=0, min=0
     )
     smooth: bpy.props.BoolProperty(name="Smooth Shading", default=True)
+    min_piece: bpy.props.FloatProperty(
+        name="Drop Small Pieces",
+        description="Drop loose pieces (floating blobs, crumbs) with less surface than this share of the largest "
+        "piece; 0 keeps every piece",
+        default=MIN_PIECE,
+        min=0.0,
+        max=1.0,
+        precision=3,
+        subtype="FACTOR",
+    )
 
     def request_fields(self) -> dict:
         threshold = None if self.use_model_threshold else self.threshold
-        return extraction_fields(snap_resolution(self.resolution), threshold, self.refine_steps, self.faces)
+        resolution = snap_resolution(self.resolution)
+        return extraction_fields(resolution, threshold, self.refine_steps, self.faces, self.min_piece)
 
 
 class OCCNET_PG_object(bpy.types.PropertyGroup):
@@ -97,6 +108,7 @@ class OCCNET_PG_object(bpy.types.PropertyGroup):
     threshold: bpy.props.FloatProperty(name="Threshold", default=-1.0, description="-1: the model's own")
     refine_steps: bpy.props.IntProperty(name="Refinement Steps", default=0)
     faces: bpy.props.IntProperty(name="Face Budget", default=0)
+    min_piece: bpy.props.FloatProperty(name="Drop Small Pieces", default=MIN_PIECE, min=0.0, max=1.0)
     frame_center: bpy.props.FloatVectorProperty(name="Frame Center", size=3)
     frame_scale: bpy.props.FloatProperty(name="Frame Scale", default=1.0)
     input_summary: bpy.props.StringProperty(name="Input", description="What the model read of its input")
@@ -119,7 +131,7 @@ class OCCNET_PG_object(bpy.types.PropertyGroup):
 
     def settings_fields(self) -> dict:
         threshold = None if self.threshold < 0 else self.threshold
-        return extraction_fields(self.resolution, threshold, self.refine_steps, self.faces)
+        return extraction_fields(self.resolution, threshold, self.refine_steps, self.faces, self.min_piece)
 
 
 classes = (OCCNET_PG_scene, OCCNET_PG_object)
@@ -132,9 +144,13 @@ def register() -> None:
     _register_classes()
     bpy.types.Scene.occnet = bpy.props.PointerProperty(type=OCCNET_PG_scene)
     bpy.types.Object.occnet = bpy.props.PointerProperty(type=OCCNET_PG_object)
+    bpy.types.WindowManager.occnet_progress = bpy.props.FloatProperty(  # see jobs._show_status
+        name="OccNet Progress", default=-1.0, options={"HIDDEN", "SKIP_SAVE"}
+    )
 
 
 def unregister() -> None:
+    del bpy.types.WindowManager.occnet_progress
     del bpy.types.Object.occnet
     del bpy.types.Scene.occnet
     _unregister_classes()

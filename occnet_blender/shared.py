@@ -3,20 +3,22 @@ atomic writing of outputs."""
 
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend import protocol
-    from ..backend.formats import SUPPORTED, input_kind, read_ply_header
+    from ..backend.formats import LATENT_MARKER, SUPPORTED, input_kind, read_ply_header
     from ..backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend import protocol
-    from backend.formats import SUPPORTED, input_kind, read_ply_header
+    from backend.formats import LATENT_MARKER, SUPPORTED, input_kind, read_ply_header
     from backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
 
 AUTO_MODEL = protocol.AUTO_MODEL
 ERROR_KINDS = protocol.ERROR_KINDS
+MIN_PIECE = protocol.MIN_PIECE
 MODELS_PATH_ENV = protocol.MODELS_PATH_ENV
 RESOLUTIONS = protocol.RESOLUTIONS
 input_summary = protocol.input_summary
 CancelRequest = protocol.CancelRequest
 ErrorReply = protocol.ErrorReply
+ExtractRequest = protocol.ExtractRequest
 HelloReply = protocol.HelloReply
 HelloRequest = protocol.HelloRequest
 InterpolateRequest = protocol.InterpolateRequest
@@ -40,11 +42,14 @@ write_message = protocol.write_message
 __all__ = [
     "AUTO_MODEL",
     "ERROR_KINDS",
+    "LATENT_MARKER",
+    "MIN_PIECE",
     "MODELS_PATH_ENV",
     "SUPPORTED",
     "atomic_write",
     "CancelRequest",
     "ErrorReply",
+    "ExtractRequest",
     "HelloReply",
     "HelloRequest",
     "InterpolateRequest",
