@@ -17,7 +17,15 @@ from bpy.app.handlers import persistent
 from .client import BackendError
 from .extraction import PREVIEW_RESOLUTION
 from .jobs import JOBS, Job
-from .latents import BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, FRAME_KEYS, LATENT_KEY, latent_of, store_latent
+from .latents import (
+    BLEND_LATENT_KEYS,
+    BLEND_MATRIX_KEYS,
+    FRAME_KEYS,
+    LATENT_KEY,
+    latent_of,
+    source_matrix,
+    store_latent,
+)
 from .meshes import as_matrix, collection_names, fill_mesh, flat_matrix, new_mesh_object
 from .shared import InterpolateRequest, LatentFrame, MeshReply
 
@@ -74,7 +82,8 @@ def create_blend(a: bpy.types.Object, b: bpy.types.Object, factor: float = 0.5) 
             f"the model '{a.occnet.model}' changed between them. Reconstruct both again, then blend."
         )
     empty = np.zeros((0, 3))
-    obj = new_mesh_object(f"{a.name} to {b.name}", empty, empty, flat_matrix(a.matrix_world), collection_names(a), True)
+    start = flat_matrix(source_matrix(a))  # the worker's meshes are in the sources' coordinates
+    obj = new_mesh_object(f"{a.name} to {b.name}", empty, empty, start, collection_names(a), True)
     state = obj.occnet
     state.kind, state.model, state.input_kind = "BLEND", a.occnet.model, a.occnet.input_kind
     state.blend_a, state.blend_b = a.name, b.name
@@ -84,7 +93,7 @@ def create_blend(a: bpy.types.Object, b: bpy.types.Object, factor: float = 0.5) 
         (a, b), codes, BLEND_LATENT_KEYS, BLEND_MATRIX_KEYS, FRAME_KEYS, strict=True
     ):
         store_latent(obj, code, latent_key)
-        obj[matrix_key] = flat_matrix(end.matrix_world)
+        obj[matrix_key] = flat_matrix(source_matrix(end))
         obj[frame_key] = [*end.occnet.frame_center, end.occnet.frame_scale]
     state.factor = factor  # runs factor_changed: the first shape
     return obj

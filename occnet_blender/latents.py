@@ -10,6 +10,7 @@ from __future__ import annotations
 import bpy
 import idprop
 import numpy as np
+from mathutils import Matrix, Vector
 
 LATENT_KEY = "occnet_latent"
 LATENT_DTYPE = np.dtype("<f2")  # little-endian float16: the same bytes on every platform Blender runs on
@@ -17,6 +18,37 @@ _HALF_MAX = float(np.finfo(np.float16).max)
 BLEND_LATENT_KEYS = ("occnet_latent_a", "occnet_latent_b")
 BLEND_MATRIX_KEYS = ("occnet_matrix_a", "occnet_matrix_b")
 FRAME_KEYS = ("occnet_frame_a", "occnet_frame_b")
+FRAME_KEY = "occnet_frame"  # a result's latent frame, centre and scale, as doubles (its PropertyGroup keeps float32)
+OFFSET_KEY = "occnet_offset"  # where the mesh's local origin sits in the latent's (source's) coordinates, doubles
+
+
+def store_offset(obj: bpy.types.Object, offset: np.ndarray) -> None:
+    """A result whose mesh was moved around its own centre (see meshes.centered) keeps the move in doubles, so a
+    re-extraction or a blend, which the worker returns in the source's coordinates, is moved the same way."""
+    obj[OFFSET_KEY] = [float(v) for v in offset]
+
+
+def offset_of(obj: bpy.types.Object) -> np.ndarray:
+    return np.array(obj[OFFSET_KEY], np.float64) if OFFSET_KEY in obj else np.zeros(3)
+
+
+def store_frame(obj: bpy.types.Object, center: tuple[float, ...], scale: float) -> None:
+    """The frame in doubles too: far from the origin a float32 centre would move a re-extracted mesh."""
+    obj[FRAME_KEY] = [*(float(v) for v in center), float(scale)]
+
+
+def frame_of(obj: bpy.types.Object) -> tuple[tuple[float, float, float], float]:
+    """The latent's frame (centre, scale): the doubles where stored, else the PropertyGroup's float32 values."""
+    if FRAME_KEY in obj:
+        values = [float(v) for v in obj[FRAME_KEY]]
+        return (values[0], values[1], values[2]), values[3]
+    return tuple(obj.occnet.frame_center), float(obj.occnet.frame_scale)
+
+
+def source_matrix(obj: bpy.types.Object) -> Matrix:
+    """The matrix that places the worker's meshes for this result (in its source's coordinates): the object's
+    own, less the move of its origin onto the mesh."""
+    return obj.matrix_world @ Matrix.Translation(-Vector(offset_of(obj)))
 
 
 def store_latent(obj: bpy.types.Object, code: np.ndarray, key: str = LATENT_KEY) -> None:

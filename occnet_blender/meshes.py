@@ -32,6 +32,41 @@ def fill_mesh(mesh: bpy.types.Mesh, vertices: np.ndarray, faces: np.ndarray, smo
         mesh.shade_flat()
 
 
+COLOR_ATTRIBUTE = "Col"  # the name Blender's PLY importer gives a scan's colours
+
+
+def set_colors(mesh: bpy.types.Mesh, colors: np.ndarray | None) -> None:
+    """Give each vertex its colour (sRGB in [0, 1]) as the mesh's active and default colour attribute, so Solid
+    view's Attribute colour and renders show it; None (a scan without colour) leaves the mesh without one.
+
+    BYTE_COLOR: scan colours are 8-bit sRGB, which it stores as they are (a quarter of FLOAT_COLOR's memory), and
+    `color_srgb` writes them without a round trip through linear values."""
+    old = mesh.color_attributes.get(COLOR_ATTRIBUTE)
+    if old is not None:
+        mesh.color_attributes.remove(old)
+    if colors is None or not len(colors) or len(colors) != len(mesh.vertices):
+        return
+    rgba = np.ones((len(colors), 4), np.float32)
+    rgba[:, :3] = np.clip(np.asarray(colors, np.float32).reshape(-1, 3), 0.0, 1.0)
+    attribute = mesh.color_attributes.new(COLOR_ATTRIBUTE, "BYTE_COLOR", "POINT")
+    attribute.data.foreach_set("color_srgb", rgba.ravel())
+    mesh.color_attributes.active_color = attribute
+    mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
+
+
+def centered(vertices: np.ndarray, matrix: list[float]) -> tuple[np.ndarray, list[float], np.ndarray]:
+    """The vertices around their bounding box's centre and the matrix that puts them back: a result far from the
+    origin (a georeferenced scan) keeps its shape in a float32 mesh, and its origin sits on it. The centre is
+    rounded to float32 first, so the object's location holds it exactly. Returns (local, matrix, centre)."""
+    vertices = np.asarray(vertices, np.float64).reshape(-1, 3)
+    if not len(vertices):
+        return vertices, matrix, np.zeros(3)
+    center = ((vertices.min(axis=0) + vertices.max(axis=0)) / 2).astype(np.float32).astype(np.float64)
+    placed = np.array(matrix, np.float64).reshape(4, 4)
+    placed[:3, 3] += placed[:3, :3] @ center
+    return vertices - center, [float(v) for v in placed.ravel()], center
+
+
 def new_mesh_object(
     name: str, vertices: np.ndarray, faces: np.ndarray, matrix: list[float], collections: list[str], smooth: bool
 ) -> bpy.types.Object:

@@ -1,14 +1,16 @@
-"""Reconstruction jobs: one per source, each giving a new `<source>.occnet` object in the source's place."""
+"""Reconstruction jobs: one per source, each giving a new `<source>.occnet` object in the source's place; and
+re-extraction: a result's mesh made again from its stored latent at other settings, with no encoder run."""
 
 from __future__ import annotations
 
 import bpy
+import numpy as np
 
 from .gather import Source
 from .jobs import Job
-from .latents import store_latent
-from .meshes import new_mesh_object
-from .shared import ReconstructReply, ReconstructRequest, input_summary
+from .latents import frame_of, latent_of, offset_of, store_frame, store_latent, store_offset
+from .meshes import centered, fill_mesh, new_mesh_object, set_colors
+from .shared import ExtractRequest, LatentFrame, MeshReply, ReconstructReply, ReconstructRequest, input_summary
 
 RESULT_SUFFIX = ".occnet"
 
@@ -27,22 +29,141 @@ def reconstruct_job(source: Source, settings, model: str | None = None) -> Job:
     return Job(source.name, request, apply, undo_message=f"OccNet Reconstruct {source.name}")
 
 
-def add_result(source: Source, reply: ReconstructReply, request: ReconstructRequest, smooth: bool) -> bpy.types.Object:
-    obj = new_mesh_object(
-        source.name + RESULT_SUFFIX, reply.vertices, reply.faces, source.matrix, source.collections, smooth
-    )
+def add_result(
+    source: Source, reply: ReconstructReply, request: ReconstructRequest | ExtractRequest, smooth: bool
+) -> bpy.types.Object:
+    vertices, matrix, offset = reply.vertices, source.matrix, None
+    if source.recenter:
+        vertices, matrix, offset = centered(vertices, matrix)
+    obj = new_mesh_object(source.name + RESULT_SUFFIX, vertices, reply.faces, matrix, source.collections, smooth)
+    set_colors(obj.data, reply.colors)
+    if offset is not None:
+        store_offset(obj, offset)
     state = obj.occnet
     state.kind = "RECONSTRUCTION"
     state.model = reply.latent.latent_model
     state.input_kind = source.kind
     state.source = source.name
-    state.resolution = request.resolution
-    state.threshold = -1.0 if request.threshold is None else request.threshold
-    state.refine_steps = request.refine_steps
-    state.faces = request.faces
+    remember_settings(state, request)
     state.frame_center = reply.latent.center
     state.frame_scale = reply.latent.scale
+    store_frame(obj, reply.latent.center, reply.latent.scale)
     state.blends_by_field = reply.latent.blends_by_field
     state.input_summary = input_summary(reply.stats) or ""
     store_latent(obj, reply.code)
     return obj
+
+
+def latent_job(name: str, frame: LatentFrame, code: np.ndarray, settings) -> Job:
+    """A saved latent's mesh (no encoder run) as a new result, like a reconstruction's: it keeps the latent, so
+    it can be re-extracted and blended, and its origin sits at its own centre. `settings`: the scene's."""
+    request = ExtractRequest(model=frame.latent_model, latent=frame, code=code, **settings.request_fields())
+    source = Source(name, "latent", [1.0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1.0], [], recenter=True)
+    smooth = settings.smooth
+
+    def apply(reply: MeshReply) -> bpy.types.Object:
+        whole = ReconstructReply(
+            vertices=reply.vertices, faces=reply.faces, colors=reply.colors, stats=reply.stats, latent=frame, code=code
+        )
+        return add_result(source, whole, request, smooth)
+
+    return Job(name, request, apply, undo_message=f"OccNet Extract {name}")
+
+
+def remember_settings(state, request: ExtractRequest | ReconstructRequest) -> None:
+    """The extraction settings a result was made with, which Re-Extract starts from and blends use."""
+    state.resolution = request.resolution
+    state.threshold = -1.0 if request.threshold is None else request.threshold
+    state.refine_steps = request.refine_steps
+    state.faces = request.faces
+    state.min_piece = request.min_piece
+
+
+def extract_request(obj: bpy.types.Object, fields: dict) -> ExtractRequest:
+    """The request that makes `obj`'s mesh again from its stored latent with the extraction `fields`."""
+    state = obj.occnet
+    center, scale = frame_of(obj)
+    frame = LatentFrame(state.model, center, scale, state.blends_by_field)
+    return ExtractRequest(model=state.model, latent=frame, code=latent_of(obj, as_stored=True), **fields)
+
+
+def reextract_job(obj: bpy.types.Object, fields: dict, smooth: bool = True) -> Job:
+    """Re-extract `obj` (a reconstruction) in place: same object, same datablock, new mesh. Colours the worker
+    cannot give (an extraction has no input to take them from) are carried from the old mesh's nearest vertex."""
+    request = extract_request(obj, fields)
+    name = obj.name
+
+    def apply(reply: MeshReply) -> bpy.types.Object | None:
+        target = bpy.data.objects.get(name)
+        if target is None:
+            return None
+        replace_mesh(target, reply, smooth)
+        remember_settings(target.occnet, request)
+        target.occnet.input_summary = input_summary(reply.stats) or target.occnet.input_summary
+        return target
+
+    return Job(name, request, apply, undo_message=f"OccNet Re-Extract {name}")
+
+
+def replace_mesh(obj: bpy.types.Object, reply: MeshReply, smooth: bool) -> None:
+    mesh = obj.data
+    colors = reply.colors
+    if colors is None:
+        old = _vertex_colors(mesh)
+        if old is not None:
+            old_vertices = np.empty(len(mesh.vertices) * 3, np.float32)
+            mesh.vertices.foreach_get("co", old_vertices)
+            local = np.asarray(reply.vertices, np.float64) - offset_of(obj)
+            colors = nearest_colors(old_vertices.reshape(-1, 3), old, local)
+    fill_mesh(mesh, np.asarray(reply.vertices, np.float64) - offset_of(obj), reply.faces, smooth)
+    set_colors(mesh, colors)
+
+
+def _vertex_colors(mesh: bpy.types.Mesh) -> np.ndarray | None:
+    from .gather import color_attribute, read_colors
+
+    attribute = color_attribute(mesh)
+    if attribute is None or attribute.domain != "POINT" or not len(mesh.vertices):
+        return None
+    return read_colors(attribute)
+
+
+def nearest_colors(points: np.ndarray, colors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Each query takes the colour of a near point (numpy only: a grid of cells, each holding one point's colour,
+    searched in the 27 cells around the query at a cell size that doubles until every query has found one)."""
+    points, queries = np.asarray(points, np.float64), np.asarray(queries, np.float64)
+    out = np.full((len(queries), 3), 0.5, np.float32)
+    if not len(points) or not len(queries):
+        return out
+    low = np.minimum(points.min(axis=0), queries.min(axis=0))
+    span = float(np.max(np.maximum(points.max(axis=0), queries.max(axis=0)) - low)) or 1.0
+    size = span / max(64, round(len(points) ** (1 / 2)))  # points lie on a surface: about one per cell
+    best = np.full(len(queries), np.inf)
+    offsets = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    while True:
+        cells = np.floor((points - low) / size).astype(np.int64)
+        keys = _cell_keys(cells)
+        keys, first = np.unique(keys, return_index=True)
+        todo = np.isinf(best)
+        query_cells = np.floor((queries[todo] - low) / size).astype(np.int64)
+        found_distance, found_index = np.full(len(query_cells), np.inf), np.zeros(len(query_cells), np.int64)
+        for offset in offsets:
+            wanted = _cell_keys(query_cells + offset)
+            slot = np.clip(np.searchsorted(keys, wanted), 0, len(keys) - 1)
+            hit = keys[slot] == wanted
+            index = first[slot]
+            distance = np.where(hit, np.linalg.norm(points[index] - queries[todo], axis=1), np.inf)
+            closer = distance < found_distance
+            found_distance[closer], found_index[closer] = distance[closer], index[closer]
+        rows = np.flatnonzero(todo)
+        ok = np.isfinite(found_distance)
+        best[rows[ok]] = found_distance[ok]
+        out[rows[ok]] = colors[found_index[ok]]
+        if ok.all() or size > 4 * span:
+            return out
+        size *= 2
+
+
+def _cell_keys(cells: np.ndarray) -> np.ndarray:
+    cells = cells + (1 << 20)  # non-negative, 21 bits a coordinate
+    return (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
