@@ -52,11 +52,17 @@ class Jobs:
         BACKEND.start_async()
         self.ensure_polling()
 
-    def run_now(self, job: Job) -> object:
-        """Background mode: run the job to its end and return what its on_result made; BackendError if it fails."""
+    def run_now(self, job: Job, on_progress: Callable[[str, float], None] | None = None) -> object:
+        """Run the job to its end, blocking, and return what its on_result made; BackendError if it fails.
+        Background mode, and operators whose redo panel needs the result before they return (Re-Extract)."""
         client = BACKEND.require()
-        reply = client.run(job.request, on_progress=lambda stage, fraction: _print_progress(job, stage, fraction))
-        return job.on_result(reply)
+
+        def progress(stage: str, fraction: float) -> None:
+            _print_progress(job, stage, fraction)
+            if on_progress is not None:
+                on_progress(stage, fraction)
+
+        return job.on_result(client.run(job.request, on_progress=progress))
 
     def cancel(self) -> int:
         """Cancel every queued and running job; the scene stays as it was. Returns how many."""
@@ -103,6 +109,7 @@ class Jobs:
         elif waiting and state in ("ready", "stopped") and all(j.id is None for j in self.queue):
             BACKEND.start_async()  # the worker died: start another off the main thread, once its jobs are answered
         busy = [tick() for tick in self.ticks]
+        _show_status(self.current)
         _redraw()
         return POLL_SECONDS if self.queue or any(busy) or BACKEND.state == "starting" else None
 
@@ -159,6 +166,15 @@ def _push_undo(message: str) -> None:
 def _print_progress(job: Job, stage: str, fraction: float) -> None:
     if fraction in (0.0, 1.0):
         print(f"OccNet: {job.label}: {stage} {fraction:.0%}", flush=True)
+
+
+def _show_status(job: Job | None) -> None:
+    """Mirror the running job's progress on the window manager: setting a property redraws every region, the
+    status bar included, which tag_redraw cannot reach (it lives outside screen.areas). -1: nothing runs."""
+    manager = bpy.context.window_manager
+    value = -1.0 if job is None else round(float(job.fraction), 3)
+    if manager is not None and hasattr(manager, "occnet_progress") and manager.occnet_progress != value:
+        manager.occnet_progress = value
 
 
 def _redraw() -> None:

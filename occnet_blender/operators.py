@@ -7,10 +7,12 @@ import bpy
 from . import blend
 from .client import BackendError
 from .connection import BACKEND
+from .extraction import BASE_RESOLUTION, MAX_RESOLUTION, extraction_fields, snap_resolution
 from .gather import GatherError, Source, gather_file, gather_object
 from .jobs import JOBS
-from .reconstruct import reconstruct_job
-from .shared import AUTO_MODEL
+from .latents import LATENT_KEY
+from .reconstruct import reconstruct_job, reextract_job
+from .shared import AUTO_MODEL, MIN_PIECE
 
 
 def _check_model(source: Source, model: str) -> None:
@@ -148,6 +150,111 @@ class OCCNET_OT_bake(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def reextract_problem(obj: bpy.types.Object | None) -> str:
+    """Why this object cannot be re-extracted, "" if it can: the button's tooltip and its error."""
+    if obj is None:
+        return "No active object. Click a reconstruction to re-extract it."
+    if obj.occnet.kind != "RECONSTRUCTION" or LATENT_KEY not in obj:
+        return f"'{obj.name}' is not an OccNet reconstruction with a stored shape. Reconstruct it first."
+    return ""
+
+
+class OCCNET_OT_reextract(bpy.types.Operator):
+    """Make the active reconstruction's mesh again from its stored shape at another threshold or resolution; the
+    network's encoder does not run again"""
+
+    bl_idname = "occnet.reextract"
+    bl_label = "Re-Extract"
+    # REGISTER and UNDO: the redo panel (F9) changes the settings and runs it again. So execute() waits for the mesh
+    # (an extraction only, seconds) instead of queueing a job that would land after the redo step closed.
+    bl_options = {"REGISTER", "UNDO"}
+
+    resolution: bpy.props.IntProperty(
+        name="Resolution",
+        description="Grid resolution of the extracted surface (32, 64, 128, 256 or 512; other values snap)",
+        default=128,
+        min=BASE_RESOLUTION,
+        max=MAX_RESOLUTION,
+    )
+    use_model_threshold: bpy.props.BoolProperty(
+        name="Model's Threshold", description="Use the threshold the model was validated with", default=True
+    )
+    threshold: bpy.props.FloatProperty(
+        name="Threshold",
+        description="Occupancy probability of the surface: lower gives thicker shapes, higher thinner ones",
+        default=0.5,
+        min=0.0,
+        max=1.0,
+    )
+    min_piece: bpy.props.FloatProperty(
+        name="Drop Small Pieces",
+        description="Drop loose pieces with less surface than this share of the largest piece; 0 keeps every piece",
+        default=MIN_PIECE,
+        min=0.0,
+        max=1.0,
+        precision=3,
+        subtype="FACTOR",
+    )
+
+    @classmethod
+    def poll(cls, context) -> bool:
+        return _allowed(cls, reextract_problem(context.active_object))
+
+    def invoke(self, context, event):
+        self._start_from(context.active_object, every=True)
+        return self.execute(context)
+
+    def _start_from(self, obj: bpy.types.Object, every: bool) -> None:
+        """The settings the result was made with, for those not given (by the caller or the redo panel)."""
+        state = obj.occnet
+        stored = {
+            "resolution": state.resolution,
+            "use_model_threshold": state.threshold < 0,
+            "threshold": state.threshold if state.threshold >= 0 else self.threshold,
+            "min_piece": state.min_piece,
+        }
+        given = {name for name in stored if not every and self.properties.is_property_set(name)}
+        for name, value in stored.items():
+            if name not in given:
+                setattr(self, name, value)
+        if "threshold" in given and "use_model_threshold" not in given:  # a threshold given is the one wanted
+            self.use_model_threshold = False
+
+    def draw(self, context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "resolution")
+        layout.prop(self, "use_model_threshold")
+        row = layout.row()
+        row.enabled = not self.use_model_threshold
+        row.prop(self, "threshold")
+        layout.prop(self, "min_piece")
+
+    def execute(self, context):
+        obj = context.active_object
+        self._start_from(obj, every=False)
+        state = obj.occnet
+        threshold = None if self.use_model_threshold else self.threshold
+        fields = extraction_fields(
+            snap_resolution(self.resolution), threshold, state.refine_steps, state.faces, self.min_piece
+        )
+        job = reextract_job(obj, fields, smooth=context.scene.occnet.smooth)
+        manager = context.window_manager
+        show = not bpy.app.background and manager is not None
+        if show:
+            manager.progress_begin(0, 100)
+        try:
+            JOBS.run_now(job, lambda stage, fraction: show and manager.progress_update(int(100 * fraction)))
+        except BackendError as exc:
+            self.report({"ERROR"}, f"{obj.name}: {exc}")
+            return {"CANCELLED"}
+        finally:
+            if show:
+                manager.progress_end()
+        self.report({"INFO"}, f"Re-extracted '{obj.name}': {len(obj.data.vertices):,} vertices.")
+        return {"FINISHED"}
+
+
 class OCCNET_OT_restart_backend(bpy.types.Operator):
     """Stop the backend worker (freeing its memory, GPU memory included) and start it again"""
 
@@ -165,6 +272,32 @@ class OCCNET_OT_restart_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (OCCNET_OT_reconstruct, OCCNET_OT_cancel, OCCNET_OT_blend, OCCNET_OT_bake, OCCNET_OT_restart_backend)
+classes = (
+    OCCNET_OT_reconstruct,
+    OCCNET_OT_cancel,
+    OCCNET_OT_blend,
+    OCCNET_OT_bake,
+    OCCNET_OT_reextract,
+    OCCNET_OT_restart_backend,
+)
 
-register, unregister = bpy.utils.register_classes_factory(classes)
+
+def object_menu(self, context) -> None:
+    """View3D > Object: where Blender users look for an operation on the selection, and what F3 search lists."""
+    layout = self.layout
+    layout.separator()
+    layout.operator(OCCNET_OT_reconstruct.bl_idname, text="OccNet Reconstruct", icon="MESH_ICOSPHERE")
+    layout.operator(OCCNET_OT_reextract.bl_idname, text="OccNet Re-Extract", icon="FILE_REFRESH")
+
+
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def register() -> None:
+    _register_classes()
+    bpy.types.VIEW3D_MT_object.append(object_menu)
+
+
+def unregister() -> None:
+    bpy.types.VIEW3D_MT_object.remove(object_menu)
+    _unregister_classes()

@@ -1,4 +1,5 @@
-"""View3D > Sidebar > OccNet: settings, Reconstruct, progress with Cancel, problems, and the blend slider."""
+"""View3D > Sidebar > OccNet: settings, Reconstruct, progress with Cancel, problems, Re-Extract and the blend
+slider; and the running job's progress in the status bar."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class OCCNET_PT_main(OccNetPanel, bpy.types.Panel):
         sub = row.row(align=True)
         sub.enabled = not settings.use_model_threshold
         sub.prop(settings, "threshold", text="")
+        layout.prop(settings, "min_piece", slider=True)
         job = JOBS.current
         if job is None:
             layout.operator("occnet.reconstruct", icon="MESH_ICOSPHERE")
@@ -89,10 +91,33 @@ class OCCNET_PT_blend(OccNetPanel, bpy.types.Panel):
             layout.label(text=f"{obj.occnet.model}, from {obj.occnet.source}")
             if obj.occnet.input_summary:
                 _wrapped(layout, obj.occnet.input_summary, "POINTCLOUD_DATA")
+            layout.operator("occnet.reextract", icon="FILE_REFRESH")
         layout.label(text="Select two reconstructions:")
         layout.operator("occnet.blend", icon="IPO_EASE_IN_OUT")
 
 
+def status_bar(self, context) -> None:
+    """The status bar, while a job runs: what it does, how far, and Cancel; so progress shows whichever editor is
+    in front, not only in the sidebar. Drawn nowhere when nothing runs."""
+    job = JOBS.current
+    if job is None:
+        return
+    row = self.layout.row(align=True)
+    more = f" (+{len(JOBS.queue) - 1})" if len(JOBS.queue) > 1 else ""
+    row.progress(factor=job.fraction, type="BAR", text=f"OccNet {job.label}: {job.stage} {job.fraction:.0%}{more}")
+    row.operator("occnet.cancel", text="", icon="CANCEL")
+
+
 classes = (OCCNET_PT_main, OCCNET_PT_advanced, OCCNET_PT_blend)
 
-register, unregister = bpy.utils.register_classes_factory(classes)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def register() -> None:
+    _register_classes()
+    bpy.types.STATUSBAR_HT_header.append(status_bar)
+
+
+def unregister() -> None:
+    bpy.types.STATUSBAR_HT_header.remove(status_bar)
+    _unregister_classes()
