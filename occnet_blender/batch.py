@@ -3,10 +3,13 @@
     blender --background --python occnet_blender/batch.py -- --input scans/ photo.png --out meshes/
     python occnet_blender/batch.py -- --input scans/ --out meshes/        (bpy installed as a module)
 
-Each input (point clouds, meshes, images; folders expand) becomes a mesh file in --out (named by output_names)
-and, with --save-blend, an object in a .blend. One summary line per input; the exit status is 1 if any failed,
-2 for arguments refused before any work (among them an --out that holds inputs: no mesh lands over an input
-or is read back as one by the next run). Every file is written whole or not at all (atomic_write).
+Each input (point clouds, meshes, images, saved latents; folders expand) becomes a mesh file in --out (named by
+output_names) and, with --save-blend, an object in a .blend that holds the results and nothing else, each with its
+origin at its own centre. A saved latent (.npz written by `--save-latent`) is extracted, not reconstructed: no
+encoder runs. One summary line per input, and one per file a folder held that is no input type (listed, not read);
+the exit status is 1 if any failed, 2 for arguments refused before any work (among them an --out that holds inputs:
+no mesh lands over an input or is read back as one by the next run, and inputs of which none is readable).
+Every file is written whole or not at all (atomic_write).
 Where Blender has the OccNet extension enabled, its code and preferences (Backend Python) are used;
 otherwise the add-on next to this file is registered for the run.
 """
@@ -18,6 +21,7 @@ import importlib
 import os
 import sys
 import time
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +34,8 @@ import numpy as np  # noqa: E402
 
 from occnet_blender.shared import (  # noqa: E402
     AUTO_MODEL,
+    LATENT_MARKER,
+    MIN_PIECE,
     RESOLUTIONS,
     SUPPORTED,
     atomic_write,
@@ -63,6 +69,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=AUTO_MODEL, help="model name or .safetensors path (default: by input)")
     parser.add_argument("--resolution", type=int, default=128, choices=RESOLUTIONS, help="grid (default 128)")
     parser.add_argument("--threshold", type=float, help="surface threshold in (0, 1) (default: the model's)")
+    parser.add_argument(
+        "--min-piece",
+        type=float,
+        default=MIN_PIECE,
+        metavar="SHARE",
+        help=f"drop loose pieces with less surface than this share of the largest (default {MIN_PIECE}; 0 keeps all)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="obj", help="mesh file format (default obj)")
     parser.add_argument("--save-blend", type=Path, help="also save the results as objects in this .blend")
     parser.add_argument("--interpolate", nargs=2, type=Path, metavar=("A", "B"), help="blend two inputs' shapes")
@@ -82,6 +95,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--save-blend {name}: Blender files end in .blend; name it {name.stem}.blend")
     if args.threshold is not None and (problem := threshold_problem(args.threshold)):
         parser.error(problem)
+    if not 0.0 <= args.min_piece <= 1.0:
+        parser.error(f"--min-piece {args.min_piece}: give a share of the largest piece from 0 (keep all) to 1")
     return args
 
 
@@ -99,6 +114,18 @@ def expand(paths: list[Path]) -> list[Path]:
         for file in files:
             found.setdefault(Path(os.path.realpath(file)), file)  # realpath: a loop of links does not raise
     return list(found.values())
+
+
+def unsupported(paths: list[Path]) -> list[Path]:
+    """The files in the given folders that are no input type, to be named in the summary instead of passed over
+    without a word. Hidden files (.DS_Store) and a killed run's temporaries are left out."""
+    return sorted(
+        p
+        for path in paths
+        if path.is_dir()
+        for p in path.iterdir()
+        if p.is_file() and p.suffix.lower() not in SUPPORTED and not p.name.startswith(".") and not is_partial(p)
+    )
 
 
 def output_names(paths: list[Path]) -> dict[Path, str]:
@@ -177,7 +204,12 @@ def _export_selected(path: Path) -> None:
     target = str(path)
     if path.suffix == ".obj":
         bpy.ops.wm.obj_export(
-            filepath=target, export_selected_objects=True, export_materials=False, forward_axis="Y", up_axis="Z"
+            filepath=target,
+            export_selected_objects=True,
+            export_materials=False,
+            export_colors=True,  # written only where the result has colour
+            forward_axis="Y",
+            up_axis="Z",
         )
     elif path.suffix == ".ply":
         bpy.ops.wm.ply_export(filepath=target, export_selected_objects=True, ascii_format=False)
@@ -188,14 +220,64 @@ def _export_selected(path: Path) -> None:
 
 
 def reconstruct(path: Path, model: str) -> bpy.types.Object:
+    """The input's result object: a saved latent extracted, any other file reconstructed."""
+    settings = bpy.context.scene.occnet
+    latent = read_latent(path)
+    if latent is not None:
+        return addon.jobs.JOBS.run_now(addon.reconstruct.latent_job(path.stem, *latent, settings))
     source = addon.gather.gather_file(str(path.resolve()), (0.0, 0.0, 0.0))
-    return addon.jobs.JOBS.run_now(addon.reconstruct.reconstruct_job(source, bpy.context.scene.occnet, model))
+    return addon.jobs.JOBS.run_now(addon.reconstruct.reconstruct_job(source, settings, model))
+
+
+def read_latent(path: Path):
+    """A saved latent's (frame, code), or None when the file is not one (a damaged .npz is left to the worker,
+    whose message says what is wrong with it). numpy only: the add-on never imports the backend's readers."""
+    if path.suffix.lower() != ".npz":
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if LATENT_MARKER not in data.files:
+                return None
+            missing = [key for key in ("code", "model", "center", "scale") if key not in data.files]
+            if missing:
+                raise addon.gather.GatherError(
+                    f"{path}: not a usable latent (it lacks {', '.join(missing)}). Save it again with "
+                    "'reconstruct --save-latent'."
+                )
+            by_field = bool(data["blends_by_field"]) if "blends_by_field" in data.files else False
+            center = tuple(float(v) for v in np.asarray(data["center"], np.float64).reshape(3))
+            frame = addon.shared.LatentFrame(str(data["model"]), center, float(data["scale"]), by_field)
+            return frame, np.asarray(data["code"], np.float32)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: the worker says how, as for any input
+        return None
+
+
+def empty_scene() -> None:
+    """Start from nothing: the .blend holds the results only, not Blender's default cube, camera and light."""
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    for collection in list(bpy.data.collections):
+        bpy.data.collections.remove(collection)
+    for blocks in (bpy.data.meshes, bpy.data.cameras, bpy.data.lights, bpy.data.materials):
+        for block in [b for b in blocks if b.users == 0]:
+            blocks.remove(block)
 
 
 def main(argv: list[str]) -> int:
     global addon
     args = parse_args(argv)
-    inputs = expand(args.input)
+    inputs, skipped = expand(args.input), unsupported(args.input)
+    skipped_rows = [f"skipped {path}: not an input type (reads {', '.join(SUPPORTED)})" for path in skipped]
+    if not inputs and not args.interpolate:
+        print("\n".join(skipped_rows))
+        named = ", ".join(str(path) for path in args.input)
+        print(
+            f"error: no readable input in {named}"
+            + (f" ({len(skipped)} files of other types)" if skipped else "")
+            + f"; give files of the types {', '.join(SUPPORTED)}.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         targets = plan_outputs(args, inputs)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -208,6 +290,7 @@ def main(argv: list[str]) -> int:
         )
         return 2
     addon = load_addon()
+    empty_scene()
     connection = addon.connection
     model, models_dir = args.model, ""
     if model.endswith(".safetensors"):  # a file: the worker finds it by name in its folder, blends included
@@ -223,6 +306,7 @@ def main(argv: list[str]) -> int:
     settings.resolution = args.resolution
     settings.use_model_threshold = args.threshold is None
     settings.threshold = args.threshold if args.threshold is not None else 0.5
+    settings.min_piece = args.min_piece
     rows, failed, results = [], 0, {}
 
     def attempt(label: str, work) -> None:
@@ -257,8 +341,8 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         interrupted = True
     print("\nOccNet batch summary")
-    print("\n".join(rows))
-    print(f"{len(rows) - failed} ok, {failed} failed")
+    print("\n".join(rows + skipped_rows))
+    print(f"{len(rows) - failed} ok, {failed} failed" + (f", {len(skipped)} skipped" if skipped else ""))
     if interrupted:
         print("interrupted: the inputs not listed above were not reconstructed; no partial file was left")
     connection.BACKEND.stop()
