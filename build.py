@@ -3,9 +3,9 @@
 Each zip holds what Blender installs: a root `__init__.py` that registers `occnet_blender`, the add-on itself,
 the backend with its shipped weights, `backend/requirements.txt` for the add-on's "Install backend" button, the
 manifest with the zip's `platforms` and `wheels`, and that platform's wheels under `wheels/` (Blender installs
-them into its extensions site-packages): ONNX Runtime, which runs the models on the CPU, and Pillow and trimesh,
-which read image and mesh files as the PyTorch backend does. They need only numpy, which Blender ships, so
-nothing is downloaded.
+them into its extensions site-packages): ONNX Runtime, which runs the models on the CPU, and Pillow, trimesh and
+laspy, which read image, mesh and .las files as the PyTorch backend does. They need only numpy, which Blender ships,
+so nothing is downloaded.
 
 The wheels come unmodified from the package registry (`pip download`), are cached under build/wheels/ and are
 checked against the sha256 pinned in WHEELS, so a build is reproducible; so are the zips (fixed timestamps).
@@ -40,10 +40,13 @@ __all__ = ["register", "unregister"]
 '''
 
 # The one pinned list: Blender platform -> the wheels its zip carries (CPython 3.11), each with its sha256.
-# ONNX Runtime runs the models; Pillow and trimesh read image and mesh files as the PyTorch backend does (trimesh
-# is pure Python: one wheel for all). ONNX Runtime 1.31 has no Intel-macOS wheel (the last was 1.23), so there
-# is no macos-x64 zip.
+# ONNX Runtime runs the models; Pillow, trimesh and laspy read image, mesh and .las files as the PyTorch backend does
+# (trimesh and laspy are pure Python: one wheel for all). ONNX Runtime 1.31 has no Intel-macOS wheel (the last was
+# 1.23), so there is no macos-x64 zip. Not bundled: lazrs (.laz) and pye57 (.e57) have no Windows-on-ARM
+# wheels, so the built-in engine refuses those formats naming the fix (the installed PyTorch
+# backend has them); .pcd needs no package.
 TRIMESH = ("trimesh-5.2.0-py3-none-any.whl", "04db2c7ec62afdd7763fb04c82bb5f257ddd984993a19ee83697f475fc58fd29")
+LASPY = ("laspy-2.7.0-py3-none-any.whl", "15f5344c62a1023461996bdf5d1ba5fdd813e96694a524fee712931134f3792f")
 WHEELS: dict[str, tuple[tuple[str, str], ...]] = {
     "linux-x64": (
         (
@@ -55,6 +58,7 @@ WHEELS: dict[str, tuple[tuple[str, str], ...]] = {
             "a625df9a2a5597fa5e5266e01aefc82604bb85d291e3547981e863560d75da6c",
         ),
         TRIMESH,
+        LASPY,
     ),
     "windows-x64": (
         (
@@ -63,6 +67,7 @@ WHEELS: dict[str, tuple[tuple[str, str], ...]] = {
         ),
         ("pillow-13.0.0-cp311-cp311-win_amd64.whl", "d7710eb676e9bb68965cb045be0d333b4c0d7f9dfbaa7fbf121385b1588683d3"),
         TRIMESH,
+        LASPY,
     ),
     "windows-arm64": (
         (
@@ -71,6 +76,7 @@ WHEELS: dict[str, tuple[tuple[str, str], ...]] = {
         ),
         ("pillow-13.0.0-cp311-cp311-win_arm64.whl", "12fbb851cf323cc19aac3eea1df5ad17b57e91e9fe3cfd06100dba7bb8208c13"),
         TRIMESH,
+        LASPY,
     ),
     "macos-arm64": (
         (
@@ -82,6 +88,7 @@ WHEELS: dict[str, tuple[tuple[str, str], ...]] = {
             "37290fbef0c73e2d51d594eb78fded7dc7170d1c3ad0a890269e6fd8c8c4e061",
         ),
         TRIMESH,
+        LASPY,
     ),
 }
 PLATFORMS = tuple(WHEELS)

@@ -47,7 +47,7 @@ def test_each_platform_zip_carries_its_own_pinned_wheels_and_lists_them(platform
         for wheel, (_, sha256) in zip(wheels, build.WHEELS[platform], strict=True):
             assert hashlib.sha256(archive.read(wheel)).hexdigest() == sha256  # unmodified from the registry
             assert blender_ext().blender_platform_compatible_with_wheel_platform_from_filepath(platform, wheel)
-    assert {wheel.split("/")[1].split("-")[0] for wheel in wheels} == {"onnxruntime", "pillow", "trimesh"}
+    assert {wheel.split("/")[1].split("-")[0] for wheel in wheels} == {"onnxruntime", "pillow", "trimesh", "laspy"}
     assert all("-cp311-" in wheel or "-py3-none-any" in wheel for wheel in wheels)
 
 

@@ -321,3 +321,41 @@ def test_binary_pcd_with_separate_uchar_channels(tmp_path):
     np.testing.assert_array_equal(observation.points, points.astype(np.float64))
     np.testing.assert_allclose(observation.colors, colors / 255, atol=1e-6)
     assert struct.calcsize("<fffBBB") == table.dtype.itemsize  # packed records, no padding
+
+
+def test_las_and_pcd_read_where_the_built_in_engine_runs(tmp_path):
+    """As in Blender with the extension zip: no PyTorch stack, laspy bundled, lazrs and pye57 absent."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    millimetres, colors, _ = cloud()
+    las_file(tmp_path / "scan.las", millimetres, colors)
+    las_file(tmp_path / "scan.laz", millimetres, colors)
+    points = (millimetres * 0.001).astype(np.float32)
+    (tmp_path / "scan.pcd").write_bytes(pcd_bytes("x y z".split(), "FFF", list(points.T)))
+    script = f"""
+import sys
+BLOCKED = {{"torch", "scipy", "skimage", "lazrs", "pye57", "open3d"}}
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(name)  # as for a package that is not installed
+sys.meta_path.insert(0, Blocker())
+from backend.errors import InputError
+from backend.inputs import load_observation
+folder = {str(tmp_path)!r}
+print(len(load_observation(folder + "/scan.las").points), len(load_observation(folder + "/scan.pcd").points))
+for name in ("scan.laz", "scan.e57"):
+    try:
+        load_observation(folder + "/" + name)
+    except InputError as error:
+        print(error)
+"""
+    (tmp_path / "scan.e57").write_bytes(b"x")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{N} {N}"
+    assert "needs the lazrs package" in lines[1] and "needs the pye57 package" in lines[2]

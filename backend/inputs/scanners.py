@@ -23,25 +23,25 @@ E57_COLOR_FIELDS = ("colorRed", "colorGreen", "colorBlue")
 BLENDER_HINT = "in Blender: Preferences > Add-ons > OccNet > Install Backend, whose PyTorch backend has it"
 
 
-def missing_package(path: Path, package: str, what: str) -> InputError:
+def missing_package(path: Path, package: str, what: str, other: str = ".ply") -> InputError:
     return InputError(
         f"{path}: reading {what} needs the {package} package, which is not installed: pip install {package} "
-        f"({BLENDER_HINT}); or convert the file to .ply or .las first."
+        f"({BLENDER_HINT}); or convert the file to {other} first."
     )
 
 
-def _module(path: Path, name: str, package: str, what: str):
+def _module(path: Path, name: str, what: str, other: str = ".ply"):
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise missing_package(path, package, what) from None
+        raise missing_package(path, name, what, other) from None
 
 
 def read_las(path: Path) -> PointCloudInput:
     """LAS or LAZ: x y z with the header's scale and offset applied (float64), and RGB where the point format
     has it (formats 2, 3, 5, 7, 8, 10): 16-bit per the specification, or 8-bit values in the 16-bit fields (then no
     value exceeds 255, see `rgb.from_stored`). Damage raises ValueError; a LAZ without lazrs, InputError."""
-    laspy = _module(path, "laspy", "laspy", ".las and .laz files")
+    laspy = _module(path, "laspy", ".las and .laz files")
     with path.open("rb") as file:
         try:
             reader = laspy.open(file)
@@ -50,7 +50,7 @@ def read_las(path: Path) -> PointCloudInput:
         with reader:
             header = reader.header
             if header.are_points_compressed and not laspy.LazBackend.detect_available():
-                raise missing_package(path, "lazrs", ".laz (compressed LAS) files")
+                raise missing_package(path, "lazrs", ".laz (compressed LAS) files", ".las or .ply")
             declared = header.point_count
             if not header.are_points_compressed:  # the points' bytes are counted before they are read
                 held = max(path.stat().st_size - header.offset_to_point_data, 0) // max(header.point_format.size, 1)
@@ -77,7 +77,7 @@ def read_e57(path: Path) -> PointCloudInput:
     """Every scan of an E57 file, each moved by its pose into the file's frame (float64), without the points its
     invalid-state field marks as no return; colour (colorRed ...) scaled by the file's colour limits when every
     scan has it. Damage raises ValueError."""
-    pye57 = _module(path, "pye57", "pye57", ".e57 files")
+    pye57 = _module(path, "pye57", ".e57 files", ".ply or .las")
     try:
         e57 = pye57.E57(str(path))
     except Exception as exc:  # libE57's E57Exception, or pye57's own (it can fail while cleaning up, NameError)
