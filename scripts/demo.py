@@ -1,4 +1,6 @@
-"""`make demo`: reconstruct held-out shapes with the shipped models and render the result to out/demo.png.
+"""`make demo`: reconstruct held-out shapes with the shipped models and render the result to out/demo.png; the
+picture and its meshes' statistics go to docs/ (the README's picture; tests/test_demo.py checks that the committed
+statistics are what the demo writes, so a stale picture fails the tests).
 
 Inputs: a 10,000-point noisy scan of a real mesh of the held-out split (dm-control's dog skull, in its file's own
 place and orientation; docs/demo/dog_skull_scan.ply), two scans of held-out procedural shapes for a blend, and a
@@ -8,12 +10,15 @@ chair-to-sofa blend) and renders the meshes with Blender's Workbench.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import trimesh
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # occnet_blender/, for the render in bpy
@@ -22,7 +27,8 @@ from backend.data.procedural import canonical_shape, shape_id, shape_mesh, surfa
 from backend.data.render import render  # noqa: E402
 
 OUT = Path("out")
-REAL_SCAN = Path(__file__).resolve().parents[1] / "docs" / "demo" / "dog_skull_scan.ply"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+REAL_SCAN = DOCS / "demo" / "dog_skull_scan.ply"
 SCAN_OFFSET = np.array([0.0, 0.0, 0.6])
 SCAN_SCALE = 1.2
 
@@ -33,9 +39,9 @@ def batch(*args: str) -> None:
     subprocess.run([sys.executable, "occnet_blender/batch.py", "--", *args], check=True)
 
 
-def make_inputs() -> tuple[Path, Path, Path, Path]:
+def make_inputs(out: Path = OUT) -> tuple[Path, Path, Path, Path]:
     """Shapes from the test splits: the shipped models never saw them."""
-    inputs = OUT / "inputs"
+    inputs = out / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     skull = inputs / REAL_SCAN.name
     skull.write_bytes(REAL_SCAN.read_bytes())
@@ -52,6 +58,21 @@ def make_inputs() -> tuple[Path, Path, Path, Path]:
     return skull, inputs / "chair_scan.xyz", inputs / "sofa_scan.npy", inputs / "lamp_photo.png"
 
 
+def mesh_stats(out: Path) -> dict[str, dict]:
+    """What the picture shows, as numbers a test can compare across machines: per result mesh its counts, surface
+    area and bounding box."""
+    stats = {}
+    for path in sorted(out.glob("*.obj")):
+        mesh = trimesh.load(path, process=False)
+        stats[path.stem] = {
+            "vertices": len(mesh.vertices),
+            "faces": len(mesh.faces),
+            "area": round(float(mesh.area), 5),
+            "bounds": np.round(mesh.bounds, 4).tolist(),
+        }
+    return stats
+
+
 def main() -> int:
     skull, chair, sofa, lamp = make_inputs()
     batch(
@@ -62,7 +83,10 @@ def main() -> int:
     from render_demo import render_picture
 
     render_picture(OUT, skull, chair, lamp)
-    print(f"wrote {OUT / 'demo.png'} and {OUT / 'demo.blend'}")
+    (OUT / "demo.json").write_text(json.dumps(mesh_stats(OUT), indent=1) + "\n")
+    for name in ("demo.png", "demo.json"):
+        shutil.copyfile(OUT / name, DOCS / name)
+    print(f"wrote {OUT / 'demo.png'}, {OUT / 'demo.json'} and {OUT / 'demo.blend'}; the picture and numbers to {DOCS}")
     return 0
 
 

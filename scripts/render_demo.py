@@ -72,7 +72,7 @@ def render_picture(out: Path, scan: Path, blend_from: Path, photo: Path) -> None
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
     camera.data.type = "ORTHO"
     camera.data.ortho_scale = 9.6
-    camera.location = (2.0, -12.0, 4.0)
+    camera.location = (2.0, -12.0, 4.45)  # the row in the middle of the picture
     camera.rotation_euler = (np.radians(72), 0, 0)
     scene.collection.objects.link(camera)
     scene.camera = camera
