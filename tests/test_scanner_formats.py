@@ -55,18 +55,22 @@ def test_e57_scans_are_placed_by_their_pose_with_colour(tmp_path):
     local = millimetres * 0.001
     half = np.sqrt(0.5)
     rotation = np.array([half, 0, 0, half])  # 90 degrees about z: (x, y) -> (-y, x)
+    invalid = np.zeros(N, np.int8)
+    invalid[[3, 150]] = 1  # no return: left out
     path = str(tmp_path / "scan.e57")
     with pye57.E57(path, mode="w") as e57:
         for part, translation in ((slice(0, 120), OFFSET), (slice(120, N), OFFSET + [10, 0, 0])):
             data = {f"cartesian{a}": local[part, i].copy() for i, a in enumerate("XYZ")}
             data |= {f"color{c}": colors[part, i].astype(np.uint8) for i, c in enumerate(("Red", "Green", "Blue"))}
+            data["cartesianInvalidState"] = invalid[part].copy()
             e57.write_scan_raw(data, rotation=rotation, translation=translation)
     observation = load_observation(path)
     turned = np.stack([-local[:, 1], local[:, 0], local[:, 2]], axis=1)
     expected = turned + OFFSET + np.where(np.arange(N)[:, None] >= 120, [10, 0, 0], 0)
+    valid = invalid == 0
     assert observation.points.dtype == np.float64
-    np.testing.assert_allclose(observation.points - OFFSET, expected - OFFSET, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(observation.colors, colors / 255, atol=1e-6)
+    np.testing.assert_allclose(observation.points - OFFSET, expected[valid] - OFFSET, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(observation.colors, colors[valid] / 255, atol=1e-6)
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "binary", "binary_compressed"])

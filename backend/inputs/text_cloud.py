@@ -126,16 +126,16 @@ def _fields(text: str, delimiter: str | None, decimal_comma: bool = False) -> li
 def _layout(path: Path) -> Layout:
     """Read from the first two lines with content: the first may be a preamble, the data starts at the next."""
     lines = _content_lines(path)
-    first = next(lines, None)
-    if first is None:
+    head = [line for _, line in zip(range(2), lines, strict=False)]
+    lines.close()
+    if not head:
         return Layout(None, False, 0, None, 3)
-    number, text = first
+    number, text = head[0]
     delimiter, decimal_comma = _delimiter(text)
     fields = _fields(text, delimiter, decimal_comma)
     if _leading_numbers(fields) == 3:
         return Layout(delimiter, decimal_comma, 0, None, len(fields))
-    second = next(lines, None)
-    lines.close()
+    second = head[1] if len(head) > 1 else None
     if second is None:
         return Layout(delimiter, decimal_comma, 0, None, len(fields))
     data_delimiter, data_comma = _delimiter(second[1])
