@@ -237,3 +237,17 @@ def test_reextract_gives_the_mesh_of_a_fresh_run_and_has_a_redo_panel(blender, a
     other = bpy.data.objects["fresh.occnet"]
     assert abs(len(result.data.vertices) - len(other.data.vertices)) <= 0.02 * len(other.data.vertices)
     assert other_iou(result, other) > 0.98  # the stored latent is float16: near, not bit for bit
+
+
+def test_reextract_carries_colours_from_the_old_mesh(blender, addon):
+    rng = np.random.default_rng(0)
+    old = rng.normal(size=(4000, 3))
+    old /= np.linalg.norm(old, axis=1, keepdims=True)  # points on a sphere, coloured by place
+    new = rng.normal(size=(3000, 3))
+    new /= np.linalg.norm(new, axis=1, keepdims=True)
+    new *= 1.02  # a surface extracted a little further out
+    carried = addon.reconstruct.nearest_colors(old, _colour_of(old), new)
+    truth = _colour_of(old)[np.argmin(((new[:, None] - old[None]) ** 2).sum(axis=2), axis=1)]
+    assert np.percentile(np.linalg.norm(carried - truth, axis=1), 95) < 0.05
+    far = addon.reconstruct.nearest_colors(old[:10], _colour_of(old[:10]), np.array([[50.0, 0.0, 0.0]]))
+    assert np.isclose(far, _colour_of(old[:10])).all(axis=1).any()  # found at a coarser grid, not left grey

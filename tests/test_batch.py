@@ -58,6 +58,8 @@ def test_batch_reconstructs_reports_and_fails_only_the_bad_input(tmp_path):
     bottle = trimesh.load(out / "scans_bottle_xyz.obj", force="mesh")
     assert np.allclose(bottle.bounds.mean(axis=0), OFFSET, atol=0.1), "the mesh left the input's coordinates"
     assert bottle.is_watertight
+    first = trimesh.load(out / "bottle_to_mug_00.obj", force="mesh")  # a blend's end is where its input was
+    assert np.allclose(first.bounds, bottle.bounds, atol=0.05), (first.bounds, bottle.bounds)
     for name in ("mug_csv.obj", "other_bottle_pts.obj", "mug_npy.obj"):  # the header and count lines were skipped
         assert np.allclose(trimesh.load(out / name, force="mesh").bounds, bottle.bounds - OFFSET, atol=0.5), name
     listing = subprocess.run(
