@@ -84,3 +84,17 @@ def test_latent_input_blend_of_results_only_and_world_coordinates(tmp_path):
         assert kind == "RECONSTRUCTION"
         assert np.allclose(location, bottle.bounds.mean(axis=0), atol=0.05), location  # its origin on itself
         assert centre < 1e-3  # the mesh in local coordinates around that origin
+
+
+def test_far_from_origin_meshes_keep_world_coordinates_in_every_format(tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    np.savetxt(scans / "bottle.xyz", scan_of(held_out("bottle", 0)) + FAR)
+    for suffix, axes in (("glb", [0, 2, 1]), ("ply", [0, 1, 2]), ("stl", [0, 1, 2])):  # glTF is Y up: (x, z, -y)
+        out = tmp_path / suffix
+        done = _batch("--input", str(scans), "--out", str(out), "--resolution", "32", "--format", suffix)
+        assert done.returncode == 0, done.stdout + done.stderr
+        mesh = trimesh.load(out / f"bottle.{suffix}", force="mesh")
+        centre = mesh.bounds.mean(axis=0)[axes] * ([1, -1, 1] if suffix == "glb" else 1)
+        assert np.allclose(centre, FAR, atol=0.1), (suffix, centre)
+        assert len(np.unique(mesh.vertices[:, 0])) > 200, f"{suffix}: x rounded to a few values"
