@@ -231,7 +231,7 @@ def test_installed_extension_is_enabled_with_its_ui(addon):
     assert "bl_ext.user_default.occnet" in bpy.context.preferences.addons
     assert bpy.types.OCCNET_PT_main.bl_category == "OccNet"
     assert bpy.types.OCCNET_PT_main.bl_space_type == "VIEW_3D"
-    for operator in ("reconstruct", "cancel", "blend", "bake", "install_backend", "restart_backend"):
+    for operator in ("reconstruct", "cancel", "blend", "bake", "reextract", "install_backend", "restart_backend"):
         assert getattr(bpy.ops.occnet, operator).get_rna_type().identifier == f"OCCNET_OT_{operator}"
     prefs = addon.preferences.preferences()
     assert {"backend_python", "device", "models_dir"} <= set(prefs.bl_rna.properties.keys())
@@ -248,9 +248,12 @@ module = "bl_ext.user_default.occnet"
 bpy.ops.preferences.addon_disable(module=module)
 lists = ("frame_change_post", "load_pre", "render_init", "render_complete", "render_cancel")
 handlers = [h.__name__ for name in lists for h in getattr(bpy.app.handlers, name) if "occnet" in h.__module__]
-print("disabled:", hasattr(bpy.types.Scene, "occnet"), hasattr(bpy.types, "OCCNET_PT_main"), handlers)
+def drawn():  # the Object menu's and the status bar's draw functions the add-on appended
+    found = bpy.types.VIEW3D_MT_object._dyn_ui_initialize() + bpy.types.STATUSBAR_HT_header._dyn_ui_initialize()
+    return [f.__name__ for f in found if "occnet" in getattr(f, "__module__", "")]
+print("disabled:", hasattr(bpy.types.Scene, "occnet"), hasattr(bpy.types, "OCCNET_PT_main"), handlers, drawn())
 bpy.ops.preferences.addon_enable(module=module)
-print("enabled:", hasattr(bpy.types.Scene, "occnet"), hasattr(bpy.types, "OCCNET_PT_main"))
+print("enabled:", hasattr(bpy.types.Scene, "occnet"), hasattr(bpy.types, "OCCNET_PT_main"), drawn())
 """
 
 
@@ -258,5 +261,5 @@ def test_disable_removes_everything_and_enable_brings_it_back(extension_zip):
     done = subprocess.run(
         [sys.executable, "-c", DISABLE_ENABLE, str(extension_zip)], capture_output=True, text=True, timeout=120
     )
-    assert "disabled: False False []" in done.stdout, done.stdout + done.stderr
-    assert "enabled: True True" in done.stdout
+    assert "disabled: False False [] []" in done.stdout, done.stdout + done.stderr
+    assert "enabled: True True ['object_menu', 'status_bar']" in done.stdout, done.stdout
