@@ -239,17 +239,21 @@ class OCCNET_OT_reextract(bpy.types.Operator):
             snap_resolution(self.resolution), threshold, state.refine_steps, state.faces, self.min_piece
         )
         job = reextract_job(obj, fields, smooth=context.scene.occnet.smooth)
-        manager = context.window_manager
-        show = not bpy.app.background and manager is not None
-        if show:
+        manager = None if bpy.app.background else context.window_manager
+        if manager is not None:  # the UI waits for this one: the cursor shows how far it is
             manager.progress_begin(0, 100)
+
+        def progress(stage: str, fraction: float) -> None:
+            if manager is not None:
+                manager.progress_update(int(100 * fraction))
+
         try:
-            JOBS.run_now(job, lambda stage, fraction: show and manager.progress_update(int(100 * fraction)))
+            JOBS.run_now(job, progress)
         except BackendError as exc:
             self.report({"ERROR"}, f"{obj.name}: {exc}")
             return {"CANCELLED"}
         finally:
-            if show:
+            if manager is not None:
                 manager.progress_end()
         self.report({"INFO"}, f"Re-extracted '{obj.name}': {len(obj.data.vertices):,} vertices.")
         return {"FINISHED"}
