@@ -13,6 +13,7 @@ import torch
 import trimesh
 from commands import run_cli
 from fitting import ellipsoid_surface
+from scipy.spatial import cKDTree
 
 import backend
 from backend.api import Latent
@@ -335,3 +336,17 @@ def test_gltf_keeps_a_georeferenced_result_to_the_millimetre(tmp_path, suffix):
     path = Mesh(vertices, sphere.faces).save(tmp_path / f"scan.{suffix}")
     loaded = trimesh.load(path, process=False).to_geometry()
     np.testing.assert_allclose(loaded.vertices, vertices, rtol=0, atol=1e-3)
+
+
+def test_a_coloured_ply_scan_gives_a_coloured_mesh(tiny_model, tmp_path):
+    """Each output vertex carries the colour of the scan near it: within a small distance of the nearest input
+    point's, read back from the PLY written."""
+    cloud = ellipsoid_surface(np.full(3, 0.5), 3000, np.random.default_rng(0)) * 2.0 + [100.0, 20.0, 5.0]
+    colors = np.clip((cloud - cloud.min(axis=0)) / np.ptp(cloud, axis=0) * 255, 0, 255).astype(np.uint8)  # a gradient
+    trimesh.PointCloud(cloud, colors=colors).export(tmp_path / "scan.ply")
+    done = run_cli("reconstruct", tmp_path / "scan.ply", "--out", tmp_path / "mesh.ply", "--model", tiny_model)
+    assert done.returncode == 0, done.stderr
+    mesh = trimesh.load(tmp_path / "mesh.ply", process=False)
+    got = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(float)
+    nearest = colors[cKDTree(cloud).query(mesh.vertices)[1]]
+    assert np.abs(got - nearest).mean() < 6 and np.percentile(np.abs(got - nearest), 95) < 20
