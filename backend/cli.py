@@ -227,6 +227,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     print(
         f"{out}: {len(result.mesh.vertices)} vertices, {len(result.mesh.faces)} faces "
         f"({model.name} on {model.device}, {stats['points_evaluated']} points evaluated; {seconds})"
+        + (f"; {stats['pieces_dropped']} loose piece(s) dropped (--min-piece)" if stats.get("pieces_dropped") else "")
     )
     if read := input_summary(stats):
         print(f"{args.input}: {read}")
