@@ -7,12 +7,13 @@ import bpy
 from . import blend
 from .client import BackendError
 from .connection import BACKEND
-from .extraction import BASE_RESOLUTION, MAX_RESOLUTION, extraction_fields, snap_resolution
+from .extraction import extraction_fields, snap_resolution
 from .gather import GatherError, Source, gather_file, gather_object
 from .jobs import JOBS
 from .latents import LATENT_KEY
+from .properties import min_piece_property, resolution_property, threshold_property, use_model_threshold_property
 from .reconstruct import reconstruct_job, reextract_job
-from .shared import AUTO_MODEL, MIN_PIECE
+from .shared import AUTO_MODEL
 
 
 def _check_model(source: Source, model: str) -> None:
@@ -169,32 +170,10 @@ class OCCNET_OT_reextract(bpy.types.Operator):
     # (an extraction only, seconds) instead of queueing a job that would land after the redo step closed.
     bl_options = {"REGISTER", "UNDO"}
 
-    resolution: bpy.props.IntProperty(
-        name="Resolution",
-        description="Grid resolution of the extracted surface (32, 64, 128, 256 or 512; other values snap)",
-        default=128,
-        min=BASE_RESOLUTION,
-        max=MAX_RESOLUTION,
-    )
-    use_model_threshold: bpy.props.BoolProperty(
-        name="Model's Threshold", description="Use the threshold the model was validated with", default=True
-    )
-    threshold: bpy.props.FloatProperty(
-        name="Threshold",
-        description="Occupancy probability of the surface: lower gives thicker shapes, higher thinner ones",
-        default=0.5,
-        min=0.0,
-        max=1.0,
-    )
-    min_piece: bpy.props.FloatProperty(
-        name="Drop Small Pieces",
-        description="Drop loose pieces with less surface than this share of the largest piece; 0 keeps every piece",
-        default=MIN_PIECE,
-        min=0.0,
-        max=1.0,
-        precision=3,
-        subtype="FACTOR",
-    )
+    resolution: resolution_property()
+    use_model_threshold: use_model_threshold_property()
+    threshold: threshold_property()
+    min_piece: min_piece_property()
 
     @classmethod
     def poll(cls, context) -> bool:

@@ -39,6 +39,46 @@ def _factor_changed(self, context) -> None:
     blend.factor_changed(self.id_data)
 
 
+def resolution_property() -> bpy.props._PropertyDeferred:
+    """The extraction settings the panel and the Re-Extract operator share: declared once, here."""
+    return bpy.props.IntProperty(
+        name="Resolution",
+        description="Grid resolution of the extracted surface (32, 64, 128, 256 or 512; other values snap)",
+        default=128,
+        min=BASE_RESOLUTION,
+        max=MAX_RESOLUTION,
+    )
+
+
+def use_model_threshold_property() -> bpy.props._PropertyDeferred:
+    return bpy.props.BoolProperty(
+        name="Model's Threshold", description="Use the threshold the model was validated with", default=True
+    )
+
+
+def threshold_property() -> bpy.props._PropertyDeferred:
+    return bpy.props.FloatProperty(
+        name="Threshold",
+        description="Occupancy probability of the surface: lower gives thicker shapes, higher thinner ones",
+        default=0.5,
+        min=0.0,
+        max=1.0,
+    )
+
+
+def min_piece_property() -> bpy.props._PropertyDeferred:
+    return bpy.props.FloatProperty(
+        name="Drop Small Pieces",
+        description="Drop loose pieces (floating blobs, crumbs) with less surface than this share of the largest "
+        "piece; 0 keeps every piece",
+        default=MIN_PIECE,
+        min=0.0,
+        max=1.0,
+        precision=3,
+        subtype="FACTOR",
+    )
+
+
 class OCCNET_PG_scene(bpy.types.PropertyGroup):
     model: bpy.props.EnumProperty(
         name="Model",
@@ -46,23 +86,9 @@ class OCCNET_PG_scene(bpy.types.PropertyGroup):
         items=_model_items,
         default=model_number(AUTO_MODEL),
     )
-    resolution: bpy.props.IntProperty(
-        name="Resolution",
-        description="Grid resolution of the extracted surface (32, 64, 128, 256 or 512; other values snap)",
-        default=128,
-        min=BASE_RESOLUTION,
-        max=MAX_RESOLUTION,
-    )
-    use_model_threshold: bpy.props.BoolProperty(
-        name="Model's Threshold", description="Use the threshold the model was validated with", default=True
-    )
-    threshold: bpy.props.FloatProperty(
-        name="Threshold",
-        description="Occupancy probability of the surface: lower gives thicker shapes, higher thinner ones",
-        default=0.5,
-        min=0.0,
-        max=1.0,
-    )
+    resolution: resolution_property()
+    use_model_threshold: use_model_threshold_property()
+    threshold: threshold_property()
     refine_steps: bpy.props.IntProperty(
         name="Refinement Steps",
         description="Gradient steps that move vertices onto the surface (0 = off; slower, sharper)",
@@ -74,16 +100,7 @@ class OCCNET_PG_scene(bpy.types.PropertyGroup):
         name="Face Budget", description="Simplify to at most this many faces (0 = keep all)", default=0, min=0
     )
     smooth: bpy.props.BoolProperty(name="Smooth Shading", default=True)
-    min_piece: bpy.props.FloatProperty(
-        name="Drop Small Pieces",
-        description="Drop loose pieces (floating blobs, crumbs) with less surface than this share of the largest "
-        "piece; 0 keeps every piece",
-        default=MIN_PIECE,
-        min=0.0,
-        max=1.0,
-        precision=3,
-        subtype="FACTOR",
-    )
+    min_piece: min_piece_property()
 
     def request_fields(self) -> dict:
         threshold = None if self.use_model_threshold else self.threshold
