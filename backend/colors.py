@@ -17,14 +17,21 @@ def colored(mesh: Mesh, points: np.ndarray, colors: np.ndarray, frame: Frame) ->
     """The mesh (in the points' frame) with per-vertex colours from the points'. The search runs in the shape's
     canonical frame (`frame`), where float32 keeps a georeferenced scan's detail."""
     center, scale = frame.as_array(), frame.scale
-    cloud = ((np.asarray(points, np.float64) - center) / scale).astype(np.float32)
-    queries = ((mesh.vertices.astype(np.float64) - center) / scale).astype(np.float32)
-    found = nearest(cloud, COLOR_NEIGHBOURS, queries)
+    cloud = (np.asarray(points, np.float64) - center) / scale
+    queries = (mesh.vertices.astype(np.float64) - center) / scale
+    return Mesh(mesh.vertices, mesh.faces, mesh.normals, neighbour_colors(cloud, colors, queries))
+
+
+def neighbour_colors(points: np.ndarray, colors: np.ndarray, queries: np.ndarray, k: int = COLOR_NEIGHBOURS):
+    """(Q, 3) float32: each query's inverse-distance weighted colour of its k nearest points (exact search, numpy
+    or SciPy). The add-on calls it with k=1 to carry a result's colours onto its re-extracted mesh."""
+    cloud, queries = np.asarray(points, np.float32), np.asarray(queries, np.float32)
+    found = nearest(cloud, k, queries)
     distance = np.linalg.norm(cloud[found] - queries[:, None, :], axis=2)
     weights = 1.0 / np.maximum(distance, 1e-6)
     weights /= weights.sum(axis=1, keepdims=True)
     blended = np.einsum("vk,vkc->vc", weights, np.asarray(colors, np.float32)[found])
-    return Mesh(mesh.vertices, mesh.faces, mesh.normals, np.clip(blended, 0.0, 1.0))
+    return np.clip(blended, 0.0, 1.0).astype(np.float32)
 
 
 def with_input_colors(mesh: Mesh, observation: Observation, frame: Frame) -> Mesh:

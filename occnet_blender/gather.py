@@ -274,16 +274,6 @@ def _outward_sign(triangles: np.ndarray, corners: np.ndarray) -> int:
     return -1 if closed and volume < 0 else 1
 
 
-def _cloud_points(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.ndarray:
-    cloud = obj.evaluated_get(depsgraph).data
-    positions = cloud.attributes.get("position")
-    if positions is None or len(positions.data) == 0:
-        raise GatherError(f"'{obj.name}' is an empty point cloud: it has no points to reconstruct from.")
-    points = np.empty(len(positions.data) * 3, np.float32)
-    positions.data.foreach_get("vector", points)
-    return points.reshape(-1, 3)
-
-
 def _image_pixels(obj: bpy.types.Object) -> np.ndarray:
     image = obj.data
     if image is None:

@@ -10,7 +10,15 @@ from .gather import Source
 from .jobs import Job
 from .latents import frame_of, latent_of, offset_of, store_frame, store_latent, store_offset
 from .meshes import centered, fill_mesh, new_mesh_object, set_colors
-from .shared import ExtractRequest, LatentFrame, MeshReply, ReconstructReply, ReconstructRequest, input_summary
+from .shared import (
+    ExtractRequest,
+    LatentFrame,
+    MeshReply,
+    ReconstructReply,
+    ReconstructRequest,
+    input_summary,
+    neighbour_colors,
+)
 
 RESULT_SUFFIX = ".occnet"
 
@@ -129,41 +137,5 @@ def _vertex_colors(mesh: bpy.types.Mesh) -> np.ndarray | None:
 
 
 def nearest_colors(points: np.ndarray, colors: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Each query takes the colour of a near point (numpy only: a grid of cells, each holding one point's colour,
-    searched in the 27 cells around the query at a cell size that doubles until every query has found one)."""
-    points, queries = np.asarray(points, np.float64), np.asarray(queries, np.float64)
-    out = np.full((len(queries), 3), 0.5, np.float32)
-    if not len(points) or not len(queries):
-        return out
-    low = np.minimum(points.min(axis=0), queries.min(axis=0))
-    span = float(np.max(np.maximum(points.max(axis=0), queries.max(axis=0)) - low)) or 1.0
-    size = span / max(64, round(len(points) ** (1 / 2)))  # points lie on a surface: about one per cell
-    best = np.full(len(queries), np.inf)
-    offsets = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
-    while True:
-        cells = np.floor((points - low) / size).astype(np.int64)
-        keys = _cell_keys(cells)
-        keys, first = np.unique(keys, return_index=True)
-        todo = np.isinf(best)
-        query_cells = np.floor((queries[todo] - low) / size).astype(np.int64)
-        found_distance, found_index = np.full(len(query_cells), np.inf), np.zeros(len(query_cells), np.int64)
-        for offset in offsets:
-            wanted = _cell_keys(query_cells + offset)
-            slot = np.clip(np.searchsorted(keys, wanted), 0, len(keys) - 1)
-            hit = keys[slot] == wanted
-            index = first[slot]
-            distance = np.where(hit, np.linalg.norm(points[index] - queries[todo], axis=1), np.inf)
-            closer = distance < found_distance
-            found_distance[closer], found_index[closer] = distance[closer], index[closer]
-        rows = np.flatnonzero(todo)
-        ok = np.isfinite(found_distance)
-        best[rows[ok]] = found_distance[ok]
-        out[rows[ok]] = colors[found_index[ok]]
-        if ok.all() or size > 4 * span:
-            return out
-        size *= 2
-
-
-def _cell_keys(cells: np.ndarray) -> np.ndarray:
-    cells = cells + (1 << 20)  # non-negative, 21 bits a coordinate
-    return (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
+    """Each query takes the colour of the nearest point: the backend's exact neighbour search, on numpy alone."""
+    return neighbour_colors(points, colors, queries, k=1)

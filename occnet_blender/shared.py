@@ -1,12 +1,14 @@
-"""The torch-free parts of the backend that the add-on shares: the worker protocol, the input file types and the
-atomic writing of outputs."""
+"""The torch-free parts of the backend that the add-on shares: the worker protocol, the input file types, the
+atomic writing of outputs and the colour transfer between points."""
 
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend import protocol
+    from ..backend.colors import neighbour_colors
     from ..backend.formats import LATENT_MARKER, SUPPORTED, input_kind, read_ply_header
     from ..backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend import protocol
+    from backend.colors import neighbour_colors
     from backend.formats import LATENT_MARKER, SUPPORTED, input_kind, read_ply_header
     from backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
 
@@ -69,6 +71,7 @@ __all__ = [
     "encode",
     "input_kind",
     "input_summary",
+    "neighbour_colors",
     "is_partial",
     "read_message",
     "read_ply_header",

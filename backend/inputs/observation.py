@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from .rgb import from_stored
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,10 @@ class PointCloudInput:
             )
         if colors.dtype.kind == "f" and not (np.isfinite(colors).all() and colors.min() >= 0 and colors.max() <= 1):
             raise InputError("Colours given as floats must lie between 0 and 1 (divide 8-bit colours by 255).")
-        if colors.dtype.kind in "iu":  # 8-bit, or 16-bit (LAS, PNG-style) when any value exceeds 255
-            colors = np.clip(colors, 0, None) / (255.0 if colors.max(initial=0) <= 255 else 65535.0)
+        if colors.dtype.kind in "iu":  # 8-bit, or 16-bit (LAS) when any value exceeds 255: the files' own rule
+            colors = from_stored(colors)
+            if colors is None:
+                raise InputError("Integer colours must lie between 0 and 65535 (8-bit: 0 to 255).")
         self.colors = colors.astype(np.float32)
 
 
