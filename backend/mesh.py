@@ -100,7 +100,8 @@ class Mesh:
         if self.normals is not None:
             columns.update({axis: self.normals[:, i] for i, axis in enumerate(("nx", "ny", "nz"))})
         if self.colors is not None:
-            columns.update({name: self.rgba8()[:, i] for i, name in enumerate(("red", "green", "blue"))})
+            rgba = self.rgba8()
+            columns.update({name: rgba[:, i] for i, name in enumerate(("red", "green", "blue"))})
         kinds = {name: "<u1" if c.dtype == np.uint8 else f"<f{c.itemsize}" for name, c in columns.items()}
         vertex = np.empty(len(self.vertices), dtype=list(kinds.items()))
         for name, column in columns.items():
