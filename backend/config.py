@@ -44,6 +44,7 @@ class ModelConfig:
     attention_heads: int = 4  # attention: ways of weighing a query's neighbours
     read_values: int = 16  # attention: values a query reads from each level's neighbours
     directions: int = 6  # attention: directions per point whose projections tell a neighbour's side
+    density_gate: bool = False  # attention: scale what queries read by the cloud's density (`DensityGate`)
     threshold: float = 0.2
     image_background: float = 1.0
     image_mean: float = 0.5
@@ -146,7 +147,9 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
     if name.startswith(("triplane", "attention")) and input_kind != "pointcloud":
         raise ValueError(f"preset {name!r} encodes point clouds only; use 'small' or 'paper' for {input_kind}")
     if name == "attention-small":
-        return dataclasses.replace(preset("triplane-small"), architecture="attention", n_points=100_000)
+        return dataclasses.replace(
+            preset("triplane-small"), architecture="attention", n_points=100_000, density_gate=True
+        )
     if name in ("triplane-small", "triplane"):
         small = ModelConfig(
             input_kind=input_kind,

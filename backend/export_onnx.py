@@ -125,6 +125,7 @@ class _PointDecoder(nn.Module):
     def __init__(self, network: OccupancyNetwork) -> None:
         super().__init__()
         self.decoder, self.attention, self.k = network.decoder, network.attention, network.config.neighbours
+        self.density = network.density
 
     def forward(self, planes, unit, points, queries, *levels):
         terms, candidates = levels[:LEVELS], levels[LEVELS:]
@@ -141,7 +142,7 @@ class _PointDecoder(nn.Module):
         read = sample_planes_by_gather(planes[None], queries[None])
         terms = [t[None] for t in terms]
         return decode_read(
-            self.attention, self.decoder, queries[None], read, points[None], unit.reshape(1), terms, found
+            self.attention, self.decoder, queries[None], read, points[None], unit.reshape(1), terms, found, self.density
         )[0]
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from tqdm import tqdm
 
@@ -67,6 +67,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--init",
         help="start from this checkpoint's weights wherever names and shapes match (e.g. point attention from a "
         "trained triplane model); the rest start fresh",
+    )
+    p.add_argument(
+        "--fresh-lr-scale",
+        type=float,
+        default=10.0,
+        help="with --init: the parameters the checkpoint does not provide (a new layer) learn at this multiple of "
+        "--lr, so they catch up with the trained ones within a short fine-tune",
     )
     p.add_argument("--stretch", type=float, default=0.25, help="with --rotate: per-axis scale in [1-S, 1+S]")
     p.add_argument("--lr", type=float, default=5e-4)
@@ -119,6 +126,7 @@ def train(args: argparse.Namespace) -> int:
         "stretch": args.stretch if args.rotate else 0.0,
         "normals": args.normals if config.architecture == "attention" else 0.0,
         "init": args.init,
+        "fresh_lr_scale": args.fresh_lr_scale if args.init else 1.0,
         "lr": args.lr,
         "schedule": args.schedule,
         "seed": args.seed,
@@ -143,13 +151,20 @@ def train(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     model = build_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    resumed = load_checkpoint(out / "last.safetensors") if args.resume else None
+    if resumed is not None:  # the optimizer's groups as the run began them
+        config.training["init"] = resumed.config.training.get("init")
+        config.training["fresh_lr_scale"] = resumed.config.training.get("fresh_lr_scale", 1.0)
+    init, fresh_scale = config.training["init"], config.training["fresh_lr_scale"]
+    if init and not Path(init).is_file():
+        raise OccNetError(f"{init}: the --init checkpoint is not there; the run's new layers are told apart by it.")
+    optimizer = torch.optim.Adam(parameter_groups(model, init, fresh_scale), lr=args.lr)
     start, best = 0, -1.0
-    if args.init and not args.resume:
-        initialise_from(model, Path(args.init))
-    if args.resume:
-        model.load_state_dict(load_checkpoint(out / "last.safetensors").state_dict())
+    if resumed is not None:
+        model.load_state_dict(resumed.state_dict())
         start, best = _restore_state(state_path, optimizer)
+    elif init:
+        initialise_from(model, Path(init))
     trained = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     rng = np.random.default_rng([args.seed, rank, start])
     per_rank = max(1, args.batch // world)
@@ -160,7 +175,7 @@ def train(args: argparse.Namespace) -> int:
     for step in bar:
         lr = _learning_rate(args, step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         model.train()
         shapes = _draw(train_sets if args.balance_data else [train_set], per_rank, rng)
         batch = make_batch(shapes, config, sampling, rng)
@@ -229,6 +244,20 @@ def network_arguments(batch: dict, device: torch.device) -> tuple:
     levels = batch.get("neighbours")
     neighbours = None if levels is None else [(i.to(device), e.to(device)) for i, e in levels]
     return batch["queries"].to(device), inputs, neighbours
+
+
+def parameter_groups(model: OccupancyNetwork, init: str | None, fresh_scale: float) -> list[dict]:
+    """The optimizer's groups: every parameter at the learning rate's own scale, except, with --init, those the
+    checkpoint does not provide (a new layer on a trained model), at `fresh_scale` times it: Adam moves a weight
+    about one learning rate a step, too little for a new layer to matter in a fine-tune of a few hundred steps."""
+    parameters = dict(model.named_parameters())
+    provided = set(parameters)
+    if init and fresh_scale != 1.0:
+        with safe_open(init, "pt") as source:
+            provided = provided & set(source.keys())
+    groups = [{"params": [p for n, p in parameters.items() if n in provided], "scale": 1.0}]
+    fresh = [p for n, p in parameters.items() if n not in provided]
+    return groups + ([{"params": fresh, "scale": fresh_scale}] if fresh else [])
 
 
 def initialise_from(model: OccupancyNetwork, path: Path) -> None:

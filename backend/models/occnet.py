@@ -13,7 +13,7 @@ from .decoder import OccupancyDecoder
 from .image_resnet import ResNetImageEncoder
 from .local_decoder import LocalDecoder
 from .local_pointnet import LocalPoolPointNet
-from .point_attention import NeighbourAttention, PointFeatures
+from .point_attention import DensityGate, NeighbourAttention, PointFeatures
 from .pointnet import ResnetPointNet
 from .triplane import sample_planes
 from .voxel_cnn import VoxelEncoder
@@ -55,6 +55,7 @@ class OccupancyNetwork(nn.Module):
                 NeighbourAttention(config.point_features, config.read_values, config.attention_heads, config.directions)
                 for _ in range(LEVELS)
             )
+            self.density = DensityGate(LEVELS * config.read_values) if config.density_gate else None
 
     def encode(self, observation: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | PointLatent:
         if self.config.architecture != "attention":
@@ -87,7 +88,9 @@ class OccupancyNetwork(nn.Module):
             raise ValueError(f"the point-attention decoder needs each query's neighbours at {LEVELS} levels")
         terms = code.terms if code.terms is not None else self.point_terms(code.features)
         read = sample_planes(code.planes, points)
-        return decode_read(self.attention, self.decoder, points, read, code.points, code.unit, terms, neighbours)
+        return decode_read(
+            self.attention, self.decoder, points, read, code.points, code.unit, terms, neighbours, self.density
+        )
 
     def point_terms(self, features: torch.Tensor) -> list[torch.Tensor]:
         """What each level's attention reads of every point, from the point features: computed once per latent
@@ -112,12 +115,16 @@ def decode_read(
     unit: torch.Tensor,
     terms: list[torch.Tensor],
     neighbours: list[tuple[torch.Tensor, torch.Tensor]],
+    density: DensityGate | None = None,
 ) -> torch.Tensor:
     """Point attention's logits (B, T) from what the queries read of the planes (B, T, C) and, at each level, of
     their neighbours among the points (what the ONNX decoder graph runs too)."""
     levels = enumerate(zip(attention, terms, neighbours, strict=True))
     z = [read(points, own, unit * level_unit(1.0, level), queries, *found) for level, (read, own, found) in levels]
-    return decoder.decode_features(queries, plane_features, torch.cat(z, dim=-1))
+    read_all = torch.cat(z, dim=-1)
+    if density is not None:
+        read_all = density(read_all, unit)
+    return decoder.decode_features(queries, plane_features, read_all)
 
 
 def _build_encoder(config: ModelConfig) -> nn.Module:
