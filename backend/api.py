@@ -1,143 +1,85 @@
-"""The public API: load a model, encode an observation to a latent, extract a mesh, blend latents.
+"""The public API: load a model on an engine, encode an observation to a latent, extract a mesh, blend latents.
 
-model = load_model("attention-pointcloud")
-result = model.reconstruct("scan.ply", resolution=128)
+model = load_model("attention-pointcloud")                  # PyTorch; engine="runtime": the built-in CPU engine
+result = model.reconstruct("scan.ply", resolution=128)      # any setting of backend.surface.options.ExtractOptions
 result.mesh.save("scan_occnet.obj")
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .checkpoint import load_checkpoint
-from .colors import with_input_colors
-from .config import ModelConfig, PointLatentLayout
-from .device import resolve_device
-from .extract import ExtractOptions, ExtractStats, extract_mesh
-from .extract.evaluate import CancelCheck, Field, Progress
+from .config import ModelConfig
+from .engines import EngineName, load_engine
+from .engines.base import Engine, Field, Reconstruction, extract, latent_field, reconstruct
 from .inputs import Observation
-from .inputs.attention import PointAttentionInput
-from .inputs.neighbours import QueryNeighbours
-from .inputs.network import as_observation, network_input
-from .latent import Latent, check_latent, interpolate
-from .mesh import Mesh
-from .models import OccupancyNetwork
-from .models.occnet import PointLatent
-from .protocol import MIN_PIECE
-from .registry import find_model
+from .inputs.network import as_observation
+from .surface.field import CancelCheck, Progress
+from .surface.latent import Latent, interpolate
+from .surface.options import ExtractOptions
+from .surface.pipeline import ExtractStats
 
-__all__ = ["Latent", "Model", "Reconstruction", "interpolate", "load_model"]
-
-
-@dataclass
-class Reconstruction:
-    mesh: Mesh  # in the source's own frame
-    latent: Latent
-    stats: dict
+__all__ = ["ExtractOptions", "Latent", "Model", "Reconstruction", "interpolate", "load_model"]
 
 
 class Model:
-    """A loaded Occupancy Network on a device, in eval mode (batch norm uses its running statistics)."""
+    """One model on one engine, for scripts: files, arrays or observations in; settings as keywords."""
 
-    def __init__(self, network: OccupancyNetwork, name: str, device: torch.device) -> None:
-        self.network = network.eval()
-        self.name = name
-        self.device = device
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
 
     @property
     def config(self) -> ModelConfig:
-        return self.network.config
+        return self.engine.config
 
-    @torch.no_grad()
     def encode(self, observation: Observation | str | Path | np.ndarray, seed: int = 0) -> Latent:
-        observation = as_observation(observation, self.name, self.config.input_kind)
-        prepared, frame = network_input(observation, self.config, seed)
-        if isinstance(prepared, PointAttentionInput):
-            arrays = {k: torch.as_tensor(v)[None].to(self.device) for k, v in prepared.arrays().items()}
-            encoded = self.network.encode(arrays)
-            planes, features = (t[0].float().cpu().numpy() for t in (encoded.planes, encoded.features))
-            code = PointLatentLayout.of(self.config).join(planes, prepared.unit, prepared.points, features)
-            return Latent(code, self.name, frame, blends_by_field=True, source=prepared.summary())
-        code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]
-        return Latent(code.float().cpu().numpy(), self.name, frame)
+        return self.engine.encode(as_observation(observation, self.name, self.config.input_kind), seed)
 
     def field(self, latent: Latent) -> Field:
-        """The occupancy logits of this latent's shape, as a function of canonical points: for a blend of
-        fields, the weighted sum of its parts'."""
-        check_latent(latent, self.name, self.config)
-        if not latent.parts:
-            return self._field(latent.code)
-        fields = [(weight, self._field(part.code)) for weight, part in latent.parts]
-        return lambda points: sum(weight * field(points) for weight, field in fields)
-
-    def _field(self, code: np.ndarray) -> Field:
-        if self.config.architecture != "attention":
-            code = torch.from_numpy(code.reshape(self.config.latent_shape)).float().to(self.device)[None]
-            return lambda points: self.network.decode(points[None], code)[0]
-        planes, unit, points, features = PointLatentLayout.of(self.config).split(code)
-        search = QueryNeighbours(points, unit, self.config.neighbours)
-        planes, points, features = (
-            torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in (planes, points, features)
-        )
-        latent = PointLatent(
-            *(t.to(self.device) for t in (planes[None], torch.tensor([unit]), points[None], features[None]))
-        )
-
-        def logits(queries: torch.Tensor) -> torch.Tensor:
-            found = search(queries.detach().cpu().numpy())
-            neighbours = [tuple(torch.from_numpy(a)[None].to(self.device) for a in level) for level in found]
-            return self.network.decode(queries[None].float(), latent, neighbours)[0]
-
-        return logits
+        """The occupancy logits of the latent's shape as a function of canonical points, in the engine's tensors."""
+        return latent_field(self.engine, latent)
 
     def extract(
         self,
         latent: Latent,
-        resolution: int = 128,
-        threshold: float | None = None,
-        refine_steps: int = 0,
-        faces: int = 0,
-        normals: bool = True,
-        min_piece: float = MIN_PIECE,
-        use_mise: bool = True,
+        options: ExtractOptions | None = None,
+        *,
         progress: Progress | None = None,
         cancel: CancelCheck | None = None,
         stats: ExtractStats | None = None,
+        **settings,
     ) -> Reconstruction:
-        options = ExtractOptions(
-            resolution=resolution,
-            threshold=self.config.threshold if threshold is None else threshold,
-            use_mise=use_mise,
-            refine_steps=refine_steps,
-            faces=faces,
-            normals=normals,
-            normals_from_mesh=self.config.mesh_normals,
-            min_piece=min_piece,
-        )
-        mesh, stats = extract_mesh(self.field(latent), options, self.device, progress, cancel, stats)
-        return Reconstruction(mesh.transformed(latent.frame.as_array(), latent.frame.scale), latent, stats.as_dict())
+        """The latent's mesh in its source's frame. `settings` (ExtractOptions' fields: resolution, threshold, ...)
+        replace those of `options`; threshold None is the model's own."""
+        mesh, stats = extract(self.engine, latent, _options(options, settings), progress, cancel, stats)
+        return Reconstruction(mesh, latent, stats.as_dict())
 
     def reconstruct(
-        self, observation: Observation | str | Path | np.ndarray, progress: Progress | None = None, **options
+        self,
+        observation: Observation | str | Path | np.ndarray,
+        options: ExtractOptions | None = None,
+        *,
+        progress: Progress | None = None,
+        cancel: CancelCheck | None = None,
+        **settings,
     ) -> Reconstruction:
-        start = time.perf_counter()
-        if progress is not None:
-            progress("encode", 0.0)
+        """Encode and extract, as `extract` takes its settings; the mesh takes the input's colours where it has them."""
         observation = as_observation(observation, self.name, self.config.input_kind)
-        latent = self.encode(observation)
-        stats = ExtractStats(seconds={"encode": time.perf_counter() - start}, source=latent.source)
-        result = self.extract(latent, progress=progress, stats=stats, **options)
-        result.mesh = with_input_colors(result.mesh, observation, latent.frame)
-        return result
+        return reconstruct(self.engine, observation, _options(options, settings), progress, cancel)
 
 
-def load_model(name_or_path: str | Path, device: str | torch.device = "auto") -> Model:
-    """A shipped model by name ('triplane-pointcloud'), or any checkpoint by path."""
-    path = find_model(name_or_path)
-    resolved = resolve_device(device)
-    return Model(load_checkpoint(path, resolved), path.stem, resolved)
+def _options(options: ExtractOptions | None, settings: dict) -> ExtractOptions:
+    return dataclasses.replace(options or ExtractOptions(), **settings)
+
+
+def load_model(name_or_path: str | Path, device: str = "auto", engine: EngineName = "torch", threads: int = 0) -> Model:
+    """A shipped model by name ('attention-pointcloud'), one in OCCNET_MODELS_PATH, or any checkpoint by path, on
+    PyTorch (`device`: auto, cuda, mps, cpu) or the built-in CPU runtime (`threads` 0: as many as PyTorch takes)."""
+    return Model(load_engine(name_or_path, engine, device, threads))

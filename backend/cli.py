@@ -24,14 +24,13 @@ from .data.rooms import SURFACE as ROOM_SURFACE
 from .data.shapes import CATEGORIES, GENERATORS
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
 from .errors import InputError, ModelLoadError, OccNetError, OutputError
-from .extract import ExtractOptions
 from .formats import input_kind
 from .inputs import load_observation
-from .mesh import check_mesh_suffix
 from .outputs import check_output, final_name, terminate_as_interrupt
-from .protocol import MIN_PIECE, input_summary
+from .protocol import input_summary
 from .registry import default_model, find_model, is_shipped, list_models, scan_models
-from .runtime.mise import valid_resolutions
+from .surface.mesh import check_mesh_suffix
+from .surface.options import DEFAULT_RESOLUTION, MIN_PIECE, RESOLUTIONS, ExtractOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name or .safetensors path (default: the shipped model for the input)")
-    p.add_argument("--resolution", type=int, default=128, choices=valid_resolutions(), help="grid resolution")
+    p.add_argument("--resolution", type=int, default=DEFAULT_RESOLUTION, choices=RESOLUTIONS, help="grid resolution")
     p.add_argument("--threshold", type=float, help="occupancy threshold in (0, 1) (default: the model's)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--refine-steps", type=int, default=0, help="gradient-based mesh refinement steps")
@@ -150,18 +149,16 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _extract_options(args: argparse.Namespace) -> dict:
+def _extract_options(args: argparse.Namespace) -> ExtractOptions:
     """The extraction settings, checked now so a bad one fails before the model loads (no threshold: the model's)."""
-    options = {
-        "resolution": args.resolution,
-        "threshold": args.threshold,
-        "refine_steps": args.refine_steps,
-        "faces": args.faces,
-        "normals": not args.no_normals,
-        "min_piece": args.min_piece,
-    }
-    ExtractOptions(**{**options, "threshold": 0.5 if args.threshold is None else args.threshold}).validate()
-    return options
+    return ExtractOptions(
+        resolution=args.resolution,
+        threshold=args.threshold,
+        refine_steps=args.refine_steps,
+        faces=args.faces,
+        normals=not args.no_normals,
+        min_piece=args.min_piece,
+    )
 
 
 def _load_for(args: argparse.Namespace, *inputs: str, made_by: str | None = None) -> Model:
@@ -214,9 +211,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
     bar = _Bar()
     try:
         if saved:  # a shape already reconstructed: its mesh again at these settings, no encoder run
-            result = model.extract(saved, progress=bar, **options)
+            result = model.extract(saved, options, progress=bar)
         else:
-            result = model.reconstruct(observation, progress=bar, **options)
+            result = model.reconstruct(observation, options, progress=bar)
     finally:
         bar.close()
     result.mesh.save(out)
@@ -226,7 +223,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     seconds = ", ".join(f"{k} {v:.2f}s" for k, v in stats["seconds"].items())
     print(
         f"{out}: {len(result.mesh.vertices)} vertices, {len(result.mesh.faces)} faces "
-        f"({model.name} on {model.device}, {stats['points_evaluated']} points evaluated; {seconds})"
+        f"({model.name} on {model.engine.device}, {stats['points_evaluated']} points evaluated; {seconds})"
         + (f"; {stats['pieces_dropped']} loose piece(s) dropped (--min-piece)" if stats.get("pieces_dropped") else "")
     )
     if read := input_summary(stats):
@@ -256,7 +253,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     bar = _Bar()
     try:
         for path, t in zip(paths, np.linspace(0.0, 1.0, args.steps), strict=True):
-            result = model.extract(interpolate(a, b, float(t), args.method), progress=bar, **options)
+            result = model.extract(interpolate(a, b, float(t), args.method), options, progress=bar)
             result.mesh.save(path)
             print(f"{path}: t={t:.3f}, {len(result.mesh.faces)} faces")
     finally:

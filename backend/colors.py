@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from .inputs.neighbours import nearest
-from .inputs.observation import Frame, Observation, PointCloudInput
-from .mesh import Mesh
+from .inputs.observation import Observation, PointCloudInput
+from .surface.frame import Frame
+from .surface.mesh import Mesh
 
 COLOR_NEIGHBOURS = 4  # input points blended into a vertex's colour: one alone shows the scan's noise as speckle
 

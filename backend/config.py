@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 CONFIG_VERSION = 3  # 2 added the triplane architecture, 3 point attention; older files read unchanged
-INPUT_KINDS = ("pointcloud", "image", "voxels")
-ARCHITECTURES = ("global", "triplane", "attention")
+InputKind = Literal["pointcloud", "image", "voxels"]
+Architecture = Literal["global", "triplane", "attention"]
+INPUT_KINDS: tuple[InputKind, ...] = get_args(InputKind)
+ARCHITECTURES: tuple[Architecture, ...] = get_args(Architecture)
 LOCAL_ARCHITECTURES = ("triplane", "attention")  # models that read every input point (up to n_points)
 
 # The canonical frame: a unit cube centred on the origin, padded by 0.1 (the paper's box).
@@ -23,8 +25,8 @@ BOX_SIZE = 1.0 + PADDING
 class ModelConfig:
     """Architecture and inference defaults of one Occupancy Network."""
 
-    input_kind: str = "pointcloud"
-    architecture: str = "global"  # one code per shape (the paper), feature planes (Peng et al. 2020), or
+    input_kind: InputKind = "pointcloud"
+    architecture: Architecture = "global"  # one code per shape (the paper), feature planes (Peng et al. 2020), or
     # feature planes plus features on the input points that each query reads by attention (after POCO)
     c_dim: int = 256  # the code's length, or the features per plane pixel
     decoder_hidden: int = 256

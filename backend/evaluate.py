@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -24,13 +23,10 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data.samplers import distinct_surface, noisy_cloud, partial_cloud
 from .errors import EmptySurfaceError, OccNetError
 from .inputs import PointCloudInput
-from .inputs.network import as_observation
-from .mesh import Mesh
 from .metrics import iou, mesh_contains
 from .registry import find_model, is_shipped
-
-if TYPE_CHECKING:
-    from .runtime.model import RuntimeModel
+from .surface.mesh import Mesh
+from .surface.options import ExtractOptions
 
 SURFACE_SAMPLES = 100_000
 FSCORE_THRESHOLD = 0.01
@@ -134,7 +130,7 @@ def rotate_shape(shape: dict, degrees: float) -> dict:
     return {**shape, **{key: shape[key] @ matrix.T for key in ("uniform", "surface", "normals")}}
 
 
-def model_input(model: Model | RuntimeModel, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
+def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
     if model.config.input_kind == "image":
         views = sorted((folder / "img").glob("*.png"))
         if not 0 <= args.view < len(views):
@@ -206,36 +202,13 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine(args: argparse.Namespace) -> tuple[Model | RuntimeModel, Callable[[object], Mesh]]:
-    """The model (its name and config) and how one input becomes a mesh, on the chosen engine."""
-    if args.engine == "torch":
-        model = load_model(args.model, args.device)
-        return (
-            model,
-            lambda observation: (
-                model.reconstruct(
-                    observation,
-                    resolution=args.resolution,
-                    threshold=args.threshold,
-                    normals=False,
-                    min_piece=args.min_piece,
-                ).mesh
-            ),
-        )
-    from .runtime.extract import ExtractOptions
-    from .runtime.model import load_runtime_model
-    from .runtime.reconstruct import encode, extract
-
-    runtime = load_runtime_model(args.model)
-    threshold = runtime.config.threshold if args.threshold is None else args.threshold
-    options = ExtractOptions(resolution=args.resolution, threshold=threshold, normals=False, min_piece=args.min_piece)
-    options.validate_for_runtime()
-
-    def reconstruct(observation: object) -> Mesh:
-        observation = as_observation(observation, runtime.name, runtime.config.input_kind)
-        return extract(runtime, encode(runtime, observation), options)[0]
-
-    return runtime, reconstruct
+def _engine(args: argparse.Namespace) -> tuple[Model, Callable[[object], Mesh]]:
+    """The model on the chosen engine, and how one input becomes a mesh there."""
+    options = ExtractOptions(
+        resolution=args.resolution, threshold=args.threshold, normals=False, min_piece=args.min_piece
+    )
+    model = load_model(args.model, args.device, engine=args.engine)
+    return model, lambda observation: model.reconstruct(observation, options).mesh
 
 
 def metadata_target(model: Path, copy: str) -> Path:
@@ -285,7 +258,7 @@ def store_summary(
     save_checkpoint(network, out or path)
 
 
-def summarize(rows: list[dict], model: Model | RuntimeModel, args: argparse.Namespace) -> dict:
+def summarize(rows: list[dict], model: Model, args: argparse.Namespace) -> dict:
     def means(items: list[dict]) -> dict:
         return {m: float(np.nanmean([r[m] for r in items])) if items else float("nan") for m in METRICS}
 

@@ -1,25 +1,27 @@
-"""The add-on <-> worker protocol, version 2. This module is the one place it is written down, and its
+"""The add-on <-> worker protocol, version 3. This module is the one place it is written down, and its
 dataclasses are the messages both sides build and read (stdlib + numpy only: it runs inside Blender).
 
-Start: `python -m backend.worker --device D` (PyTorch) or `python -m backend.runtime.worker` (the built-in CPU
-runtime: numpy and ONNX Runtime, plus Pillow and trimesh for files; same messages, hello's engine says which),
-with OCCNET_MODELS_PATH (os.pathsep separated) naming folders of extra models. Transport: the worker's stdin
-(requests) and stdout (replies); no port is opened. Every message is one frame:
+Start: `python -m backend.worker --engine torch --device D` (PyTorch) or `python -m backend.worker --engine
+runtime` (the built-in CPU runtime: numpy and ONNX Runtime, plus Pillow and trimesh for files; same messages,
+hello's engine says which), with OCCNET_MODELS_PATH (os.pathsep separated) naming folders of extra models.
+Transport: the worker's stdin (requests) and stdout (replies); no port is opened. Every message travels as:
 
     4 bytes  big-endian length L of the header (at most MAX_HEADER_BYTES)
-    L bytes  UTF-8 JSON object: {"v": 2, "type": ..., "id": ..., "arrays": [[name, dtype, shape], ...], ...fields}
+    L bytes  UTF-8 JSON object: {"v": 3, "type": ..., "id": ..., "arrays": [[name, dtype, shape], ...], ...fields}
     then     each array's raw bytes, C order, in the order listed (arrays never travel as JSON lists)
 
 "id" is an integer (or null on a reply to a request whose id could not be read). Arrays are plain numbers
 (bool, int, uint or float dtypes); one array holds at most MAX_ARRAY_BYTES and one frame's arrays together at
-most MAX_FRAME_BYTES. A frame that breaks these rules gets an error reply of kind "protocol" (to its id when
-that could be read) and the worker reads on; the end of its stdin always ends the worker.
+most MAX_MESSAGE_BYTES. A message that breaks these rules, names a field its type does not have, or carries two
+inputs gets an error reply of kind "protocol" (to its id when that could be read) and the worker reads on; the end
+of its stdin always ends the worker.
 
 Requests (add-on -> worker), each a dataclass below; every one carries an "id" that its replies repeat:
     hello        HelloRequest        -> hello  HelloReply
     models       ModelsRequest       -> result ModelsReply
     reconstruct  ReconstructRequest  -> result ReconstructReply (MESH + LATENT)   model "auto": the shipped
-                                                                                  default for the input's kind
+                                                                                  default for the input's kind;
+                                                                                  one input: a file or an array
     encode       EncodeRequest       -> result EncodeReply (LATENT)
     extract      ExtractRequest      -> result MeshReply
     interpolate  InterpolateRequest  -> result MeshReply (the blend's latent is not sent back)
@@ -28,12 +30,16 @@ Requests (add-on -> worker), each a dataclass below; every one carries an "id" t
 Replies (worker -> add-on): the "hello"/"result" above, and for any request
     progress     Progress   {stage, fraction}  stage in encode/evaluate/mesh/simplify/refine/normals
     error        ErrorReply {kind, message}    kind in ERROR_KINDS; message is written for the user, with the
-                                               fix; the client adds kind "crashed" to the jobs of a worker that died
+                                               fix; "internal" is a bug, its traceback in the worker's log (the
+                                               message names it); the client adds "crashed" to the jobs of a
+                                               worker that died
+OPTIONS = the field "options" of reconstruct, extract and interpolate: an ExtractOptions object (its fields, all
+         optional: resolution, threshold (null: the model's), refine_steps, faces, normals, min_piece, use_mise)
 MESH   = arrays vertices (V,3) float64 in the source's frame (exact far from the origin, where float32 would round
          a georeferenced scan to half a metre; Blender stores float32), faces (F,3) int32, normals (V,3) float32
          (optional), colors (V,3) float32 RGB in [0, 1] (optional: when the input had colour); field stats
-LATENT = array code with field latent (a LatentFrame: latent_model, center [x,y,z], scale). Only the model named
-         latent_model decodes it: extract and interpolate with another model are an "input" error.
+LATENT = array code with field latent (a LatentInfo: latent_model, center [x,y,z], scale, blends_by_field). Only
+         the model named latent_model decodes it: extract and interpolate with another model are an "input" error.
          The worker sends code as float32 in the model's latent_shape: (c_dim,) for a global code, (3, c_dim, R, R)
          for feature planes (393,216 values for the small triplane model). Requests may send it as float16 (how
          the add-on stores latents) or float32, in any shape with latent_shape's number of values; the worker
@@ -49,29 +55,34 @@ import struct
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, Literal
 
 import numpy as np
 
-PROTOCOL_VERSION = 2
+from .config import Architecture, InputKind
+from .engines import EngineName
+from .errors import OccNetError
+from .surface.options import ExtractOptions
+
+PROTOCOL_VERSION = 3
 AUTO_MODEL = "auto"  # the "model" that picks the shipped default for the input's kind
-MODELS_PATH_ENV = "OCCNET_MODELS_PATH"
-ERROR_KINDS = ("protocol", "input", "model", "device", "empty", "cancelled", "oom", "internal", "crashed")
+ErrorKind = Literal["protocol", "input", "model", "device", "empty", "cancelled", "oom", "internal", "crashed"]
+ERROR_KINDS: tuple[ErrorKind, ...] = typing.get_args(ErrorKind)
+Stage = Literal["encode", "evaluate", "mesh", "simplify", "refine", "normals"]
+BlendMethod = Literal["linear", "spherical"]
 MAX_HEADER_BYTES = 1 << 20
-MIN_PIECE = 0.01  # default share of the largest piece's surface below which a loose piece (a crumb, a blob) is dropped
-RESOLUTIONS = (32, 64, 128, 256, 512)  # the grids a request's "resolution" names: MISE doubles from the first
 # 256 MiB: 20 million points as float32 xyz, a 4096 x 4096 RGBA float image, a mesh of 20 million faces;
 # the largest latent (feature planes) is a few MB.
 MAX_ARRAY_BYTES = 1 << 28
-MAX_FRAME_BYTES = 1 << 29
+MAX_MESSAGE_BYTES = 1 << 29
 MAX_ARRAY_DIMS = 8
 _LENGTH = struct.Struct(">I")
 
 
 class ProtocolError(Exception):
-    """A frame or message that breaks the protocol; `id` is the message's id when it could be read. `in_step`
-    says whether the stream is still at a frame's start: when a frame's length cannot be known, it is not, and
-    the reader must stop (the worker exits and the add-on starts a new one) rather than read bytes as frames."""
+    """A message that breaks the protocol; `id` is the message's id when it could be read. `in_step` says whether
+    the stream is still at a message's start: when a message's length cannot be known, it is not, and the reader
+    must stop (the worker exits and the add-on starts a new one) rather than read bytes as messages."""
 
     def __init__(self, message: str, msg_id: int | None = None, in_step: bool = True) -> None:
         super().__init__(message)
@@ -96,17 +107,9 @@ def input_summary(stats: dict) -> str | None:
     return text
 
 
-def threshold_problem(threshold: float) -> str | None:
-    """Why a "threshold" (an occupancy probability) cannot be used, with the fix; None when it can. The one
-    statement of its range: the worker, the CLI and the add-on's batch all check with it."""
-    if 0.0 < threshold < 1.0:
-        return None
-    return f"Threshold {threshold} must lie strictly between 0 and 1 (0.5 is the usual surface)."
-
-
 @dataclass
 class Message:
-    """One frame as it travels: the envelope the typed messages below are encoded into."""
+    """One message as it travels: the envelope the typed messages below are encoded into."""
 
     type: str
     id: int | None = None
@@ -118,7 +121,7 @@ class Message:
 
 
 @dataclass(frozen=True)
-class LatentFrame:
+class LatentInfo:
     """What a latent code needs besides its numbers: the model that made it and the input's normalisation."""
 
     latent_model: str
@@ -130,28 +133,13 @@ class LatentFrame:
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
-    input_kind: str
-    architecture: str  # "global" or "triplane"
+    input_kind: InputKind
+    architecture: Architecture
     latent_shape: tuple[int, ...]
     size_mb: float
     threshold: float
     c_dim: int  # the code's length, or the features per plane pixel
     evaluation: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Extraction:
-    """How a latent becomes a mesh; threshold None is the model's own."""
-
-    resolution: int = 128
-    threshold: float | None = None
-    refine_steps: int = 0
-    faces: int = 0
-    normals: bool = True
-    min_piece: float = MIN_PIECE  # pieces with less surface than this share of the largest's are dropped; 0 keeps all
-
-    def extraction_options(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(Extraction)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,6 +153,18 @@ class ObservationSource:
     pixels: np.ndarray | None = None
     voxels: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        """One input, or the worker would have to pick one silently; normals and colours only with points."""
+        given = [name for name in ("input_path", "points", "pixels", "voxels") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ProtocolError(
+                f"send exactly one input ('input_path' or the array 'points', 'pixels' or 'voxels'), not "
+                f"{' and '.join(map(repr, given)) or 'none'}"
+            )
+        for name in ("point_normals", "point_colors"):
+            if getattr(self, name) is not None and self.points is None:
+                raise ProtocolError(f"'{name}' comes only with 'points'")
+
 
 @dataclass(frozen=True)
 class HelloReply:
@@ -173,9 +173,9 @@ class HelloReply:
     backend: str  # the backend's version
     torch: str | None  # PyTorch's version; None for the built-in CPU runtime
     device: str
-    devices: list
+    devices: list[str]
     pid: int
-    engine: str = "torch"  # which worker answers: "torch" (backend.worker) or "runtime" (backend.runtime.worker)
+    engine: EngineName = "torch"  # which engine the worker runs
 
 
 @dataclass(frozen=True)
@@ -196,33 +196,29 @@ class MeshReply:
 
 @dataclass(frozen=True, kw_only=True)
 class ReconstructReply(MeshReply):
-    latent: LatentFrame
+    latent: LatentInfo
     code: np.ndarray
 
 
 @dataclass(frozen=True, kw_only=True)
 class EncodeReply:
     TYPE: ClassVar[str] = "result"
-    latent: LatentFrame
+    latent: LatentInfo
     code: np.ndarray
 
 
 @dataclass(frozen=True)
 class Progress:
     TYPE: ClassVar[str] = "progress"
-    stage: str
+    stage: Stage
     fraction: float
 
 
 @dataclass(frozen=True)
 class ErrorReply:
     TYPE: ClassVar[str] = "error"
-    kind: str
+    kind: ErrorKind
     message: str
-
-    def __post_init__(self) -> None:
-        if self.kind not in ERROR_KINDS:
-            raise ProtocolError(f"error kind '{self.kind}' is not one of {', '.join(ERROR_KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -239,10 +235,11 @@ class ModelsRequest:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReconstructRequest(Extraction, ObservationSource):
+class ReconstructRequest(ObservationSource):
     TYPE: ClassVar[str] = "reconstruct"
     REPLY: ClassVar[type] = ReconstructReply
     model: str
+    options: ExtractOptions = ExtractOptions()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,25 +250,27 @@ class EncodeRequest(ObservationSource):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExtractRequest(Extraction):
+class ExtractRequest:
     TYPE: ClassVar[str] = "extract"
     REPLY: ClassVar[type] = MeshReply
     model: str
-    latent: LatentFrame
+    latent: LatentInfo
     code: np.ndarray
+    options: ExtractOptions = ExtractOptions()
 
 
 @dataclass(frozen=True, kw_only=True)
-class InterpolateRequest(Extraction):
+class InterpolateRequest:
     TYPE: ClassVar[str] = "interpolate"
     REPLY: ClassVar[type] = MeshReply
     model: str
-    a: LatentFrame
-    b: LatentFrame
+    a: LatentInfo
+    b: LatentInfo
     code_a: np.ndarray
     code_b: np.ndarray
     t: float
-    method: str = "linear"
+    method: BlendMethod = "linear"
+    options: ExtractOptions = ExtractOptions()
 
 
 @dataclass(frozen=True)
@@ -300,7 +299,6 @@ REQUESTS: dict[str, type] = {
         ShutdownRequest,
     )
 }
-REQUEST_TYPES = tuple(REQUESTS)
 REPLY_TYPES = ("hello", "result", "progress", "error")
 Request = (
     HelloRequest
@@ -316,10 +314,14 @@ Reply = HelloReply | ModelsReply | MeshReply | EncodeReply | Progress | ErrorRep
 
 
 def encode(message: Any, msg_id: int | None) -> Message:
-    """A request or reply dataclass as a frame: arrays travel raw, everything else as JSON fields."""
+    """A request or reply dataclass as a message: arrays travel raw, everything else as JSON fields. A value
+    outside its field's choices (a Literal) is refused here, by the side that made it."""
     fields, arrays = {}, {}
     for f in dataclasses.fields(message):
         value = getattr(message, f.name)
+        hint = _hints(type(message))[f.name]
+        if typing.get_origin(hint) is Literal and value not in typing.get_args(hint):
+            raise ProtocolError(f"'{message.TYPE}.{f.name}' is {value!r}, not one of {typing.get_args(hint)}")
         if isinstance(value, np.ndarray):
             arrays[f.name] = value
         elif value is not None or not _is_array(_hints(type(message))[f.name]):
@@ -328,7 +330,7 @@ def encode(message: Any, msg_id: int | None) -> Message:
 
 
 def decode_request(message: Message) -> Request:
-    """The typed request in a frame; ProtocolError (with the frame's id) for an unknown type or a bad field."""
+    """The typed request in a message; ProtocolError (with the frame's id) for an unknown type or a bad field."""
     cls = REQUESTS.get(message.type)
     if cls is None:
         raise ProtocolError(f"unknown request type '{message.type}'", message.id)
@@ -371,7 +373,7 @@ def write_message(stream: BinaryIO, message: Message) -> None:
 
 def read_message(stream: BinaryIO) -> Message | None:
     """The next message, or None at a clean end of stream. Raises ProtocolError on a broken frame. A frame whose
-    arrays can be measured (plain number dtypes, non-negative shapes, within MAX_FRAME_BYTES) is read to its end
+    arrays can be measured (plain number dtypes, non-negative shapes, within MAX_MESSAGE_BYTES) is read to its end
     even when refused, so the stream stays in step; one whose length cannot be known (an oversized header, an
     unreadable array list, a size beyond the limits) raises with `in_step` False. A header that is not a JSON
     object is taken to carry no arrays."""
@@ -391,9 +393,9 @@ def read_message(stream: BinaryIO) -> Message | None:
     msg_id = raw_id if type(raw_id) is int else None
     specs = [_array_spec(spec, msg_id) for spec in _as_list(header.pop("arrays", []), "arrays", msg_id)]
     total = sum(dtype.itemsize * count for _, dtype, _, count in specs)
-    if total > MAX_FRAME_BYTES:
+    if total > MAX_MESSAGE_BYTES:
         raise ProtocolError(
-            f"the arrays hold {total} bytes, more than the limit of {MAX_FRAME_BYTES}", msg_id, in_step=False
+            f"the arrays hold {total} bytes, more than the limit of {MAX_MESSAGE_BYTES}", msg_id, in_step=False
         )
     problem = _header_problem(header, raw_id)
     if problem:
@@ -496,7 +498,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def _from_fields(cls: type, fields: dict, arrays: dict[str, np.ndarray], where: str) -> Any:
+    """The dataclass from a message's fields and arrays; a field or array it does not have is refused (a misspelt
+    setting must not fall back to its default), and so is a value its own checks refuse."""
     hints, values = _hints(cls), {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted((set(fields) | set(arrays)) - names)
+    if unknown:
+        raise ProtocolError(
+            f"'{where}' has no field {', '.join(map(repr, unknown))} (its fields: {', '.join(sorted(names))})"
+        )
     for f in dataclasses.fields(cls):
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if _is_array(hints[f.name]):
@@ -508,7 +518,10 @@ def _from_fields(cls: type, fields: dict, arrays: dict[str, np.ndarray], where: 
             values[f.name] = _convert(fields[f.name], hints[f.name], f"{where}.{f.name}")
         elif required:
             raise ProtocolError(f"'{where}' needs the field '{f.name}'")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except OccNetError as exc:  # a value the class's own checks refuse (an extraction setting out of range)
+        raise ProtocolError(f"'{where}': {exc}") from None
 
 
 def _convert(value: Any, hint: Any, where: str) -> Any:
@@ -529,6 +542,10 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         item = args[0] if args else Any
         items = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if tuple in (origin, hint) else items
+    if origin is Literal:
+        if value not in args:
+            raise ProtocolError(f"'{where}' is {value!r}, not one of {', '.join(map(repr, args))}")
+        return value
     if hint is Any:
         return value
     if hint is float and type(value) in (int, float):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from .config import ModelConfig
 from .errors import ModelLoadError
-from .protocol import MODELS_PATH_ENV
 from .weights_file import read_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MODELS_PATH_ENV = "OCCNET_MODELS_PATH"  # folders of extra models (os.pathsep separated); the add-on sets it
 DEFAULT_MODELS = {"pointcloud": "attention-pointcloud", "image": "onet-image"}  # no voxel model ships
 
 

@@ -1,12 +1,12 @@
-"""Serving the worker protocol (protocol.py) on stdin/stdout, for either engine: the PyTorch worker
-(backend/worker.py) and the built-in CPU runtime's (backend/runtime/worker.py) subclass `Server` with their
-request handlers; everything else (framing, the reader thread, the job queue, cancel, progress, error kinds,
-stdout handed to the protocol alone, ending with stdin or the parent) is here, once, and never imports torch.
+"""Serving the worker protocol (protocol.py) on stdin/stdout, on either engine (`backend.engines`): framing, the
+reader thread, the job queue, cancel, progress, the handlers (one table, `HANDLERS`), error kinds, stdout handed
+to the protocol alone, ending with stdin or the parent. Never imports torch itself: the PyTorch engine's modules
+load only in a worker that runs it.
 
 Jobs run one at a time on the main thread, models stay loaded between jobs, and a reader thread keeps
-listening so that a cancel arrives mid-job. The reader answers every malformed frame with a "protocol" error
+listening so that a cancel arrives mid-job. The reader answers every malformed message with a "protocol" error
 and reads on; the worker ends when its stdin closes or its parent process goes away, so it never outlives
-Blender.
+Blender. A failure that is not the backend's own error is a bug: "internal", its traceback in the worker's log.
 """
 
 from __future__ import annotations
@@ -15,31 +15,38 @@ import json
 import os
 import queue
 import sys
+import tempfile
 import threading
 import time
 import traceback
-from typing import BinaryIO
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from .colors import with_input_colors
 from .config import ModelConfig
+from .engines import EngineName
+from .engines.base import Engine, extract, reconstruct
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
-from .inputs import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
-from .latent import Latent, interpolate
-from .mesh import Mesh
+from .inputs import ImageInput, Observation, PointCloudInput, VoxelInput
+from .inputs.network import check_input_kind
 from .protocol import (
     AUTO_MODEL,
+    PROTOCOL_VERSION,
     CancelRequest,
     EncodeReply,
     EncodeRequest,
     ErrorReply,
-    Extraction,
     ExtractRequest,
+    HelloReply,
+    HelloRequest,
     InterpolateRequest,
-    LatentFrame,
+    LatentInfo,
     MeshReply,
     ModelInfo,
+    ModelsReply,
+    ModelsRequest,
     ObservationSource,
     Progress,
     ProtocolError,
@@ -52,8 +59,10 @@ from .protocol import (
     read_message,
     write_message,
 )
-from .registry import ModelEntry, default_model
-from .runtime.extract import ExtractStats
+from .registry import ModelEntry, default_model, list_models
+from .surface.frame import Frame
+from .surface.latent import Latent, interpolate
+from .surface.mesh import Mesh
 
 PARENT_POLL_SECONDS = 1.0
 OBSERVATIONS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}  # by request field
@@ -64,46 +73,44 @@ _ERRORS = (
     (DeviceError, "device"),
     (EmptySurfaceError, "empty"),
     (OccNetError, "input"),
+    (ProtocolError, "protocol"),
 )
 
 
-def error_reply(exc: BaseException, request: str) -> ErrorReply:
-    """The reply for an exception a job raised: the backend's own errors by type, the rest as internal."""
-    for kind_of, kind in _ERRORS:
-        if isinstance(exc, kind_of):
-            return ErrorReply(kind, "Cancelled; nothing was changed." if kind == "cancelled" else str(exc))
-    if isinstance(exc, ProtocolError | KeyError | TypeError | ValueError):
-        return ErrorReply("protocol", f"Malformed '{request}' request: {exc}.")
-    traceback.print_exception(exc, file=sys.stderr)
-    return ErrorReply("internal", f"The backend failed unexpectedly: {exc!r}. Details are in the backend log.")
+def default_log_path() -> Path:
+    """Where a worker writes the tracebacks of its bugs: one file per process, in the system's temporary folder."""
+    return Path(tempfile.gettempdir()) / f"occnet-worker-{os.getpid()}.log"
 
 
 class Server:
-    """The engine-independent part of a worker. A subclass adds `do_hello` and `do_models`, and the engine's part
-    of the shape requests: `model`, `encode`, `extraction` and `extract`."""
+    """A worker: jobs one at a time on the main thread, each answered by its handler in `HANDLERS`, with the
+    models loaded on this worker's engine once and kept."""
 
-    def __init__(self, channel: BinaryIO) -> None:
+    def __init__(
+        self,
+        channel: BinaryIO,
+        engine: EngineName = "torch",
+        device: str = "auto",
+        threads: int = 0,
+        log_path: Path | None = None,
+    ) -> None:
         self.channel = channel
+        self.engine, self.device, self.threads = engine, device, threads
+        self.log_path = log_path or default_log_path()
+        self.loaded: dict[str, Engine] = {}
         self.jobs: queue.Queue[tuple[int | None, Request] | None] = queue.Queue()
         self.cancelled: set[int] = set()
         self.running: int | None = None
         self.lock = threading.Lock()  # guards cancelled and running; never held while writing
-        self.write_lock = threading.Lock()  # one frame at a time on stdout
+        self.write_lock = threading.Lock()  # one message at a time on stdout
         self.closing = threading.Event()
-
-    def error_reply(self, exc: BaseException, request: str) -> ErrorReply:
-        return error_reply(exc, request)
-
-    def after_job(self) -> None:
-        """Called after every job, whatever its end (the PyTorch worker frees cached GPU memory)."""
 
     def send(self, message: object, msg_id: int | None) -> None:
         try:
             frame = encode(message, msg_id)
-            json.dumps(frame.fields)  # fails here, before a byte is written, rather than mid-frame
+            json.dumps(frame.fields)  # fails here, before a byte is written, rather than mid-message
         except Exception as exc:  # a reply that cannot be encoded still gets an answer, and the worker lives
-            traceback.print_exc(file=sys.stderr)
-            frame = encode(ErrorReply("internal", f"The backend could not send its reply: {exc!r}."), msg_id)
+            frame = encode(self.bug_reply(exc), msg_id)
         with self.write_lock:
             try:
                 write_message(self.channel, frame)
@@ -112,7 +119,7 @@ class Server:
 
     def read_requests(self, stream: BinaryIO) -> None:
         """Reader thread: cancels act at once, everything else queues for the main thread. It ends only at the
-        end of stdin (or a shutdown): a malformed frame gets an error reply and the next frame is read."""
+        end of stdin (or a shutdown): a malformed message gets an error reply and the next one is read."""
         try:
             while not self.closing.is_set():
                 try:
@@ -158,9 +165,9 @@ class Server:
             self.send(ErrorReply("cancelled", "Cancelled before it started."), job)
             return
         try:
-            reply = getattr(self, f"do_{request.TYPE}")(request, job)
+            reply = HANDLERS[type(request)](self, request, job)
         except Exception as exc:  # the worker must answer every job, whatever broke
-            reply = self.error_reply(exc, request.TYPE)
+            reply = self.error_reply(exc)
         finally:
             with self.lock:
                 self.running = None
@@ -168,58 +175,104 @@ class Server:
             self.after_job()
         self.send(reply, job)
 
-    # --- the shape requests, the same on every engine ------------------------------------------------------
+    def error_reply(self, exc: BaseException) -> ErrorReply:
+        """The reply for an exception a job raised: the backend's own errors by kind, a GPU out of memory as
+        "oom"; anything else is a bug."""
+        for kind_of, kind in _ERRORS:
+            if isinstance(exc, kind_of):
+                return ErrorReply(kind, "Cancelled; nothing was changed." if kind == "cancelled" else str(exc))
+        if self.engine == "torch":
+            from .engines.pytorch import OUT_OF_MEMORY, is_out_of_memory
 
-    def do_reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
-        start = time.perf_counter()
+            if is_out_of_memory(exc):
+                return ErrorReply("oom", OUT_OF_MEMORY)
+        return self.bug_reply(exc)
+
+    def bug_reply(self, exc: BaseException) -> ErrorReply:
+        """A bug: its traceback to the worker's log (and stderr), the user told where it is."""
+        text = "".join(traceback.format_exception(exc))
+        print(text, file=sys.stderr)
+        try:
+            with self.log_path.open("a", encoding="utf-8") as log:
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+            where = f"the worker's log, {self.log_path}"
+        except OSError:
+            where = "the Blender console (the worker's log could not be written)"
+        return ErrorReply(
+            "internal",
+            f"The backend failed unexpectedly ({type(exc).__name__}: {exc}). This is a bug: please report it with "
+            f"the traceback in {where}.",
+        )
+
+    def after_job(self) -> None:
+        """Whatever the job's end: the PyTorch engine hands its cached GPU memory back."""
+        if self.engine == "torch":
+            from .engines.pytorch import free_cached_memory
+
+            free_cached_memory()
+
+    # --- the handlers ----------------------------------------------------------------------------------
+
+    def hello(self, request: HelloRequest, job: int | None) -> HelloReply:
+        from . import __version__
+
+        if self.engine == "runtime":
+            return HelloReply(PROTOCOL_VERSION, __version__, None, "cpu", ["cpu"], os.getpid(), engine="runtime")
+        from .engines.pytorch import describe
+
+        torch_version, device, devices = describe(self.device)
+        return HelloReply(PROTOCOL_VERSION, __version__, torch_version, device, devices, os.getpid())
+
+    def models(self, request: ModelsRequest, job: int | None) -> ModelsReply:
+        entries = list_models(request.extra_dirs)
+        if self.engine == "runtime":
+            from .runtime.graphs import has_graphs
+
+            entries = [e for e in entries if has_graphs(e.path, e.config.architecture)]
+        return ModelsReply([model_info(e) for e in entries])
+
+    def reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
         observation = request_observation(request)
-        model = self.model(request.model, observation)
-        extraction = self.extraction(request, model, job)
-        self.progress(job)("encode", 0.0)
-        latent = self.encode(model, observation)
-        stats = ExtractStats(seconds={"encode": time.perf_counter() - start}, source=latent.source)
-        mesh = with_input_colors(self.extract(model, latent, extraction, job, stats), observation, latent.frame)
-        return mesh_reply(mesh, stats.as_dict(), latent)
+        engine = self.load(request.model, observation)
+        result = reconstruct(engine, observation, request.options, self.progress(job), self.cancel_check(job))
+        return mesh_reply(result.mesh, result.stats, result.latent)
 
-    def do_encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
+    def encode(self, request: EncodeRequest, job: int | None) -> EncodeReply:
         observation = request_observation(request)
-        latent = self.encode(self.model(request.model, observation), observation)
-        return EncodeReply(latent=latent_frame(latent), code=latent.code)
+        latent = self.load(request.model, observation).encode(observation)
+        return EncodeReply(latent=latent_info(latent), code=latent.code)
 
-    def do_extract(self, request: ExtractRequest, job: int | None) -> MeshReply:
-        model = self.model(request.model)
-        latent = latent_from(request.latent, request.code, model.name, model.config)
-        return self.extract_reply(model, latent, request, job)
+    def extract(self, request: ExtractRequest, job: int | None) -> MeshReply:
+        engine = self.load(request.model)
+        latent = latent_from(request.latent, request.code, engine.name, engine.config)
+        return self.mesh_of(engine, latent, request, job)
 
-    def do_interpolate(self, request: InterpolateRequest, job: int | None) -> MeshReply:
-        model = self.model(request.model)
-        a = latent_from(request.a, request.code_a, model.name, model.config)
-        b = latent_from(request.b, request.code_b, model.name, model.config)
-        return self.extract_reply(model, interpolate(a, b, request.t, request.method), request, job)
+    def interpolate(self, request: InterpolateRequest, job: int | None) -> MeshReply:
+        engine = self.load(request.model)
+        a = latent_from(request.a, request.code_a, engine.name, engine.config)
+        b = latent_from(request.b, request.code_b, engine.name, engine.config)
+        return self.mesh_of(engine, interpolate(a, b, request.t, request.method), request, job)
 
-    def extract_reply(self, model, latent: Latent, request: Extraction, job: int | None) -> MeshReply:
-        stats = ExtractStats()
-        mesh = self.extract(model, latent, self.extraction(request, model, job), job, stats)
+    def mesh_of(
+        self, engine: Engine, latent: Latent, request: ExtractRequest | InterpolateRequest, job: int | None
+    ) -> MeshReply:
+        mesh, stats = extract(engine, latent, request.options, self.progress(job), self.cancel_check(job))
         return mesh_reply(mesh, stats.as_dict())
 
-    # --- the engine's part ------------------------------------------------------------------------------
+    # --- for the handlers -------------------------------------------------------------------------------
 
-    def model(self, name: str, observation: Observation | None = None):
-        """The requested model, loaded once; "auto" is the shipped default for the observation's kind."""
-        raise NotImplementedError
+    def load(self, name: str, observation: Observation | None = None) -> Engine:
+        """The requested model on this worker's engine, loaded once; "auto" is the shipped default for the
+        observation's kind, and an observation of another kind is refused."""
+        from .engines import load_engine
 
-    def encode(self, model, observation: Observation) -> Latent:
-        raise NotImplementedError
-
-    def extraction(self, request: Extraction, model, job: int | None):
-        """The request's extraction settings as the engine takes them, checked before any work."""
-        raise NotImplementedError
-
-    def extract(self, model, latent: Latent, extraction, job: int | None, stats: ExtractStats) -> Mesh:
-        """The latent's mesh in its source's frame; the stage times go into `stats`."""
-        raise NotImplementedError
-
-    # --- for the engines ----------------------------------------------------------------------------------
+        name = model_name(name, observation.kind if observation is not None else None)
+        if name not in self.loaded:
+            self.loaded[name] = load_engine(name, self.engine, self.device, self.threads)
+        engine = self.loaded[name]
+        if observation is not None:
+            check_input_kind(engine.name, engine.config.input_kind, observation)
+        return engine
 
     def cancel_check(self, job: int | None):
         return lambda: job in self.cancelled or self.closing.is_set()
@@ -234,6 +287,16 @@ class Server:
                 self.send(Progress(stage, round(float(fraction), 4)), job)
 
         return report
+
+
+HANDLERS: dict[type, Callable[[Server, Any, int | None], object]] = {
+    HelloRequest: Server.hello,
+    ModelsRequest: Server.models,
+    ReconstructRequest: Server.reconstruct,
+    EncodeRequest: Server.encode,
+    ExtractRequest: Server.extract,
+    InterpolateRequest: Server.interpolate,
+}
 
 
 def request_observation(request: ObservationSource) -> Observation:
@@ -274,11 +337,11 @@ def model_info(entry: ModelEntry) -> ModelInfo:
     )
 
 
-def latent_frame(latent: Latent) -> LatentFrame:
-    return LatentFrame(latent.model, tuple(latent.frame.center), latent.frame.scale, latent.blends_by_field)
+def latent_info(latent: Latent) -> LatentInfo:
+    return LatentInfo(latent.model, tuple(latent.frame.center), latent.frame.scale, latent.blends_by_field)
 
 
-def latent_from(frame: LatentFrame, code: np.ndarray, model: str, config: ModelConfig) -> Latent:
+def latent_from(frame: LatentInfo, code: np.ndarray, model: str, config: ModelConfig) -> Latent:
     """A latent the add-on sent back: float16 as it stores them (or float32), in any shape with the model's
     number of values; the model reshapes it and checks the count. Point-attention latents blend by field."""
     try:
@@ -293,7 +356,7 @@ def mesh_reply(mesh: Mesh, stats: dict, latent: Latent | None = None) -> MeshRep
     """The mesh (and, for a reconstruction, the latent the add-on keeps for blends)."""
     arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "normals": mesh.normals, "colors": mesh.colors}
     if latent is not None:
-        return ReconstructReply(**arrays, stats=stats, latent=latent_frame(latent), code=latent.code)
+        return ReconstructReply(**arrays, stats=stats, latent=latent_info(latent), code=latent.code)
     return MeshReply(**arrays, stats=stats)
 
 

@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from backend.extract import ExtractOptions, extract_mesh  # noqa: E402
 from hardware import describe  # noqa: E402
 
 from backend.api import Latent, Model, load_model  # noqa: E402
 from backend.config import preset  # noqa: E402
 from backend.device import resolve_device  # noqa: E402
-from backend.extract import ExtractOptions, extract_mesh  # noqa: E402
 from backend.models import build_model  # noqa: E402
 from backend.models.decoder import OccupancyDecoder  # noqa: E402
 from backend.registry import WEIGHTS_DIR  # noqa: E402

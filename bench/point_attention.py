@@ -42,10 +42,11 @@ def run_one(model: str, engine: str, size: int, resolution: int, out: Path) -> N
         result = load_model(model, "cpu").reconstruct(cloud, resolution=resolution)
         mesh, stats = result.mesh, result.stats
     else:
-        from backend.inputs import PointCloudInput
         from backend.runtime.extract import ExtractOptions
-        from backend.runtime.model import load_runtime_model
         from backend.runtime.reconstruct import encode, extract
+
+        from backend.inputs import PointCloudInput
+        from backend.runtime.model import load_runtime_model
 
         runtime = load_runtime_model(model)
         began = time.perf_counter()

@@ -23,16 +23,16 @@ from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's backend, whatever is installed
+from backend.extract import extract_mesh as torch_extract_mesh  # noqa: E402
+from backend.runtime.evaluate import Evaluator  # noqa: E402
+from backend.runtime.extract import ExtractOptions, extract_mesh  # noqa: E402
 from extract import torus_scan  # noqa: E402
 from hardware import describe  # noqa: E402
 
 from backend.api import load_model  # noqa: E402
-from backend.extract import extract_mesh as torch_extract_mesh  # noqa: E402
 from backend.metrics import iou, mesh_contains  # noqa: E402
-from backend.runtime.evaluate import Evaluator  # noqa: E402
-from backend.runtime.extract import ExtractOptions, extract_mesh  # noqa: E402
-from backend.runtime.marching import marching_cubes  # noqa: E402
-from backend.runtime.mise import dense_grid  # noqa: E402
+from backend.surface.marching import marching_cubes  # noqa: E402
+from backend.surface.mise import dense_grid  # noqa: E402
 
 STAGES = ("evaluate", "mesh", "normals")
 

@@ -29,6 +29,7 @@ from hardware import describe  # noqa: E402
 
 from backend.metrics import solid_iou  # noqa: E402
 from backend.protocol import ReconstructRequest  # noqa: E402
+from backend.surface.options import ExtractOptions  # noqa: E402
 from occnet_blender.client import BackendClient  # noqa: E402
 
 WORKERS = {"runtime": "backend.runtime.worker", "torch": "backend.worker"}
@@ -54,7 +55,9 @@ def main() -> None:
     print(describe(torch.device("cpu")), f"(this process; OMP_NUM_THREADS {env.get('OMP_NUM_THREADS', 'unset')})")
     for model in MODELS:
         kind = "image" if model.endswith("-image") else "pointcloud"
-        request = ReconstructRequest(model=model, resolution=args.resolution, normals=False, **arrays[kind])
+        request = ReconstructRequest(
+            model=model, **arrays[kind], options=ExtractOptions(resolution=args.resolution, normals=False)
+        )
         meshes, seconds = {}, {}
         for engine, module in WORKERS.items():
             client = BackendClient(sys.executable, ROOT, device="cpu", extra_env=env, worker=module)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from backend.data.procedural import canonical_shape, occupancy, shape_id, shape_mesh, surface_samples
-from backend.mesh import Mesh
 from backend.metrics import iou, mesh_contains
+from backend.surface.mesh import Mesh
 
 HELD_OUT = [("chair", 1), ("table", 4), ("car", 2), ("mug", 0), ("airplane", 3), ("sofa", 6)]
 BOX_HALF = 0.55  # IoU is measured over the padded canonical box

@@ -11,7 +11,7 @@ from backend.api import Model
 from backend.errors import InputError, OccNetError
 from backend.inputs import PointCloudInput
 from backend.metrics import iou, mesh_contains
-from backend.protocol import MODELS_PATH_ENV
+from backend.registry import MODELS_PATH_ENV
 
 OFFSET = np.array([3.0, -1.0, 2.0])
 SCALE = 2.0

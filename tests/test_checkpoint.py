@@ -18,8 +18,8 @@ from backend.errors import DeviceError, ModelLoadError, OccNetError
 from backend.models import build_model
 from backend.protocol import ModelsRequest
 from backend.registry import find_model, list_models
+from backend.serve import Server
 from backend.weights_file import FORMAT, FORMAT_KEY
-from backend.worker import Worker
 
 SMALL = ModelConfig(c_dim=16, decoder_hidden=16, decoder_blocks=1, encoder_hidden=16, encoder_blocks=2)
 
@@ -192,7 +192,7 @@ def test_one_bad_file_does_not_break_the_model_list(tmp_path):
     done = run_cli("models", "--json", env=env)
     entries = {e["name"]: e for e in json.loads(done.stdout)}
     assert "threshold" in entries["broken-model"]["broken"] and "broken" not in entries["sound-model"]
-    reply = Worker(io.BytesIO(), "cpu").do_models(ModelsRequest(extra_dirs=[str(tmp_path)]), 1)
+    reply = Server(io.BytesIO()).models(ModelsRequest(extra_dirs=[str(tmp_path)]), 1)
     names = [m.name for m in reply.models]
     assert "sound-model" in names and "broken-model" not in names  # the add-on's list
 

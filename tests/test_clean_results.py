@@ -6,10 +6,11 @@ import pytest
 import trimesh
 
 from backend.errors import OccNetError
-from backend.mesh import Mesh
-from backend.protocol import MIN_PIECE
-from backend.runtime.extract import ExtractOptions, extract_mesh
-from backend.runtime.pieces import drop_small_pieces, piece_labels
+from backend.surface.field import Evaluator
+from backend.surface.mesh import Mesh
+from backend.surface.options import MIN_PIECE, ExtractOptions
+from backend.surface.pieces import drop_small_pieces, piece_labels
+from backend.surface.pipeline import extract_mesh
 
 
 def _ball(points: np.ndarray, center, radius: float) -> np.ndarray:
@@ -30,8 +31,8 @@ def _pieces(mesh: Mesh) -> int:
 
 
 def test_a_planted_blob_goes_and_a_thin_handle_stays():
-    raw, _ = extract_mesh(_mug_with_a_blob, ExtractOptions(resolution=128, min_piece=0))
-    cleaned, stats = extract_mesh(_mug_with_a_blob, ExtractOptions(resolution=128))
+    raw, _ = extract_mesh(Evaluator(_mug_with_a_blob), ExtractOptions(min_piece=0), 0.5)
+    cleaned, stats = extract_mesh(Evaluator(_mug_with_a_blob), ExtractOptions(), 0.5)
     assert _pieces(raw) == 2 and _pieces(cleaned) == 1 and stats.as_dict()["pieces_dropped"] == 1
     assert cleaned.vertices[:, 0].max() > 0.31  # the handle's far side (x = 0.22 + 0.09 + 0.012) is kept
     assert cleaned.vertices[:, 0].min() > -0.3  # the blob (x = -0.38) is gone
@@ -67,4 +68,4 @@ def test_dropping_keeps_each_vertex_its_normal_and_colour():
 @pytest.mark.parametrize("share", [-0.1, 1.5, float("nan")])
 def test_a_share_outside_0_to_1_is_refused_with_the_range(share):
     with pytest.raises(OccNetError, match="between 0 .* and 1"):
-        ExtractOptions(min_piece=share).validate()
+        ExtractOptions(min_piece=share)

@@ -19,9 +19,9 @@ import backend
 from backend.api import Latent
 from backend.cli import main
 from backend.device import describe_devices, resolve_device
-from backend.mesh import Mesh
 from backend.metrics import mesh_contains
 from backend.outputs import atomic_write
+from backend.surface.mesh import Mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 

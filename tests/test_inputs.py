@@ -12,10 +12,11 @@ from PIL import Image
 from backend import load_model
 from backend.api import Latent
 from backend.errors import InputError, ModelLoadError
-from backend.inputs import Frame, ImageInput, PointCloudInput, VoxelInput, load_observation
+from backend.inputs import ImageInput, PointCloudInput, VoxelInput, load_observation
 from backend.inputs.image import MAX_IMAGE_SIDE, prepare_image
 from backend.inputs.pointcloud import normalize_points
 from backend.registry import default_model
+from backend.surface.frame import Frame
 
 
 def test_normalisation_centres_and_scales_the_bounding_box():

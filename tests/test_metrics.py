@@ -6,8 +6,8 @@ import pytest
 import trimesh
 
 from backend.evaluate import score_mesh, surface_metrics
-from backend.mesh import Mesh
 from backend.metrics import iou, mesh_contains, solid_iou
+from backend.surface.mesh import Mesh
 
 RNG = np.random.default_rng(0)
 BALL = trimesh.creation.icosphere(subdivisions=6, radius=0.4)  # its faces lie within 2e-5 of the sphere

@@ -23,14 +23,10 @@ from backend.inputs.neighbours import (
     nearest,
     spacing,
 )
-from backend.latent import interpolate
 from backend.metrics import iou, mesh_contains, solid_iou
 from backend.models.point_attention import nearest_of_candidates
 from backend.protocol import input_summary
-from backend.runtime.extract import ExtractOptions
-from backend.runtime.model import RuntimeModel
-from backend.runtime.reconstruct import encode as runtime_encode
-from backend.runtime.reconstruct import extract as runtime_extract
+from backend.surface.latent import interpolate
 
 AXES = np.array([0.5, 0.3, 0.22])
 
@@ -136,10 +132,10 @@ def test_the_tiny_model_reconstructs_a_held_out_ellipsoid_alike_on_both_engines(
     result = model.reconstruct(cloud, resolution=128)
     assert _scores(result.mesh, rng, offset) > 0.85
     assert result.latent.blends_by_field and result.stats["input"] == {"points": 1500, "used": 1500, "dropped": 0}
-    runtime = RuntimeModel(tiny_attention_model)
-    latent = runtime_encode(runtime, PointCloudInput(cloud))
+    runtime = load_model(tiny_attention_model, engine="runtime")
+    latent = runtime.encode(PointCloudInput(cloud))
     np.testing.assert_allclose(latent.code, result.latent.code, atol=1e-4)
-    mesh, _ = runtime_extract(runtime, latent, ExtractOptions(resolution=128, threshold=0.5, normals_from_mesh=True))
+    mesh = runtime.extract(latent, resolution=128).mesh
     assert solid_iou((mesh.vertices, mesh.faces), (result.mesh.vertices, result.mesh.faces)) >= 0.99
 
 

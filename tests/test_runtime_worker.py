@@ -27,6 +27,7 @@ from backend.protocol import (
     Progress,
     ReconstructRequest,
 )
+from backend.surface.options import ExtractOptions
 from occnet_blender.client import BackendClient, BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def test_hello_names_the_engine_and_models_lists_those_with_graphs(runtime):
 
 @pytest.mark.parametrize("model", ["attention-pointcloud", "triplane-pointcloud", "onet-pointcloud"])
 def test_point_clouds_give_the_torch_workers_mesh_and_latent(runtime, torch_worker, model):
-    request = ReconstructRequest(model=model, resolution=128, points=CLOUD)
+    request = ReconstructRequest(model=model, points=CLOUD, options=ExtractOptions(resolution=128))
     stages = []
     ours, ours_s = _timed(runtime, request, stages)
     theirs, theirs_s = _timed(torch_worker, request)
@@ -113,7 +114,7 @@ def test_point_clouds_give_the_torch_workers_mesh_and_latent(runtime, torch_work
     assert same >= 0.99
 
     # Latents are interchangeable: each engine extracts the other's (as float16, how the add-on stores them).
-    options = {"model": model, "resolution": 64, "normals": False}
+    options = {"model": model, "options": ExtractOptions(resolution=64, normals=False)}
     from_torch = runtime.run(ExtractRequest(**options, latent=theirs.latent, code=theirs.code.astype(np.float16)))
     from_runtime = torch_worker.run(ExtractRequest(**options, latent=ours.latent, code=ours.code.astype(np.float16)))
     assert _same_solid(from_torch, from_runtime) >= 0.99
@@ -123,7 +124,7 @@ def test_the_image_model_reads_a_pixels_array_and_gives_the_torch_workers_mesh(r
     yy, xx = np.mgrid[:96, :128]
     disc = ((yy - 48) ** 2 + (xx - 60) ** 2 < 900).astype(np.uint8)
     pixels = np.dstack([np.full((96, 128, 3), 180, np.uint8), 255 * disc])
-    request = ReconstructRequest(model="onet-image", resolution=128, pixels=pixels)
+    request = ReconstructRequest(model="onet-image", pixels=pixels, options=ExtractOptions(resolution=128))
     ours, theirs = runtime.run(request, timeout=300), torch_worker.run(request, timeout=300)
     assert ours.code.shape == theirs.code.shape and len(ours.faces) > 100
     assert _same_solid(ours, theirs) >= 0.99
@@ -139,7 +140,9 @@ def test_files_are_read_as_the_torch_worker_reads_them(runtime, torch_worker, tm
     picture = tmp_path / "disc.png"
     picture.write_bytes(_png(np.dstack([np.full((96, 128, 3), 180, np.uint8), 255 * disc])))
     for path in (ROOT / "tests/data/dog_carpal_bone.stl", picture):
-        request = ReconstructRequest(model="auto", resolution=64, normals=False, input_path=str(path))
+        request = ReconstructRequest(
+            model="auto", input_path=str(path), options=ExtractOptions(resolution=64, normals=False)
+        )
         ours, theirs = runtime.run(request, timeout=300), torch_worker.run(request, timeout=300)
         assert ours.latent.latent_model == theirs.latent.latent_model
         assert _same_solid(ours, theirs) >= 0.99
@@ -165,7 +168,9 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 def test_cancel_mid_job_then_keep_working(runtime):
-    job = runtime.submit(ReconstructRequest(model="triplane-pointcloud", resolution=512, points=CLOUD))
+    job = runtime.submit(
+        ReconstructRequest(model="triplane-pointcloud", points=CLOUD, options=ExtractOptions(resolution=512))
+    )
     deadline = time.monotonic() + 120
     while not any(
         isinstance(e.reply, Progress) and e.reply.stage == "evaluate" for e in runtime.events() if e.job == job
@@ -176,25 +181,34 @@ def test_cancel_mid_job_then_keep_working(runtime):
     with pytest.raises(BackendError) as info:
         runtime.wait(job, timeout=60)
     assert info.value.kind == "cancelled"
-    assert runtime.run(ReconstructRequest(model="onet-pointcloud", resolution=32, points=CLOUD)).faces.size
+    assert runtime.run(
+        ReconstructRequest(model="onet-pointcloud", points=CLOUD, options=ExtractOptions(resolution=32))
+    ).faces.size
 
 
 def test_interpolate_blends_code_and_placement(runtime):
-    first = runtime.run(ReconstructRequest(model="onet-pointcloud", resolution=32, normals=False, points=CLOUD))
+    first = runtime.run(
+        ReconstructRequest(model="onet-pointcloud", points=CLOUD, options=ExtractOptions(resolution=32, normals=False))
+    )
     moved = type(first.latent)(first.latent.latent_model, (0.0, 0.0, 0.0), first.latent.scale)
     ends = {"a": first.latent, "b": moved, "code_a": first.code, "code_b": first.code.astype(np.float16)}
     for method in ("linear", "spherical"):
         blend = runtime.run(
-            InterpolateRequest(model="onet-pointcloud", resolution=32, normals=False, t=0.5, method=method, **ends)
+            InterpolateRequest(
+                model="onet-pointcloud",
+                t=0.5,
+                method=method,
+                **ends,
+                options=ExtractOptions(resolution=32, normals=False),
+            )
         )
-        assert type(blend) is MeshReply
         np.testing.assert_allclose(blend.vertices.mean(0), first.vertices.mean(0) / 2, atol=0.05)
 
 
 def test_what_only_pytorch_does_is_refused_with_the_way_to_get_it(runtime):
     for extra in ({"faces": 1000}, {"refine_steps": 2}):
         with pytest.raises(BackendError, match="PyTorch backend") as info:
-            runtime.run(ReconstructRequest(model="onet-pointcloud", points=CLOUD, **extra))
+            runtime.run(ReconstructRequest(model="onet-pointcloud", points=CLOUD, options=ExtractOptions(**extra)))
         assert info.value.kind == "input"
     foreign = runtime.run(EncodeRequest(model="onet-pointcloud", points=CLOUD))
     with pytest.raises(BackendError, match="made by model 'onet-pointcloud'") as info:
@@ -217,7 +231,9 @@ def test_malformed_frames_get_protocol_errors_and_the_worker_survives(runtime):
 def test_a_coloured_cloud_gives_the_same_coloured_mesh_on_both_engines(runtime, torch_worker):
     """Each vertex takes the colour of the input near it (left half red, right half blue), on numpy alone."""
     colors = np.where(CLOUD[:, :1] < 5.0, [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]).astype(np.float32)
-    request = ReconstructRequest(model="onet-pointcloud", resolution=64, points=CLOUD, point_colors=colors)
+    request = ReconstructRequest(
+        model="onet-pointcloud", points=CLOUD, point_colors=colors, options=ExtractOptions(resolution=64)
+    )
     ours, theirs = runtime.run(request), torch_worker.run(request)
     assert ours.colors.shape == ours.vertices.shape and ours.colors.dtype == np.float32
     left, right = ours.vertices[:, 0] < 4.8, ours.vertices[:, 0] > 5.2
@@ -225,4 +241,9 @@ def test_a_coloured_cloud_gives_the_same_coloured_mesh_on_both_engines(runtime, 
     np.testing.assert_allclose(ours.colors[right], np.broadcast_to([0.0, 0.0, 1.0], (right.sum(), 3)), atol=0.02)
     assert len(ours.vertices) == len(theirs.vertices)
     np.testing.assert_allclose(ours.colors, theirs.colors, atol=1e-3)
-    assert runtime.run(ReconstructRequest(model="onet-pointcloud", resolution=32, points=CLOUD)).colors is None
+    assert (
+        runtime.run(
+            ReconstructRequest(model="onet-pointcloud", points=CLOUD, options=ExtractOptions(resolution=32))
+        ).colors
+        is None
+    )

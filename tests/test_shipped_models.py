@@ -16,9 +16,9 @@ from backend.data.procedural import SPLIT_OFFSETS
 from backend.data.render import render
 from backend.data.rooms import make_room, room_surface
 from backend.evaluate import surface_metrics
-from backend.mesh import Mesh
 from backend.metrics import iou, mesh_contains
 from backend.registry import default_model, list_models
+from backend.surface.mesh import Mesh
 
 # Two meshes of the held-out real split (scripts/prepare_real_meshes.py, test split): a dog's carpal bone from
 # dm-control (Apache-2.0) and one of pybullet's random objects (zlib). The shipped models never saw them.

@@ -23,7 +23,6 @@ from backend.protocol import (
     ExtractRequest,
     HelloRequest,
     InterpolateRequest,
-    MeshReply,
     ModelsRequest,
     Progress,
     ProtocolError,
@@ -33,6 +32,7 @@ from backend.protocol import (
     read_message,
     write_message,
 )
+from backend.surface.options import ExtractOptions
 from occnet_blender.client import BackendClient, BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +47,9 @@ def client(tiny_model):
     client.close()
 
 
-def _reconstruct(client, tiny_model, resolution=64, **fields):
-    return client.submit(ReconstructRequest(model=tiny_model.stem, resolution=resolution, points=CLOUD, **fields))
+def _reconstruct(client, tiny_model, resolution=64, **settings):
+    options = ExtractOptions(resolution=resolution, **settings)
+    return client.submit(ReconstructRequest(model=tiny_model.stem, points=CLOUD, options=options))
 
 
 def _wait_for_stage(client, job, stage, timeout=60):
@@ -78,22 +79,25 @@ def test_reconstruct_streams_progress_and_returns_raw_arrays(client, tiny_model)
     assert reply.code.shape == (32,) and reply.stats["points_evaluated"] > 0
 
     # The model stays loaded: the latent comes back, and extracting it again matches.
-    again = client.run(ExtractRequest(model=tiny_model.stem, resolution=64, latent=reply.latent, code=reply.code))
+    again = client.run(
+        ExtractRequest(
+            model=tiny_model.stem, latent=reply.latent, code=reply.code, options=ExtractOptions(resolution=64)
+        )
+    )
     np.testing.assert_allclose(again.vertices, vertices, atol=1e-5)
     other_end = type(reply.latent)(reply.latent.latent_model, (0.0, 0.0, 0.0), reply.latent.scale)
     blend = client.run(
         InterpolateRequest(
             model=tiny_model.stem,
-            resolution=32,
             t=0.5,
             a=reply.latent,
             b=other_end,
             code_a=reply.code,
             code_b=reply.code,
+            options=ExtractOptions(resolution=32),
         )
     )
     assert np.allclose(blend.vertices.mean(axis=0), 2.5, atol=0.05)
-    assert type(blend) is MeshReply  # only the mesh travels back: the add-on has both ends' latents
 
 
 @pytest.mark.parametrize("fixture", ["tiny_model", "tiny_triplane_model"])
@@ -109,7 +113,10 @@ def test_latents_come_back_as_float16_in_their_shape_or_flat(request, fixture):
         first = client.wait(_reconstruct(client, path, resolution=32, normals=False))
         code = first.code
         assert code.dtype == np.float32 and code.shape == entry.latent_shape
-        half, options = code.astype(np.float16), {"model": path.stem, "resolution": 32, "normals": False}
+        half, options = (
+            code.astype(np.float16),
+            {"model": path.stem, "options": ExtractOptions(resolution=32, normals=False)},
+        )
         replies = [client.run(ExtractRequest(**options, latent=first.latent, code=c)) for c in (half, half.ravel())]
         ends = {"a": first.latent, "b": first.latent, "code_a": half, "code_b": code}
         replies.append(client.run(InterpolateRequest(**options, **ends, t=0.5)))
@@ -125,15 +132,23 @@ def test_far_coordinates_keep_their_precision_and_latents_their_model(client, ti
     """A georeferenced scan (y = 5.4e6) comes back as exactly as one at the origin; a latent is decoded only
     by the model that made it."""
     offset = np.array([512_000.25, 5_400_000.5, 312.75])
-    near = client.run(ReconstructRequest(model=tiny_model.stem, resolution=32, normals=False, points=CLOUD - 5.0))
+    near = client.run(
+        ReconstructRequest(
+            model=tiny_model.stem, points=CLOUD - 5.0, options=ExtractOptions(resolution=32, normals=False)
+        )
+    )
     far = client.run(
-        ReconstructRequest(model=tiny_model.stem, resolution=32, normals=False, points=CLOUD - 5.0 + offset)
+        ReconstructRequest(
+            model=tiny_model.stem, points=CLOUD - 5.0 + offset, options=ExtractOptions(resolution=32, normals=False)
+        )
     )
     assert far.vertices.dtype == np.float64
     np.testing.assert_allclose(far.vertices - offset, near.vertices, atol=1e-5)
     foreign = type(far.latent)("onet-image", far.latent.center, far.latent.scale)
     with pytest.raises(BackendError, match="made by model 'onet-image'") as info:
-        client.run(ExtractRequest(model=tiny_model.stem, resolution=32, latent=foreign, code=far.code))
+        client.run(
+            ExtractRequest(model=tiny_model.stem, latent=foreign, code=far.code, options=ExtractOptions(resolution=32))
+        )
     assert info.value.kind == "input"
     for center, scale, text in [
         (far.latent.center, 0.0, "scale must be a finite number above 0"),
@@ -143,15 +158,25 @@ def test_far_coordinates_keep_their_precision_and_latents_their_model(client, ti
     ]:
         frame = type(far.latent)(tiny_model.stem, center, scale)
         with pytest.raises(BackendError, match=text) as info:
-            client.run(ExtractRequest(model=tiny_model.stem, resolution=32, latent=frame, code=far.code))
+            client.run(
+                ExtractRequest(
+                    model=tiny_model.stem, latent=frame, code=far.code, options=ExtractOptions(resolution=32)
+                )
+            )
         assert info.value.kind == "input"
 
 
 def test_the_face_budget_and_refinement_work_on_pytorch(client, tiny_model):
     """What only the PyTorch engine does (the built-in runtime refuses both) stays available here."""
-    full = client.run(ReconstructRequest(model=tiny_model.stem, resolution=64, normals=False, points=CLOUD))
-    budget = client.run(ReconstructRequest(model=tiny_model.stem, resolution=64, faces=500, points=CLOUD))
-    refined = client.run(ReconstructRequest(model=tiny_model.stem, resolution=32, refine_steps=3, points=CLOUD))
+    full = client.run(
+        ReconstructRequest(model=tiny_model.stem, points=CLOUD, options=ExtractOptions(resolution=64, normals=False))
+    )
+    budget = client.run(
+        ReconstructRequest(model=tiny_model.stem, points=CLOUD, options=ExtractOptions(resolution=64, faces=500))
+    )
+    refined = client.run(
+        ReconstructRequest(model=tiny_model.stem, points=CLOUD, options=ExtractOptions(resolution=32, refine_steps=3))
+    )
     assert len(budget.faces) <= 500 < len(full.faces)
     assert "refine" in refined.stats["seconds"] and len(refined.faces)
 
@@ -417,13 +442,25 @@ def test_out_of_memory_maps_to_oom_on_every_supported_pytorch(monkeypatch, new_t
     """torch.OutOfMemoryError is PyTorch 2.5+; before it, only torch.cuda.OutOfMemoryError exists."""
     import torch
 
-    from backend.worker import error_reply
+    from backend.serve import Server
 
     if not new_torch:
         monkeypatch.delattr(torch, "OutOfMemoryError", raising=False)
-    assert error_reply(torch.cuda.OutOfMemoryError("CUDA out of memory"), "reconstruct").kind == "oom"
-    internal = error_reply(RuntimeError("boom"), "reconstruct")
-    assert internal.kind == "internal" and "boom" in internal.message
+    server = Server(io.BytesIO(), "torch")
+    assert server.error_reply(torch.cuda.OutOfMemoryError("CUDA out of memory")).kind == "oom"
+
+
+def test_a_bug_is_internal_with_its_traceback_in_the_log_it_names(tmp_path):
+    """Not the user's fault, so not "protocol" or "input": a KeyError deep in a handler is a bug to report."""
+    from backend.serve import Server
+
+    log = tmp_path / "worker.log"
+    try:
+        {}["resolution"]
+    except KeyError as exc:
+        reply = Server(io.BytesIO(), "runtime", log_path=log).error_reply(exc)
+    assert reply.kind == "internal" and "KeyError" in reply.message and str(log) in reply.message
+    assert "Traceback" in log.read_text() and "test_a_bug_is_internal" in log.read_text()
 
 
 def test_a_worker_that_breaks_the_protocol_fails_its_jobs_at_once(tmp_path):
@@ -444,7 +481,10 @@ def test_the_worker_reads_requests_while_its_replies_wait_to_be_read(tiny_model)
     in, or both ends wait on each other: no lock that a blocked write holds may stand in the reader's way."""
     worker = _spawn_worker({"OCCNET_MODELS_PATH": str(tiny_model.parent)})
     try:
-        write_message(worker.stdin, encode(ReconstructRequest(model=tiny_model.stem, resolution=128, points=CLOUD), 1))
+        write_message(
+            worker.stdin,
+            encode(ReconstructRequest(model=tiny_model.stem, points=CLOUD, options=ExtractOptions(resolution=128)), 1),
+        )
         worker.stdin.flush()
         _wait_until_idle(worker.pid)  # the mesh (more than a pipe holds) is half written: nobody reads stdout
         points = np.zeros((300_000, 3), np.float32)  # 3.6 MB: more than the pipe holds too

@@ -22,9 +22,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..config import BOX_SIZE
-from ..extract import ExtractOptions, extract_mesh
-from ..mesh import Mesh
 from ..outputs import atomic_write
+from ..surface.field import Evaluator
+from ..surface.mesh import Mesh
+from ..surface.options import ExtractOptions
+from ..surface.pipeline import extract_mesh
 from .render import render
 from .samplers import voxel_centres
 from .sdf import Node, Normalized
@@ -61,9 +63,8 @@ def tree_bounds(tree: Node, half_size: float = WORLD_HALF_SIZE, resolution: int 
 def shape_mesh(shape: Node, resolution: int = 96) -> Mesh:
     field = lambda p: -SHARPNESS * shape(p)  # noqa: E731
     # The dense grid: MISE's coarse base grid could step over thin parts such as a table top.
-    mesh, _ = extract_mesh(
-        field, ExtractOptions(resolution=resolution, threshold=0.5, use_mise=False, normals=False, min_piece=0)
-    )
+    options = ExtractOptions(resolution=resolution, threshold=0.5, use_mise=False, normals=False, min_piece=0)
+    mesh, _ = extract_mesh(Evaluator(field), options, model_threshold=0.5)
     return mesh
 
 

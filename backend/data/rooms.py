@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..mesh import Mesh
 from ..outputs import atomic_write
+from ..surface.mesh import Mesh
 from .procedural import generate, shape_mesh, surface_samples, tree_bounds, write_files
 from .sdf import Node, Normalized, Placed, Primitive, Union, box
 from .shapes import GENERATORS

@@ -4,9 +4,9 @@
 numpy only) also serve the built-in engine, which runs where neither library is.
 """
 
-from .observation import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
+from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 
-__all__ = ["Frame", "ImageInput", "Observation", "PointCloudInput", "VoxelInput", "load_observation"]
+__all__ = ["ImageInput", "Observation", "PointCloudInput", "VoxelInput", "load_observation"]
 
 
 def __getattr__(name: str):

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ModelConfig
+from ..surface.frame import Frame
 from .neighbours import level_size, nearest, spacing
-from .observation import Frame
 from .pointcloud import normalize_cloud, thin_indices
 
 

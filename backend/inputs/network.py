@@ -9,9 +9,10 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import InputError
+from ..surface.frame import Frame
 from .attention import PointAttentionInput, prepare_points
 from .image import prepare_image
-from .observation import Frame, ImageInput, Observation, PointCloudInput, VoxelInput
+from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 from .pointcloud import normalize_points
 
 KIND_WORDS = {"pointcloud": "point clouds", "image": "images", "voxels": "voxel grids"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .observation import Frame
+from ..surface.frame import Frame
 
 OUTLIER_NEIGHBOURS = 8  # a stray point, or a clump of fewer than this many, is far from its 8th neighbour
 OUTLIER_FACTOR = 4.0  # ... farther than this many times the 90th percentile of that distance over the cloud

@@ -28,3 +28,8 @@ def graph_path(checkpoint: Path, stage: str) -> Path:
 def header_digest(header_bytes: bytes) -> str:
     """SHA-256 of a checkpoint's header: it fixes every tensor's name, dtype, shape and place in the file."""
     return hashlib.sha256(header_bytes).hexdigest()
+
+
+def has_graphs(checkpoint: Path, architecture: str) -> bool:
+    """Whether the built-in runtime can run a model: all its graphs lie beside its checkpoint."""
+    return all(graph_path(checkpoint, stage).is_file() for stage in stages(architecture))

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import OutputError
-from .formats import MESH_OUTPUT_SUFFIXES
-from .outputs import atomic_write
+from ..errors import OutputError
+from ..formats import MESH_OUTPUT_SUFFIXES
+from ..outputs import atomic_write
 
 PLY_TYPES = {"<f8": "double", "<f4": "float", "<u1": "uchar"}
 

@@ -1,17 +1,79 @@
-"""Using the field's gradient: vertex normals, and the paper's optional mesh refinement."""
+"""What extraction does with PyTorch: batches of the field as tensors on the model's device, and the stages that
+need them: vertex normals from the field's gradient, the paper's mesh refinement, and decimation to a face budget
+(trimesh over fast-simplification)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from ..mesh import Mesh
-from .evaluate import TorchEvaluator
+from ..errors import OccNetError
+from ..surface.field import CancelCheck, Evaluator, Progress
+from ..surface.mesh import Mesh
+from ..surface.pipeline import Stages
+
+TorchField = Callable[[torch.Tensor], torch.Tensor]
+"""Occupancy logits of points (N, 3) in the canonical frame, as an (N,) tensor."""
 
 NORMAL_WEIGHT = 0.01  # lambda in the paper's refinement loss
 
 
-def field_normals(evaluate: TorchEvaluator, vertices: np.ndarray) -> np.ndarray:
+class TorchEvaluator(Evaluator):
+    """Batches go to the field as tensors on `device`; refinement and normals use `field` and `device` too."""
+
+    def __init__(
+        self,
+        field: TorchField,
+        device: torch.device,
+        batch: int,
+        progress: Progress | None = None,
+        cancel: CancelCheck | None = None,
+    ) -> None:
+        super().__init__(field, batch, progress, cancel)
+        self.device = device
+
+    @torch.no_grad()
+    def logits(self, points: np.ndarray) -> np.ndarray:
+        return self.field(torch.from_numpy(points).to(self.device)).float().cpu().numpy()
+
+
+class TorchStages(Stages):
+    """Decimation, refinement, and normals from the gradient (exact, one backward pass a batch)."""
+
+    simplifies = True
+    refines = True
+
+    def simplify(self, mesh: Mesh, faces: int) -> Mesh:
+        return simplify_mesh(mesh, faces)
+
+    def refine(self, evaluate: Evaluator, mesh: Mesh, threshold: float, steps: int) -> Mesh:
+        return refine_mesh(_torch(evaluate), mesh, threshold, steps)
+
+    def normals(self, evaluate: Evaluator, vertices: np.ndarray, step: float) -> np.ndarray:
+        return gradient_normals(_torch(evaluate), vertices)
+
+
+def _torch(evaluate: Evaluator) -> TorchEvaluator:
+    if not isinstance(evaluate, TorchEvaluator):
+        raise TypeError("the PyTorch stages need the PyTorch engine's evaluator")
+    return evaluate
+
+
+def simplify_mesh(mesh: Mesh, faces: int) -> Mesh:
+    if faces <= 0 or len(mesh.faces) <= faces:
+        return mesh
+    try:
+        simplified = mesh.to_trimesh().simplify_quadric_decimation(face_count=faces)
+    except ImportError as exc:
+        raise OccNetError(
+            "Simplification needs the 'fast-simplification' package: pip install fast-simplification"
+        ) from exc
+    return Mesh(simplified.vertices.astype(np.float32), simplified.faces)
+
+
+def gradient_normals(evaluate: TorchEvaluator, vertices: np.ndarray) -> np.ndarray:
     """Outward unit normals: occupancy grows inwards, so the normal is -grad f / |grad f|."""
     out = np.empty_like(vertices, dtype=np.float32)
     for i in range(0, len(vertices), evaluate.batch):

@@ -10,18 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import BOX_SIZE
-from ..protocol import RESOLUTIONS
-from .evaluate import Evaluator
+from .field import Evaluator
+from .options import RESOLUTIONS
 
 BASE_RESOLUTION = RESOLUTIONS[0]
-
-
-def valid_resolutions(base: int = BASE_RESOLUTION, maximum: int = RESOLUTIONS[-1]) -> list[int]:
-    out, r = [], base
-    while r <= maximum:
-        out.append(r)
-        r *= 2
-    return out
 
 
 def grid_points(resolution: int) -> np.ndarray:
@@ -40,7 +32,7 @@ def mise_grid(evaluate: Evaluator, resolution: int, threshold_logit: float, base
     """Logit grid of shape (R+1)^3; exact at every point MISE evaluated, interpolated elsewhere."""
     base = min(base, resolution)
     if resolution % base or (resolution // base) & (resolution // base - 1):
-        raise ValueError(f"resolution {resolution} must be {base} times a power of two ({valid_resolutions(base)})")
+        raise ValueError(f"resolution {resolution} must be {base} times a power of two")
     levels = (resolution // base).bit_length()
     r = base
     values = evaluate(grid_points(r), stage="evaluate", start=0.0, span=1.0 / levels).reshape((r + 1,) * 3)

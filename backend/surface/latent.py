@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
-from .errors import InputError, OutputError
-from .formats import LATENT_MARKER
-from .inputs import Frame
-from .outputs import atomic_write
+from ..config import ModelConfig
+from ..errors import InputError, OutputError
+from ..formats import LATENT_MARKER
+from ..outputs import atomic_write
+from .frame import Frame
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..mesh import Mesh
+from .mesh import Mesh
 
 
 def piece_labels(faces: np.ndarray, vertex_count: int) -> np.ndarray:

@@ -1,0 +1,99 @@
+"""The seam between the engines and everything that runs a model: one `Engine` interface, and the one way from an
+observation to a latent to a mesh in the source's frame that the API, the worker and `evaluate` all take.
+
+An engine is one model loaded on one engine (PyTorch on a device, or the built-in CPU runtime). It encodes an
+observation to a latent, gives the logits field of a code in its own tensors, batches a field for extraction,
+and brings the extraction stages it can run (`backend.surface.pipeline.Stages`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..colors import with_input_colors
+from ..config import ModelConfig
+from ..inputs import Observation
+from ..surface.field import CancelCheck, Evaluator, Progress
+from ..surface.latent import Latent, check_latent
+from ..surface.mesh import Mesh
+from ..surface.options import ExtractOptions
+from ..surface.pipeline import ExtractStats, Stages, extract_mesh
+
+Field = Any
+"""An engine's own field: a callable from canonical points (N, 3) to logits (N,), in the engine's tensors (torch
+tensors on a device, numpy arrays), so that weighted sums of fields stay in them."""
+
+
+class Engine(Protocol):
+    """One model, loaded on one engine."""
+
+    name: str  # the model's
+    engine: str  # "torch" or "runtime"
+    device: Any  # where it runs (a torch.device, or "cpu")
+    config: ModelConfig
+    stages: Stages  # what extraction can do after marching cubes here: normals, and decimation and refinement or not
+
+    def encode(self, observation: Observation, seed: int = 0) -> Latent:
+        """The latent of an observation of the model's input kind, with the frame that maps results back; `seed`
+        draws the points of models that read a fixed number."""
+        ...
+
+    def field(self, code: Any) -> Field:
+        """The logits of one code (the model's latent layout, float16 or float32)."""
+        ...
+
+    def evaluator(self, field: Field, progress: Progress | None, cancel: CancelCheck | None) -> Evaluator:
+        """The field in batches this engine runs well, numpy in and out, with progress and cancellation."""
+        ...
+
+
+@dataclass
+class Reconstruction:
+    mesh: Mesh  # in the source's own frame
+    latent: Latent
+    stats: dict
+
+
+def latent_field(engine: Engine, latent: Latent) -> Field:
+    """The latent's logits: its own code's, or for a blend of fields the weighted sum of its parts'. A latent of
+    another model is refused."""
+    check_latent(latent, engine.name, engine.config)
+    if not latent.parts:
+        return engine.field(latent.code)
+    fields = [(weight, engine.field(part.code)) for weight, part in latent.parts]
+    return lambda points: sum(weight * field(points) for weight, field in fields)
+
+
+def extract(
+    engine: Engine,
+    latent: Latent,
+    options: ExtractOptions,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+    stats: ExtractStats | None = None,
+) -> tuple[Mesh, ExtractStats]:
+    """The latent's mesh in its source's frame (float64), and the stage times and counts."""
+    evaluate = engine.evaluator(latent_field(engine, latent), progress, cancel)
+    config = engine.config
+    mesh, stats = extract_mesh(evaluate, options, config.threshold, config.mesh_normals, engine.stages, progress, stats)
+    return mesh.transformed(latent.frame.as_array(), latent.frame.scale), stats
+
+
+def reconstruct(
+    engine: Engine,
+    observation: Observation,
+    options: ExtractOptions,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> Reconstruction:
+    """Encode, extract, and colour the mesh from the input's colours where it has them; the encoding is timed
+    as the stage "encode" beside extraction's."""
+    start = time.perf_counter()
+    if progress is not None:
+        progress("encode", 0.0)
+    latent = engine.encode(observation)
+    stats = ExtractStats(seconds={"encode": time.perf_counter() - start}, source=latent.source)
+    mesh, stats = extract(engine, latent, options, progress, cancel, stats)
+    return Reconstruction(with_input_colors(mesh, observation, latent.frame), latent, stats.as_dict())

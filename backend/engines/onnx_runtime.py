@@ -1,0 +1,51 @@
+"""The built-in CPU engine: the shipped models' ONNX graphs on ONNX Runtime, neighbour search and extraction on
+numpy. It needs only what Blender ships and the extension's zip bundles (never torch, SciPy or scikit-image), so
+Reconstruct works on the first click; its latents are the PyTorch engine's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..inputs import Observation
+from ..inputs.attention import PointAttentionInput
+from ..inputs.network import network_input
+from ..runtime.model import RuntimeModel, load_runtime_model
+from ..surface.field import POINTS_PER_BATCH, CancelCheck, Evaluator, Logits, Progress
+from ..surface.latent import Latent
+from ..surface.pipeline import Stages
+
+
+class RuntimeEngine:
+    engine = "runtime"
+    device = "cpu"
+
+    def __init__(self, model: RuntimeModel) -> None:
+        self.model = model
+        self.name = model.name
+        self.stages = Stages()
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    def encode(self, observation: Observation, seed: int = 0) -> Latent:
+        prepared, frame = network_input(observation, self.config, seed)
+        if isinstance(prepared, PointAttentionInput):
+            code = self.model.encode(prepared)
+            return Latent(code, self.name, frame, blends_by_field=True, source=prepared.summary())
+        return Latent(self.model.encode(prepared), self.name, frame)
+
+    def field(self, code: np.ndarray) -> Logits:
+        return self.model.field(code)
+
+    def evaluator(self, field: Logits, progress: Progress | None, cancel: CancelCheck | None) -> Evaluator:
+        return Evaluator(field, POINTS_PER_BATCH, progress, cancel)
+
+
+def load_runtime_engine(name_or_path: str | Path, threads: int = 0) -> RuntimeEngine:
+    """A shipped model by name, one in OCCNET_MODELS_PATH, or a checkpoint by path, with its ONNX graphs beside it;
+    `threads` 0 takes as many as PyTorch would."""
+    return RuntimeEngine(load_runtime_model(name_or_path, threads))
