@@ -39,6 +39,7 @@ TINY_ATTENTION = dict(
     plane_resolution=32,
     plane_points=2000,
     n_points=20_000,
+    density_gate=True,
 )
 
 

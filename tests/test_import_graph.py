@@ -19,11 +19,12 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The project modules `name` imports; `from pkg import x` means the module pkg.x when there is one."""
+def _imports(name: str, path: Path, modules: dict[str, Path], loading: bool = False) -> set[str]:
+    """The project modules `name` imports; `from pkg import x` means the module pkg.x when there is one. With
+    `loading`, only those it imports when it loads (not inside functions, not for type checking)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _nodes(path, loading):
         if isinstance(node, ast.Import):
             targets.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -73,3 +74,61 @@ def test_imports_run_one_way(package):
     graph = {name: {t for t in targets if t in graph} for name, targets in graph.items()}
     cycle = _cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def _nodes(path: Path, loading: bool) -> list[ast.AST]:
+    tree = ast.parse(path.read_text(), str(path))
+    if not loading:
+        return list(ast.walk(tree))
+    found, todo = [], list(tree.body)
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+        elif isinstance(node, ast.If | ast.Try):
+            todo.extend([*node.body, *node.orelse, *getattr(node, "handlers", []), *getattr(node, "finalbody", [])])
+        elif isinstance(node, ast.ExceptHandler):
+            todo.extend(node.body)
+    return found
+
+
+def _external(path: Path) -> set[str]:
+    """The top-level names of what a module imports from outside the project when it loads."""
+    found = set()
+    for node in _nodes(path, loading=True):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found - set(PACKAGES)
+
+
+# What each layer may not load, directly or through what it imports: the engine-neutral core neither torch nor
+# the wire protocol nor an engine; ONNX Runtime's part no torch; the protocol and the server no torch (the server
+# loads the PyTorch engine only in a worker that runs it).
+LAYERS = {
+    "backend.surface": {"torch", "backend.protocol", "backend.serve", "backend.engines", "backend.runtime"},
+    "backend.runtime": {"torch", "backend.protocol", "backend.serve", "backend.engines.pytorch"},
+    "backend.engines.onnx_runtime": {"torch", "backend.engines.pytorch"},
+    "backend.protocol": {"torch", "backend.engines.pytorch", "backend.runtime"},
+    "backend.serve": {"torch", "backend.engines.pytorch"},
+}
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_each_layer_loads_only_what_it_may(layer):
+    modules = _modules()
+    graph = {name: _imports(name, path, modules, loading=True) for name, path in modules.items()}
+    reached, todo = set(), [m for m in modules if m == layer or m.startswith(layer + ".")]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(graph[name])
+    external = set().union(*(_external(modules[m]) for m in reached))
+    banned = LAYERS[layer]
+    hits = sorted(m for m in reached if any(m == b or m.startswith(b + ".") for b in banned)) + sorted(
+        external & banned
+    )
+    assert not hits, f"{layer} loads {hits}"

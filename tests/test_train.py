@@ -16,12 +16,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import trimesh
 from commands import run_cli
+from fitting import TINY_ATTENTION, ellipsoid_surface, point_attention_batch
 
-from backend.checkpoint import load_checkpoint, read_config
+from backend.checkpoint import load_checkpoint, read_config, save_checkpoint
+from backend.config import ModelConfig
 from backend.data.mesh_folder import split_of
 from backend.evaluate import load_test_shape
+from backend.inputs.attention import prepare_points
+from backend.models import build_model
 from backend.registry import WEIGHTS_DIR
-from backend.train import save_training_state, stop_everywhere
+from backend.train import initialise_from, parameter_groups, save_training_state, stop_everywhere
 
 
 @pytest.fixture(scope="module")
@@ -328,3 +332,34 @@ def test_write_metadata_never_modifies_a_shipped_model(tiny_data, tmp_path):
     assert done.returncode == 0, done.stderr
     assert shipped.read_bytes() == before and shipped.stat().st_mode == mode
     assert "test_iou" in read_config(copy).evaluation and copy.stat().st_mode & 0o044 == 0o044
+
+
+def _logits(model, clouds, rng):
+    config = model.config
+    prepared = [prepare_points(cloud, None, config)[0] for cloud in clouds]
+    queries = [rng.uniform(-0.5, 0.5, (256, 3)).astype(np.float32) for _ in clouds]
+    inputs, neighbours = point_attention_batch(prepared, queries, config, rng)
+    with torch.no_grad():
+        return model(torch.from_numpy(np.stack(queries)), inputs, neighbours)
+
+
+def test_a_new_layer_on_a_trained_model_starts_as_the_identity_and_learns_faster(tmp_path):
+    """The density gate added to a gate-less checkpoint (--init): the same logits at first, its own weights in
+    a group at the fresh-layer rate, and once trained, a scale that follows the cloud's spacing."""
+    torch.manual_seed(0)
+    old = build_model(ModelConfig(threshold=0.5, **{**TINY_ATTENTION, "density_gate": False})).eval()
+    path = save_checkpoint(old, tmp_path / "old.safetensors")
+    new = build_model(ModelConfig(threshold=0.5, **TINY_ATTENTION)).eval()
+    initialise_from(new, path)
+    clouds = [ellipsoid_surface(np.array([0.5, 0.3, 0.2]), n, np.random.default_rng(n)) for n in (300, 3000)]
+    np.testing.assert_allclose(
+        _logits(new, clouds, np.random.default_rng(1)), _logits(old, clouds, np.random.default_rng(1)), atol=1e-6
+    )
+    base, fresh = parameter_groups(new, str(path), 10.0)
+    assert {id(p) for p in fresh["params"]} == {id(p) for p in new.density.parameters()} and fresh["scale"] == 10.0
+    assert base["scale"] == 1.0 and len(base["params"]) == len(list(old.parameters()))
+    with torch.no_grad():
+        new.density.scale.weight.fill_(0.5)
+    read = torch.ones(2, 1, new.density.scale.out_features)
+    sparse, dense = new.density(read, torch.tensor([0.2, 0.02]))[:, 0, 0]
+    assert sparse > 1.0 > dense  # a sparse cloud's reads scaled up, a dense one's down: the spacing is seen

@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 from backend.protocol import (
     PROTOCOL_VERSION,
     CancelRequest,
+    ErrorReply,
     ExtractRequest,
     HelloRequest,
     InterpolateRequest,
+    Message,
     ModelsRequest,
     Progress,
     ProtocolError,
@@ -324,6 +326,52 @@ def test_every_malformed_frame_gets_a_protocol_error_and_the_worker_reads_on():
     finally:
         worker.kill()
         worker.wait()
+
+
+def _decoded(fields, arrays=None, msg_type="reconstruct"):
+    return decode_request(Message(msg_type, 5, fields, arrays or {}))
+
+
+POINTS = {"points": np.ones((10, 3), np.float32)}
+
+
+@pytest.mark.parametrize(
+    "fields, arrays, words",
+    [
+        ({"model": "m", "resoluton": 512}, POINTS, "no field 'resoluton'"),  # misspelt: never the default instead
+        ({"model": "m", "options": {"resoluton": 512}}, POINTS, "no field 'resoluton'"),
+        ({"model": "m", "input_path": "a.ply"}, POINTS, "exactly one input"),
+        ({"model": "m"}, {**POINTS, "pixels": np.ones((8, 8, 3), np.float32)}, "exactly one input"),
+        ({"model": "m"}, {}, "exactly one input"),
+        ({"model": "m"}, {"pixels": np.ones((8, 8, 3)), "point_normals": np.ones((10, 3))}, "only with 'points'"),
+        ({"model": "m", "options": {"resolution": 100}}, POINTS, "Resolution 100 is not supported"),
+        ({"model": "m", "options": {"threshold": 1.5}}, POINTS, "strictly between 0 and 1"),
+        ({"model": "m", "options": {"normals": "yes"}}, POINTS, "must be bool"),
+    ],
+)
+def test_requests_are_held_to_their_types(fields, arrays, words):
+    with pytest.raises(ProtocolError, match=words) as info:
+        _decoded(fields, arrays)
+    assert info.value.id == 5
+
+
+def test_choices_are_checked_both_ways():
+    ends = {"a": {"latent_model": "m"}, "b": {"latent_model": "m"}, "t": 0.5, "model": "m"}
+    codes = {"code_a": np.zeros(4, np.float32), "code_b": np.zeros(4, np.float32)}
+    with pytest.raises(ProtocolError, match="'interpolate.method' is 'cubic'"):
+        _decoded({**ends, "method": "cubic"}, codes, "interpolate")
+    assert _decoded({**ends, "method": "spherical"}, codes, "interpolate").method == "spherical"
+    with pytest.raises(ProtocolError, match="not one of"):
+        encode(ErrorReply("bogus", "a kind the add-on cannot show"), 1)
+
+
+def test_extraction_options_travel_nested_and_whole():
+    request = ReconstructRequest(
+        model="m", options=ExtractOptions(resolution=256, threshold=0.3, min_piece=0.0), **POINTS
+    )
+    sent = encode(request, 3)
+    assert sent.fields["options"]["resolution"] == 256 and "resolution" not in sent.fields
+    assert decode_request(sent).options == request.options
 
 
 @pytest.mark.parametrize(
