@@ -25,15 +25,21 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backend.extract import ExtractOptions, extract_mesh  # noqa: E402
 from hardware import describe  # noqa: E402
 
 from backend.api import Latent, Model, load_model  # noqa: E402
 from backend.config import preset  # noqa: E402
-from backend.device import resolve_device  # noqa: E402
+from backend.device import (
+    points_per_batch,  # noqa: E402
+    resolve_device,  # noqa: E402
+)
+from backend.engines.pytorch import TorchEngine  # noqa: E402
+from backend.engines.torch_stages import TorchEvaluator, TorchStages  # noqa: E402
 from backend.models import build_model  # noqa: E402
 from backend.models.decoder import OccupancyDecoder  # noqa: E402
 from backend.registry import WEIGHTS_DIR  # noqa: E402
+from backend.surface.options import ExtractOptions  # noqa: E402
+from backend.surface.pipeline import extract_mesh  # noqa: E402
 
 TRIPLANE = WEIGHTS_DIR / "triplane-pointcloud.safetensors"
 BASELINE = "onet-pointcloud"
@@ -68,7 +74,7 @@ def run(field, device, resolution: int, use_mise: bool) -> tuple[int, dict[str, 
         torch.cuda.synchronize()
     start = time.perf_counter()
     options = ExtractOptions(resolution=resolution, threshold=0.5, use_mise=use_mise, normals=False)
-    _, stats = extract_mesh(field, options, device)
+    _, stats = extract_mesh(TorchEvaluator(field, device, points_per_batch(device)), options, 0.5, stages=TorchStages())
     if device.type == "cuda":
         torch.cuda.synchronize()
     return stats.points_evaluated, stats.seconds, time.perf_counter() - start
@@ -93,11 +99,11 @@ def triplane_model(device: torch.device) -> tuple[Model, str]:
         "costs the same whatever the weights; the later stages depend on the surface the weights make (its points "
         "evaluated and faces are listed), so rerun with the trained model for final numbers"
     )
-    return Model(network, "triplane-small (random init)", device), note
+    return Model(TorchEngine(network, "triplane-small (random init)", device)), note
 
 
 def reconstruct_seconds(model: Model, cloud: np.ndarray, resolution: int) -> tuple[dict[str, float], int, int]:
-    device = model.device
+    device = model.engine.device
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()

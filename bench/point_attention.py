@@ -36,27 +36,10 @@ def run_one(model: str, engine: str, size: int, resolution: int, out: Path) -> N
     """One reconstruction in this process; its mesh to `out`, its numbers as one JSON line on stdout."""
     cloud = torus_scan(size)
     start = time.perf_counter()
-    if engine == "torch":
-        from backend import load_model
+    from backend import load_model
 
-        result = load_model(model, "cpu").reconstruct(cloud, resolution=resolution)
-        mesh, stats = result.mesh, result.stats
-    else:
-        from backend.runtime.extract import ExtractOptions
-        from backend.runtime.reconstruct import encode, extract
-
-        from backend.inputs import PointCloudInput
-        from backend.runtime.model import load_runtime_model
-
-        runtime = load_runtime_model(model)
-        began = time.perf_counter()
-        latent = encode(runtime, PointCloudInput(cloud))
-        encoded = time.perf_counter() - began
-        options = ExtractOptions(
-            resolution=resolution, threshold=runtime.config.threshold, normals_from_mesh=runtime.config.mesh_normals
-        )
-        mesh, extracted = extract(runtime, latent, options)
-        stats = {"seconds": {"encode": encoded, **extracted.seconds}, "input": latent.source}
+    result = load_model(model, "cpu", engine=engine).reconstruct(cloud, resolution=resolution)
+    mesh, stats = result.mesh, result.stats
     total = time.perf_counter() - start
     np.savez(out, vertices=mesh.vertices, faces=mesh.faces)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -23,16 +23,17 @@ from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's backend, whatever is installed
-from backend.extract import extract_mesh as torch_extract_mesh  # noqa: E402
-from backend.runtime.evaluate import Evaluator  # noqa: E402
-from backend.runtime.extract import ExtractOptions, extract_mesh  # noqa: E402
 from extract import torus_scan  # noqa: E402
 from hardware import describe  # noqa: E402
 
 from backend.api import load_model  # noqa: E402
+from backend.engines.torch_stages import TorchEvaluator, TorchStages  # noqa: E402
 from backend.metrics import iou, mesh_contains  # noqa: E402
+from backend.surface.field import Evaluator  # noqa: E402
 from backend.surface.marching import marching_cubes  # noqa: E402
 from backend.surface.mise import dense_grid  # noqa: E402
+from backend.surface.options import ExtractOptions  # noqa: E402
+from backend.surface.pipeline import Stages, extract_mesh  # noqa: E402
 
 STAGES = ("evaluate", "mesh", "normals")
 
@@ -57,9 +58,9 @@ def best_of(repeat: int, run):
     return min(results, key=lambda r: r[2]), results[0]
 
 
-def timed_run(extract, field, options):
+def timed_run(evaluate, stages, options):
     start = time.perf_counter()
-    mesh, stats = extract(field, options)
+    mesh, stats = extract_mesh(evaluate, options, 0.5, stages=stages)
     return mesh, stats, time.perf_counter() - start
 
 
@@ -67,8 +68,11 @@ def compare(name: str, torch_field, numpy_field, resolution: int, repeat: int) -
     options = ExtractOptions(resolution=resolution)
     rows = {}
     for engine, run in (
-        ("pytorch", lambda: timed_run(torch_extract_mesh, torch_field, options)),
-        ("built-in numpy", lambda: timed_run(extract_mesh, numpy_field, options)),
+        (
+            "pytorch",
+            lambda: timed_run(TorchEvaluator(torch_field, torch.device("cpu"), 32_768), TorchStages(), options),
+        ),
+        ("built-in numpy", lambda: timed_run(Evaluator(numpy_field), Stages(), options)),
     ):
         run()  # warm-up
         (mesh, stats, total), _ = best_of(repeat, run)
