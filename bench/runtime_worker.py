@@ -29,7 +29,7 @@ from hardware import describe  # noqa: E402
 
 from backend.metrics import solid_iou  # noqa: E402
 from backend.protocol import ReconstructRequest  # noqa: E402
-from occnet_blender.client import BackendClient  # noqa: E402
+from occnet_blender.worker.client import BackendClient  # noqa: E402
 
 WORKERS = {"runtime": "backend.runtime.worker", "torch": "backend.worker"}
 MODELS = ("triplane-pointcloud", "onet-pointcloud", "onet-image")

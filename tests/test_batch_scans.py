@@ -38,7 +38,7 @@ def test_a_folder_with_nothing_readable_names_its_files_and_fails(tmp_path):
 LIST_BLEND = """
 import sys, bpy, numpy as np
 sys.path.insert(0, ".")
-from occnet_blender import properties
+from occnet_blender.ui import properties
 properties.register()
 bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
 print("counts", len(bpy.data.objects), len(bpy.data.cameras), len(bpy.data.lights), len(bpy.data.collections))

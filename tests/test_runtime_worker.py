@@ -27,7 +27,7 @@ from backend.protocol import (
     Progress,
     ReconstructRequest,
 )
-from occnet_blender.client import BackendClient, BackendError
+from occnet_blender.worker.client import BackendClient, BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOUD = ellipsoid_surface(np.array([0.5, 0.4, 0.3]), 2000, np.random.default_rng(0)).astype(np.float32) + 5.0

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .shared import (
+from ..backend_parts import (
     ERROR_KINDS,
     CancelRequest,
     ErrorReply,

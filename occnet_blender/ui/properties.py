@@ -1,6 +1,6 @@
 """Settings: what the artist picks on the scene (`scene.occnet`) and what a result remembers (`obj.occnet`).
 
-The latents a result keeps live next to this PropertyGroup as ID properties (see latents.py).
+The latents a result keeps live next to this PropertyGroup as ID properties (see scene/latents.py).
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import zlib
 
 import bpy
 
-from . import blend, connection
-from .extraction import BASE_RESOLUTION, MAX_RESOLUTION, extraction_fields, snap_resolution
-from .shared import AUTO_MODEL, MIN_PIECE
+from ..backend_parts import AUTO_MODEL, MIN_PIECE
+from ..scene import blend
+from ..worker import lifecycle
+from ..worker.extraction import BASE_RESOLUTION, MAX_RESOLUTION, extraction_fields, snap_resolution
 
 _model_enum_items: list[tuple[str, str, str, str, int]] = []
 
@@ -30,7 +31,7 @@ def _model_items(self, context) -> list[tuple[str, str, str, str, int]]:
     global _model_enum_items
     _model_enum_items = [  # kept referenced, as Blender requires of dynamic items
         (name, label, description, "NONE", model_number(name))
-        for name, label, description in connection.BACKEND.model_items()
+        for name, label, description in lifecycle.BACKEND.model_items()
     ]
     return _model_enum_items
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import bpy
 
+from ..backend_parts import AUTO_MODEL, MODELS_PATH_ENV, HelloReply, ModelInfo, ModelsRequest
+from ..identity import ADDON_ID, ENV_FOLDER, preferences
 from .client import BackendClient, BackendError
-from .settings import ADDON_ID, ENV_FOLDER, preferences
-from .shared import AUTO_MODEL, MODELS_PATH_ENV, HelloReply, ModelInfo, ModelsRequest
 
-ROOT = Path(__file__).resolve().parent.parent  # holds backend/ both in the extension and in a checkout
+ROOT = Path(__file__).resolve().parents[2]  # holds backend/ both in the extension and in a checkout
 WEIGHTS_DIR = ROOT / "backend" / "weights"
 
 

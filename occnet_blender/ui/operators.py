@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import bpy
 
-from . import blend
-from .client import BackendError
-from .connection import BACKEND
-from .extraction import extraction_fields, snap_resolution
-from .gather import GatherError, Source, gather_file, gather_object
-from .jobs import JOBS
-from .latents import LATENT_KEY
+from ..backend_parts import AUTO_MODEL
+from ..scene import blend
+from ..scene.gather import GatherError, Source, gather_file, gather_object
+from ..scene.latents import LATENT_KEY
+from ..scene.reconstruct import reconstruct_job, reextract_job
+from ..worker.client import BackendError
+from ..worker.extraction import extraction_fields, snap_resolution
+from ..worker.jobs import JOBS
+from ..worker.lifecycle import BACKEND
 from .properties import min_piece_property, resolution_property, threshold_property, use_model_threshold_property
-from .reconstruct import reconstruct_job, reextract_job
-from .shared import AUTO_MODEL
 
 
 def _check_model(source: Source, model: str) -> None:

@@ -14,9 +14,10 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
-from .client import BackendError
-from .extraction import PREVIEW_RESOLUTION
-from .jobs import JOBS, Job
+from ..backend_parts import InterpolateRequest, LatentFrame, MeshReply
+from ..worker.client import BackendError
+from ..worker.extraction import PREVIEW_RESOLUTION
+from ..worker.jobs import JOBS, Job
 from .latents import (
     BLEND_LATENT_KEYS,
     BLEND_MATRIX_KEYS,
@@ -27,7 +28,6 @@ from .latents import (
     store_latent,
 )
 from .meshes import as_matrix, collection_names, fill_mesh, flat_matrix, new_mesh_object
-from .shared import InterpolateRequest, LatentFrame, MeshReply
 
 SETTLE_SECONDS = 0.3
 _rendering = False

@@ -6,11 +6,7 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from .gather import Source
-from .jobs import Job
-from .latents import frame_of, latent_of, offset_of, store_frame, store_latent, store_offset
-from .meshes import centered, fill_mesh, new_mesh_object, set_colors
-from .shared import (
+from ..backend_parts import (
     ExtractRequest,
     LatentFrame,
     MeshReply,
@@ -19,6 +15,10 @@ from .shared import (
     input_summary,
     neighbour_colors,
 )
+from ..worker.jobs import Job
+from .gather import Source
+from .latents import frame_of, latent_of, offset_of, store_frame, store_latent, store_offset
+from .meshes import centered, fill_mesh, new_mesh_object, set_colors
 
 RESULT_SUFFIX = ".occnet"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .shared import MIN_PIECE, RESOLUTIONS
+from ..backend_parts import MIN_PIECE, RESOLUTIONS
 
 BASE_RESOLUTION, MAX_RESOLUTION = RESOLUTIONS[0], RESOLUTIONS[-1]
 PREVIEW_RESOLUTION = 32
