@@ -27,8 +27,9 @@ import torch  # noqa: E402
 from hardware import describe  # noqa: E402
 
 import occnet_blender  # noqa: E402
-from occnet_blender import blend, extraction, gather, jobs, meshes, reconstruct  # noqa: E402
-from occnet_blender.connection import BACKEND, LaunchSettings  # noqa: E402
+from occnet_blender.scene import blend, gather, meshes, reconstruct  # noqa: E402
+from occnet_blender.worker import extraction, jobs  # noqa: E402
+from occnet_blender.worker.lifecycle import BACKEND, LaunchSettings  # noqa: E402
 
 
 def scan_object(name: str, offset: float) -> bpy.types.Object:

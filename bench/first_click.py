@@ -67,7 +67,7 @@ for obj in (scan, picture):
         report[f"{obj.name} {attempt}"] = time.perf_counter() - start
         report[f"{obj.name} faces"] = len(bpy.data.objects[obj.name + ".occnet"].data.polygons)
         bpy.data.objects.remove(bpy.data.objects[obj.name + ".occnet"])
-report["engine"] = addon.connection.BACKEND.summary()
+report["engine"] = addon.worker.lifecycle.BACKEND.summary()
 print(REPORT + __import__("json").dumps(report))
 """
 

@@ -30,9 +30,8 @@ from hardware import describe  # noqa: E402
 from backend.metrics import solid_iou  # noqa: E402
 from backend.protocol import ReconstructRequest  # noqa: E402
 from backend.surface.options import ExtractOptions  # noqa: E402
-from occnet_blender.client import BackendClient  # noqa: E402
+from occnet_blender.worker.client import BackendClient  # noqa: E402
 
-WORKERS = {"runtime": "backend.runtime.worker", "torch": "backend.worker"}
 MODELS = ("triplane-pointcloud", "onet-pointcloud", "onet-image")
 
 
@@ -59,8 +58,8 @@ def main() -> None:
             model=model, **arrays[kind], options=ExtractOptions(resolution=args.resolution, normals=False)
         )
         meshes, seconds = {}, {}
-        for engine, module in WORKERS.items():
-            client = BackendClient(sys.executable, ROOT, device="cpu", extra_env=env, worker=module)
+        for engine in ("runtime", "torch"):
+            client = BackendClient(sys.executable, ROOT, device="cpu", extra_env=env, engine=engine)
             client.start()
             try:
                 client.run(request, timeout=600)  # loads the model

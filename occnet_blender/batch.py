@@ -32,17 +32,19 @@ if __package__ in (None, ""):  # run as a script: the folder above holds occnet_
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 
-from occnet_blender.shared import (  # noqa: E402
+from occnet_blender.backend_parts import (  # noqa: E402
     AUTO_MODEL,
+    DEFAULT_RESOLUTION,
     LATENT_MARKER,
     MIN_PIECE,
     RESOLUTIONS,
     SUPPORTED,
+    ExtractOptions,
+    OptionsError,
     atomic_write,
     is_partial,
     same_file,
     terminate_as_interrupt,
-    threshold_problem,
 )
 from occnet_blender.written import written_problem  # noqa: E402
 
@@ -67,7 +69,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--input", nargs="+", default=[], type=Path, help="files or folders to reconstruct")
     parser.add_argument("--out", required=True, type=Path, help="folder for the meshes")
     parser.add_argument("--model", default=AUTO_MODEL, help="model name or .safetensors path (default: by input)")
-    parser.add_argument("--resolution", type=int, default=128, choices=RESOLUTIONS, help="grid (default 128)")
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=DEFAULT_RESOLUTION,
+        choices=RESOLUTIONS,
+        help=f"grid (default {DEFAULT_RESOLUTION})",
+    )
     parser.add_argument("--threshold", type=float, help="surface threshold in (0, 1) (default: the model's)")
     parser.add_argument(
         "--min-piece",
@@ -93,10 +101,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.save_blend and args.save_blend.suffix.lower() != ".blend":
         name = args.save_blend
         parser.error(f"--save-blend {name}: Blender files end in .blend; name it {name.stem}.blend")
-    if args.threshold is not None and (problem := threshold_problem(args.threshold)):
-        parser.error(problem)
-    if not 0.0 <= args.min_piece <= 1.0:
-        parser.error(f"--min-piece {args.min_piece}: give a share of the largest piece from 0 (keep all) to 1")
+    try:  # the settings' one set of rules, before Blender starts any work
+        ExtractOptions(resolution=args.resolution, threshold=args.threshold, min_piece=args.min_piece)
+    except OptionsError as exc:
+        parser.error(str(exc))
     return args
 
 
@@ -224,9 +232,9 @@ def reconstruct(path: Path, model: str) -> bpy.types.Object:
     settings = bpy.context.scene.occnet
     latent = read_latent(path)
     if latent is not None:
-        return addon.jobs.JOBS.run_now(addon.reconstruct.latent_job(path.stem, *latent, settings))
-    source = addon.gather.gather_file(str(path.resolve()), (0.0, 0.0, 0.0))
-    return addon.jobs.JOBS.run_now(addon.reconstruct.reconstruct_job(source, settings, model))
+        return addon.worker.jobs.JOBS.run_now(addon.scene.reconstruct.latent_job(path.stem, *latent, settings))
+    source = addon.scene.gather.gather_file(str(path.resolve()), (0.0, 0.0, 0.0))
+    return addon.worker.jobs.JOBS.run_now(addon.scene.reconstruct.reconstruct_job(source, settings, model))
 
 
 def read_latent(path: Path):
@@ -240,13 +248,13 @@ def read_latent(path: Path):
                 return None
             missing = [key for key in ("code", "model", "center", "scale") if key not in data.files]
             if missing:
-                raise addon.gather.GatherError(
+                raise addon.scene.gather.GatherError(
                     f"{path}: not a usable latent (it lacks {', '.join(missing)}). Save it again with "
                     "'reconstruct --save-latent'."
                 )
             by_field = bool(data["blends_by_field"]) if "blends_by_field" in data.files else False
             center = tuple(float(v) for v in np.asarray(data["center"], np.float64).reshape(3))
-            frame = addon.shared.LatentFrame(str(data["model"]), center, float(data["scale"]), by_field)
+            frame = addon.backend_parts.LatentInfo(str(data["model"]), center, float(data["scale"]), by_field)
             return frame, np.asarray(data["code"], np.float32)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: the worker says how, as for any input
         return None
@@ -291,17 +299,23 @@ def main(argv: list[str]) -> int:
         return 2
     addon = load_addon()
     empty_scene()
-    connection = addon.connection
+    lifecycle = addon.worker.lifecycle
     model, models_dir = args.model, ""
     if model.endswith(".safetensors"):  # a file: the worker finds it by name in its folder, blends included
         model, models_dir = Path(model).stem, str(Path(model).resolve().parent)
-    configured = connection.launch_settings()
-    chosen = (connection.Interpreter("--backend-python", args.backend_python),)
+    configured = lifecycle.launch_settings()
+    chosen = (lifecycle.Interpreter("--backend-python", args.backend_python),)
     interpreters = chosen if args.backend_python else configured.interpreters
-    connection.BACKEND.launch_override = connection.LaunchSettings(
+    lifecycle.BACKEND.launch_override = lifecycle.LaunchSettings(
         interpreters, args.device, models_dir or configured.models_dir
     )
-    errors = (addon.client.BackendError, addon.gather.GatherError, addon.blend.BlendError, RuntimeError, OSError)
+    errors = (
+        addon.worker.client.BackendError,
+        addon.scene.gather.GatherError,
+        addon.scene.blend.BlendError,
+        RuntimeError,
+        OSError,
+    )
     settings = bpy.context.scene.occnet
     settings.resolution = args.resolution
     settings.use_model_threshold = args.threshold is None
@@ -345,8 +359,8 @@ def main(argv: list[str]) -> int:
     print(f"{len(rows) - failed} ok, {failed} failed" + (f", {len(skipped)} skipped" if skipped else ""))
     if interrupted:
         print("interrupted: the inputs not listed above were not reconstructed; no partial file was left")
-    connection.BACKEND.stop()
-    connection.BACKEND.launch_override = None
+    lifecycle.BACKEND.stop()
+    lifecycle.BACKEND.launch_override = None
     return 130 if interrupted else 1 if failed else 0
 
 
@@ -355,7 +369,7 @@ def interpolate(args: argparse.Namespace, model: str, results: dict[Path, str], 
         bpy.data.objects[results[p.resolve()]] if p.resolve() in results else reconstruct(p, model)
         for p in args.interpolate
     ]
-    blend = addon.blend.create_blend(*ends, factor=0.0)
+    blend = addon.scene.blend.create_blend(*ends, factor=0.0)
     for step, (factor, target) in enumerate(zip(np.linspace(0.0, 1.0, args.steps), targets, strict=True)):
         blend.occnet.factor = float(factor)
         blend.occnet.keyframe_insert("factor", frame=step + 1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from .shared import read_ply_header
+from .backend_parts import read_ply_header
 
 PLY_SIZES = {
     **dict.fromkeys(("char", "uchar", "int8", "uint8"), 1),

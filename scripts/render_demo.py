@@ -9,7 +9,7 @@ import numpy as np
 import trimesh
 from mathutils import Matrix
 
-from occnet_blender.meshes import flat_matrix, new_mesh_object
+from occnet_blender.scene.meshes import flat_matrix, new_mesh_object
 
 
 def _mesh_object(name: str, vertices: np.ndarray, faces: np.ndarray, location) -> bpy.types.Object:

@@ -103,7 +103,7 @@ def addon(extension_zip, pytestconfig):
     assert result == {"FINISHED"}
     package = importlib.import_module("bl_ext.user_default.occnet.occnet_blender")
     yield package
-    package.connection.BACKEND.stop()
+    package.worker.lifecycle.BACKEND.stop()
 
 
 @pytest.fixture
@@ -120,5 +120,5 @@ def blender(addon):
         scene.occnet.property_unset(name)
     scene.occnet.resolution = 64
     scene.frame_set(1)
-    addon.jobs.JOBS.problems.clear()
+    addon.worker.jobs.JOBS.problems.clear()
     return bpy

@@ -16,7 +16,7 @@ MEGABYTE = 1 << 20
 @pytest.fixture(scope="module")
 def triplane_models(addon, tiny_triplane_model):
     """The add-on's extra models folder holds a feature-plane model while this module's tests run."""
-    prefs = addon.preferences.preferences()
+    prefs = addon.ui.preferences.preferences()
     prefs.models_dir = str(tiny_triplane_model.parent)
     yield tiny_triplane_model.stem
     prefs.models_dir = ""
@@ -25,7 +25,7 @@ def triplane_models(addon, tiny_triplane_model):
 @pytest.fixture
 def triplane(blender, addon, triplane_models):
     """Reconstruct picks the triplane test model: its latents are (3, 32, 64, 64) feature planes."""
-    addon.connection.BACKEND.require()  # the model list the panel's enum offers comes from the running worker
+    addon.worker.lifecycle.BACKEND.require()  # the model list the panel's enum offers comes from the running worker
     blender.context.scene.occnet.model = triplane_models
     yield triplane_models
     blender.context.scene.occnet.model = "auto"
@@ -98,21 +98,21 @@ def test_dragging_is_latest_wins_with_a_coarse_preview(blender, addon, monkeypat
     give one job at a time; the preview is coarse, and the full resolution follows once the slider settles."""
     a, b = _two_reconstructions()
     blend = _blend_of(a, b)
-    jobs = addon.jobs.JOBS
-    monkeypatch.setattr(addon.blend, "synchronous", lambda: False)
+    jobs = addon.worker.jobs.JOBS
+    monkeypatch.setattr(addon.scene.blend, "synchronous", lambda: False)
     submitted = []
     start = jobs.start
-    monkeypatch.setattr(jobs, "start", lambda job: submitted.append(job.request.resolution) or start(job))
+    monkeypatch.setattr(jobs, "start", lambda job: submitted.append(job.request.options.resolution) or start(job))
     for i in range(1, 21):  # a drag: each value runs the property's update callback, as in the UI
         blend.occnet.factor = i / 20
         jobs.poll()
         assert sum(1 for j in jobs.queue if j.request == "interpolate") <= 1
         time.sleep(0.01)
     deadline = time.monotonic() + 60
-    while (jobs.queue or addon.blend._pending) and time.monotonic() < deadline:
+    while (jobs.queue or addon.scene.blend._pending) and time.monotonic() < deadline:
         jobs.poll()
         time.sleep(0.02)
-    assert submitted[0] == addon.extraction.PREVIEW_RESOLUTION and submitted[-1] == blend.occnet.resolution
+    assert submitted[0] == addon.worker.extraction.PREVIEW_RESOLUTION and submitted[-1] == blend.occnet.resolution
     assert len(submitted) < 20
     assert (blend.occnet.shown_factor, blend.occnet.shown_resolution) == (1.0, blend.occnet.resolution)
     assert other_iou(blend, b) >= ENDPOINT_IOU
@@ -173,8 +173,8 @@ def test_blend_and_bake_grey_out_with_a_reason(blender):
 def test_cancel_while_dragging_does_not_freeze_the_slider(blender, addon, monkeypatch):
     a, b = _two_reconstructions()
     blend = _blend_of(a, b)
-    jobs = addon.jobs.JOBS
-    monkeypatch.setattr(addon.blend, "synchronous", lambda: False)
+    jobs = addon.worker.jobs.JOBS
+    monkeypatch.setattr(addon.scene.blend, "synchronous", lambda: False)
     blend.occnet.factor = 0.3
     jobs.poll()
     assert jobs.queue, "the slider started a job"
@@ -184,7 +184,7 @@ def test_cancel_while_dragging_does_not_freeze_the_slider(blender, addon, monkey
         jobs.poll()
     blend.occnet.factor = 0.8
     deadline = time.monotonic() + 60
-    while (jobs.queue or addon.blend._pending) and time.monotonic() < deadline:
+    while (jobs.queue or addon.scene.blend._pending) and time.monotonic() < deadline:
         jobs.poll()
         time.sleep(0.02)
     assert blend.occnet.shown_factor == pytest.approx(0.8)
@@ -196,7 +196,7 @@ def _saved_bytes(path) -> int:
 
 
 def test_triplane_latents_are_compact_and_survive_undo_and_save(blender, addon, triplane, tmp_path):
-    latents = addon.latents
+    latents = addon.scene.latents
     a, b = _two_reconstructions()
     code = latents.latent_of(a)
     assert code.shape == TRIPLANE_SHAPE and code.dtype == np.float32 and np.isfinite(code).all()
@@ -233,8 +233,8 @@ def test_blend_reads_latents_stored_as_float_arrays_by_earlier_versions(blender,
     blender.context.scene.occnet.model = "onet-pointcloud"  # a global code: all that earlier versions made
     a, b = _two_reconstructions()
     for obj in (a, b):  # as versions before compact latents stored it: an ID-property array of doubles
-        obj[addon.latents.LATENT_KEY] = addon.latents.latent_of(obj).astype(np.float64).tolist()
-    assert addon.latents.latent_of(a).shape == (128,)
+        obj[addon.scene.latents.LATENT_KEY] = addon.scene.latents.latent_of(obj).astype(np.float64).tolist()
+    assert addon.scene.latents.latent_of(a).shape == (128,)
     blend = _blend_of(a, b)
     blend.occnet.factor = 0.0
     assert other_iou(blend, a) >= ENDPOINT_IOU

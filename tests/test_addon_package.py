@@ -72,7 +72,7 @@ def test_manifest_and_contents(extension_zip):
     assert set(manifest["permissions"]) == {"files", "network"}
     assert manifest["version"] == backend.__version__
     names = set(zipfile.ZipFile(extension_zip).namelist())
-    assert {"__init__.py", "blender_manifest.toml", "occnet_blender/panels.py", "backend/worker.py"} <= names
+    assert {"__init__.py", "blender_manifest.toml", "occnet_blender/ui/panels.py", "backend/worker.py"} <= names
     assert {"backend/weights/onet-pointcloud.safetensors", "backend/requirements.txt"} <= names
     licence = zipfile.ZipFile(extension_zip).read("LICENSE").decode()
     assert "GNU GENERAL PUBLIC LICENSE" in licence and "Version 3" in licence  # what the manifest names
@@ -135,8 +135,8 @@ select(bpy.data.objects["scan"])
 report["scan_result"] = list(bpy.ops.occnet.reconstruct())
 report["first_click_seconds"] = time.perf_counter() - started
 keep("scan", bpy.data.objects["scan.occnet"])
-hello = addon.connection.BACKEND.hello
-report["engine"], report["panel"] = hello.engine, addon.connection.BACKEND.summary()
+hello = addon.worker.lifecycle.BACKEND.hello
+report["engine"], report["panel"] = hello.engine, addon.worker.lifecycle.BACKEND.summary()
 select(empty)
 report["picture_result"] = list(bpy.ops.occnet.reconstruct())
 keep("picture", bpy.data.objects["picture.occnet"])
@@ -152,22 +152,22 @@ for factor in (0.0, 0.5, 1.0):
 
 select(bpy.data.objects["scan"])
 scene.occnet.resolution = 512
-source = addon.gather.gather_object(bpy.data.objects["scan"], bpy.context.evaluated_depsgraph_get())
-job = addon.reconstruct.reconstruct_job(source, scene.occnet)
+source = addon.scene.gather.gather_object(bpy.data.objects["scan"], bpy.context.evaluated_depsgraph_get())
+job = addon.scene.reconstruct.reconstruct_job(source, scene.occnet)
 names = sorted(bpy.data.objects.keys())
-addon.jobs.JOBS.start(job)
+addon.worker.jobs.JOBS.start(job)
 deadline = time.monotonic() + 120
 while job.stage != "evaluate" and time.monotonic() < deadline:
-    addon.jobs.JOBS.poll()
+    addon.worker.jobs.JOBS.poll()
     time.sleep(0.01)
-report["cancel_stage"], report["cancelled"] = job.stage, addon.jobs.JOBS.cancel()
+report["cancel_stage"], report["cancelled"] = job.stage, addon.worker.jobs.JOBS.cancel()
 cancelled_at = time.monotonic()
-while addon.jobs.JOBS.queue and time.monotonic() < deadline:
-    addon.jobs.JOBS.poll()
+while addon.worker.jobs.JOBS.queue and time.monotonic() < deadline:
+    addon.worker.jobs.JOBS.poll()
     time.sleep(0.01)
 report["cancel_seconds"] = time.monotonic() - cancelled_at
 report["objects_kept"] = sorted(bpy.data.objects.keys()) == names
-report["problems"] = list(addon.jobs.JOBS.problems)
+report["problems"] = list(addon.worker.jobs.JOBS.problems)
 
 maps = [open(f"/proc/{pid}/maps").read() for pid in (os.getpid(), hello.pid)]
 report["libtorch_mapped"] = any("libtorch" in text for text in maps)
@@ -233,9 +233,9 @@ def test_installed_extension_is_enabled_with_its_ui(addon):
     assert bpy.types.OCCNET_PT_main.bl_space_type == "VIEW_3D"
     for operator in ("reconstruct", "cancel", "blend", "bake", "reextract", "install_backend", "restart_backend"):
         assert getattr(bpy.ops.occnet, operator).get_rna_type().identifier == f"OCCNET_OT_{operator}"
-    prefs = addon.preferences.preferences()
+    prefs = addon.ui.preferences.preferences()
     assert {"backend_python", "device", "models_dir"} <= set(prefs.bl_rna.properties.keys())
-    items = [item[0] for item in addon.connection.BACKEND.model_items()]
+    items = [item[0] for item in addon.worker.lifecycle.BACKEND.model_items()]
     assert items[0] == "auto" and {"onet-pointcloud", "onet-image"} <= set(items)
 
 

@@ -55,20 +55,20 @@ def test_main_panel_idle_running_and_failed(blender, addon):
     log = _draw(bpy.types.OCCNET_PT_main)
     assert ("operator", "occnet.reconstruct") in log and ("prop", "model") in log and ("prop", "resolution") in log
 
-    job = addon.jobs.Job("scan", "reconstruct", {})
+    job = addon.worker.jobs.Job("scan", "reconstruct", {})
     job.stage, job.fraction = "evaluate", 0.4
-    addon.jobs.JOBS.queue.append(job)
+    addon.worker.jobs.JOBS.queue.append(job)
     try:
         log = _draw(bpy.types.OCCNET_PT_main)
     finally:
-        addon.jobs.JOBS.queue.remove(job)
+        addon.worker.jobs.JOBS.queue.remove(job)
     assert ("progress", "scan: evaluate 40%") in log
     assert ("operator", "occnet.cancel") in log
 
-    backend = addon.connection.BACKEND
+    backend = addon.worker.lifecycle.BACKEND
     state, message = backend.state, backend.message
     backend.state, backend.message = "failed", "The backend could not start."
-    addon.jobs.JOBS.report("scan: something went wrong")
+    addon.worker.jobs.JOBS.report("scan: something went wrong")
     try:
         log = _draw(bpy.types.OCCNET_PT_main)
     finally:
@@ -91,14 +91,14 @@ def test_advanced_blend_and_preferences_draw(blender, addon):
     bpy.context.view_layer.objects.active = blend
     log = _draw(bpy.types.OCCNET_PT_blend)
     assert ("prop", "factor") in log and ("operator", "occnet.bake") in log
-    prefs = addon.preferences.preferences()
+    prefs = addon.ui.preferences.preferences()
     log = []
     type(prefs).draw(_PrefsSelf(prefs, CheckedLayout(log)), bpy.context)
     assert ("prop", "backend_python") in log
 
 
 def test_install_backend_is_offered_only_where_online_access_is_allowed(blender, addon):
-    prefs = addon.preferences.preferences()
+    prefs = addon.ui.preferences.preferences()
     system = bpy.context.preferences.system
     drawn = {}
     for online in (False, True):
@@ -116,20 +116,20 @@ def test_install_backend_is_offered_only_where_online_access_is_allowed(blender,
 
 
 def test_the_panel_names_the_engine_and_how_to_get_gpu_speed(blender, addon):
-    backend = addon.connection.BACKEND
+    backend = addon.worker.lifecycle.BACKEND
     saved = backend.state, backend.message, backend.hello
-    runtime = addon.shared.HelloReply(2, "0.1.0", None, "cpu", ["cpu"], 1, engine="runtime")
-    torch = addon.shared.HelloReply(2, "0.1.0", "2.13.0", "cuda", ["cpu", "cuda"], 1, engine="torch")
+    runtime = addon.backend_parts.HelloReply(2, "0.1.0", None, "cpu", ["cpu"], 1, engine="runtime")
+    torch = addon.backend_parts.HelloReply(2, "0.1.0", "2.13.0", "cuda", ["cpu", "cuda"], 1, engine="torch")
     system = bpy.context.preferences.system
     try:
         backend.state, backend.hello = "ready", runtime
-        backend.message = f"Ready: {addon.connection.engine_name(runtime)}"
+        backend.message = f"Ready: {addon.worker.lifecycle.engine_name(runtime)}"
         on_runtime = _draw(bpy.types.OCCNET_PT_main), _draw(bpy.types.OCCNET_PT_advanced)
         system.use_online_access = True
         online_hint = _labels(_draw(bpy.types.OCCNET_PT_main))
         system.use_online_access = False
         backend.hello = torch
-        backend.message = f"Ready: {addon.connection.engine_name(torch)}"
+        backend.message = f"Ready: {addon.worker.lifecycle.engine_name(torch)}"
         on_torch = _draw(bpy.types.OCCNET_PT_main), _draw(bpy.types.OCCNET_PT_advanced)
     finally:
         system.use_online_access = False
@@ -160,7 +160,7 @@ def test_checked_layout_rejects_what_blender_would(blender):
 def test_model_choice_survives_list_changes(blender, addon, tmp_path, monkeypatch):
     """Blender keeps a dynamic enum's choice as a number: each model's number comes from its name, so a model
     added before it, or the worker's list replacing the disk scan, leaves the artist's pick as it was."""
-    backend = addon.connection.BACKEND
+    backend = addon.worker.lifecycle.BACKEND
     backend.require()
     worker_models = list(backend.models)
     one, two = tmp_path / "one", tmp_path / "two"
@@ -169,7 +169,7 @@ def test_model_choice_survives_list_changes(blender, addon, tmp_path, monkeypatc
         for name in names:  # the disk scan only reads names
             (folder / f"{name}.safetensors").write_bytes(b"")
     settings = blender.context.scene.occnet
-    prefs = addon.preferences.preferences()
+    prefs = addon.ui.preferences.preferences()
     monkeypatch.setattr(backend, "models", [])  # the disk scan, as before the worker has started
     prefs.models_dir = str(one)
     try:
@@ -204,4 +204,4 @@ class _PrefsSelf:
 @pytest.fixture(autouse=True)
 def _clear_problems(addon):
     yield
-    addon.jobs.JOBS.problems.clear()
+    addon.worker.jobs.JOBS.problems.clear()

@@ -65,7 +65,9 @@ def test_point_cloud_placed_rotated_and_scaled(blender, addon):
         "scan",
         "pointcloud",
     )
-    code = addon.latents.latent_of(result)  # Automatic: point attention, the planes and the features on the points
+    code = addon.scene.latents.latent_of(
+        result
+    )  # Automatic: point attention, the planes and the features on the points
     assert code.ndim == 1 and code.size > 3 * 32 * 64 * 64 and state.blends_by_field
     assert "points" in state.input_summary
     assert np.array_equal(before, np.array([v.co[:] for v in scan.data.vertices])), "the source changed"
@@ -122,19 +124,19 @@ def test_several_selected_objects_each_get_a_result(blender):
 
 def _run_ui_job(addon, job, until):
     """Drive the UI path by hand: the timer callback (`poll`) is what bpy.app.timers calls in the UI."""
-    addon.jobs.JOBS.start(job)
+    addon.worker.jobs.JOBS.start(job)
     deadline = time.monotonic() + 120
     while not until() and time.monotonic() < deadline:
-        addon.jobs.JOBS.poll()
+        addon.worker.jobs.JOBS.poll()
         time.sleep(0.01)
 
 
 def test_ui_path_shows_progress_then_adds_the_result(blender, addon):
     scan, _ = _placed_scan("async")
-    source = addon.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
-    job = addon.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
+    source = addon.scene.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
+    job = addon.scene.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
     stages = set()
-    _run_ui_job(addon, job, lambda: stages.add(job.stage) or not addon.jobs.JOBS.queue)
+    _run_ui_job(addon, job, lambda: stages.add(job.stage) or not addon.worker.jobs.JOBS.queue)
     assert "evaluate" in stages, stages
     assert "async.occnet" in bpy.data.objects
 
@@ -142,15 +144,19 @@ def test_ui_path_shows_progress_then_adds_the_result(blender, addon):
 def test_cancel_mid_job_leaves_the_scene_as_it_was(blender, addon):
     scan, _ = _placed_scan("big")
     blender.context.scene.occnet.resolution = 512
-    source = addon.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
-    job = addon.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
+    source = addon.scene.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
+    job = addon.scene.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
     _run_ui_job(addon, job, lambda: job.stage == "evaluate")
     assert job.stage == "evaluate"
     names = set(bpy.data.objects.keys())
-    assert addon.jobs.JOBS.cancel() == 1
-    _run_ui_job(addon, addon.jobs.Job("noop", addon.shared.HelloRequest()), lambda: not addon.jobs.JOBS.queue)
+    assert addon.worker.jobs.JOBS.cancel() == 1
+    _run_ui_job(
+        addon,
+        addon.worker.jobs.Job("noop", addon.backend_parts.HelloRequest()),
+        lambda: not addon.worker.jobs.JOBS.queue,
+    )
     assert set(bpy.data.objects.keys()) == names
-    assert not addon.jobs.JOBS.problems, "a cancel is not a problem"
+    assert not addon.worker.jobs.JOBS.problems, "a cancel is not a problem"
 
 
 def test_undo_removes_the_result_and_keeps_the_source(blender, addon):
@@ -160,9 +166,9 @@ def test_undo_removes_the_result_and_keeps_the_source(blender, addon):
     assert not {"REGISTER", "UNDO"} & bpy.ops.occnet.reconstruct.bl_options  # as Blender registered it
     scan, _ = _placed_scan()
     bpy.ops.ed.undo_push(message="before")
-    source = addon.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
-    job = addon.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
-    _run_ui_job(addon, job, lambda: not addon.jobs.JOBS.queue)
+    source = addon.scene.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
+    job = addon.scene.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
+    _run_ui_job(addon, job, lambda: not addon.worker.jobs.JOBS.queue)
     assert "scan.occnet" in bpy.data.objects
     bpy.ops.ed.undo()
     assert "scan.occnet" not in bpy.data.objects
@@ -173,7 +179,7 @@ def test_backend_crash_is_reported_and_the_next_run_works(blender, addon):
     scan, _ = _placed_scan()
     select(scan)
     blender.context.scene.occnet.resolution = 512
-    client = addon.connection.BACKEND.require()
+    client = addon.worker.lifecycle.BACKEND.require()
     threading.Timer(1.5, lambda: os.kill(client.process.pid, signal.SIGKILL)).start()
     with pytest.raises(RuntimeError, match="stopped unexpectedly"):
         bpy.ops.occnet.reconstruct()
@@ -212,34 +218,34 @@ def test_bad_selections_say_what_is_wrong(blender, tmp_path):
 
 
 def test_no_backend_says_what_to_do(blender, addon, monkeypatch, tmp_path):
-    connection = addon.connection
+    lifecycle = addon.worker.lifecycle
     no_torch = tmp_path / "python"
     no_torch.write_text("#!/bin/sh\nexit 3\n")
     no_torch.chmod(0o755)
-    settings = connection.LaunchSettings(
-        (connection.Interpreter("the Backend Python preference", str(no_torch)),), "auto", ""
+    settings = lifecycle.LaunchSettings(
+        (lifecycle.Interpreter("the Backend Python preference", str(no_torch)),), "auto", ""
     )
-    connection.BACKEND.stop()
-    monkeypatch.setattr(connection.BACKEND, "launch_override", settings)
+    lifecycle.BACKEND.stop()
+    monkeypatch.setattr(lifecycle.BACKEND, "launch_override", settings)
     scan = vertex_cloud("scan", scan_of(held_out(*MUG)))
     select(scan)
     with pytest.raises(RuntimeError, match="set 'Backend Python'"):
         bpy.ops.occnet.reconstruct()
-    assert connection.BACKEND.state == "failed"
-    monkeypatch.setattr(connection.BACKEND, "launch_override", None)
+    assert lifecycle.BACKEND.state == "failed"
+    monkeypatch.setattr(lifecycle.BACKEND, "launch_override", None)
     assert bpy.ops.occnet.reconstruct() == {"FINISHED"}
 
 
 def test_interpreter_order_follows_the_preferences(blender, addon, tmp_path):
-    prefs = addon.preferences.preferences()
+    prefs = addon.ui.preferences.preferences()
     prefs.backend_python = str(tmp_path / "my-python")
     try:
-        interpreters = addon.connection.launch_settings().interpreters
+        interpreters = addon.worker.lifecycle.launch_settings().interpreters
     finally:
         prefs.backend_python = ""
     labels = [i.label for i in interpreters]
     assert labels == ["the Backend Python preference", "Blender's Python", "the built-in CPU runtime"]
-    assert [i.worker for i in interpreters] == ["backend.worker", "backend.worker", "backend.runtime.worker"]
+    assert [i.engine for i in interpreters] == ["torch", "torch", "runtime"]
     assert interpreters[-1].python == interpreters[-2].python == sys.executable
 
 
@@ -255,7 +261,7 @@ def test_mesh_insertion_uses_flat_arrays(blender, addon):
     quads = (grid[:, 0] < 299) & (grid[:, 1] < 299)
     i = np.nonzero(quads)[0]
     faces = np.concatenate([np.stack([i, i + 300, i + 1], 1), np.stack([i + 1, i + 300, i + 301], 1)])
-    obj = addon.meshes.new_mesh_object("grid", vertices, faces, list(np.eye(4).ravel()), [], True)
+    obj = addon.scene.meshes.new_mesh_object("grid", vertices, faces, list(np.eye(4).ravel()), [], True)
     assert (len(obj.data.vertices), len(obj.data.polygons)) == (90_000, len(faces))
     assert obj.data.polygons[5].vertices[:] == tuple(faces[5])
     assert Vector(obj.data.vertices[301].co) == Vector(vertices[301])
@@ -264,14 +270,14 @@ def test_mesh_insertion_uses_flat_arrays(blender, addon):
 
 def test_ui_path_restarts_a_dead_worker_off_the_main_thread(blender, addon):
     scan, _ = _placed_scan()
-    client = addon.connection.BACKEND.require()
+    client = addon.worker.lifecycle.BACKEND.require()
     client.process.kill()
     client.process.wait()
-    source = addon.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
-    job = addon.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
-    _run_ui_job(addon, job, lambda: not addon.jobs.JOBS.queue)
+    source = addon.scene.gather.gather_object(scan, blender.context.evaluated_depsgraph_get())
+    job = addon.scene.reconstruct.reconstruct_job(source, blender.context.scene.occnet)
+    _run_ui_job(addon, job, lambda: not addon.worker.jobs.JOBS.queue)
     assert "scan.occnet" in bpy.data.objects
-    assert addon.connection.BACKEND.client is not client and addon.connection.BACKEND.client.alive
+    assert addon.worker.lifecycle.BACKEND.client is not client and addon.worker.lifecycle.BACKEND.client.alive
 
 
 def test_models_from_the_extra_folder_are_listed_and_used(blender, addon, tiny_model, tmp_path):
@@ -280,11 +286,11 @@ def test_models_from_the_extra_folder_are_listed_and_used(blender, addon, tiny_m
     folder = tmp_path / "my-models"
     folder.mkdir()
     shutil.copy(tiny_model, folder / "my-ellipsoids.safetensors")
-    prefs = addon.preferences.preferences()
+    prefs = addon.ui.preferences.preferences()
     prefs.models_dir = str(folder)
     try:
-        addon.connection.BACKEND.require()
-        items = {item[0]: item[1] for item in addon.connection.BACKEND.model_items()}
+        addon.worker.lifecycle.BACKEND.require()
+        items = {item[0]: item[1] for item in addon.worker.lifecycle.BACKEND.model_items()}
         assert items["my-ellipsoids"] == "my-ellipsoids (pointcloud)"
         blender.context.scene.occnet.model = "my-ellipsoids"
         scan = vertex_cloud("scan", scan_of(held_out(*MUG)))
@@ -297,7 +303,7 @@ def test_models_from_the_extra_folder_are_listed_and_used(blender, addon, tiny_m
 
 
 def test_installer_runs_its_steps_and_names_the_one_that_failed(blender, addon, tmp_path):
-    installer = addon.installer
+    installer = addon.worker.installer
     env = tmp_path / "env"
     steps = installer.install_steps(env, "cpu")
     assert steps[1][1][-2:] == ["--index-url", "https://download.pytorch.org/whl/cpu"]
@@ -305,7 +311,7 @@ def test_installer_runs_its_steps_and_names_the_one_that_failed(blender, addon, 
     offline = [sys.executable, "-c", "import sys; sys.exit('ERROR: Could not find a version that satisfies torch')"]
     run = installer.Installation()
     run.run([("Creating the environment", [*steps[0][1], "--without-pip"]), ("Installing PyTorch", offline)])
-    assert addon.connection.env_python(env).exists()
+    assert addon.worker.lifecycle.env_python(env).exists()
     assert run.message == "Install failed at 'Installing PyTorch': ERROR: Could not find a version that satisfies torch"
     assert not run.running
 

@@ -63,41 +63,41 @@ def _result_colors(obj: bpy.types.Object) -> np.ndarray:
 
 def test_reconstruct_and_reextract_are_in_the_object_menu_and_leave_cleanly(blender, addon):
     drawn = bpy.types.VIEW3D_MT_object._dyn_ui_initialize()
-    assert addon.operators.object_menu in drawn
+    assert addon.ui.operators.object_menu in drawn
     log = []
-    addon.operators.object_menu(_Self(CheckedLayout(log)), bpy.context)
+    addon.ui.operators.object_menu(_Self(CheckedLayout(log)), bpy.context)
     assert ("operator", "occnet.reconstruct") in log and ("operator", "occnet.reextract") in log
-    assert addon.panels.status_bar in bpy.types.STATUSBAR_HT_header._dyn_ui_initialize()
-    addon.panels.unregister()
-    addon.operators.unregister()
+    assert addon.ui.panels.status_bar in bpy.types.STATUSBAR_HT_header._dyn_ui_initialize()
+    addon.ui.panels.unregister()
+    addon.ui.operators.unregister()
     try:
-        assert addon.operators.object_menu not in bpy.types.VIEW3D_MT_object._dyn_ui_initialize()
-        assert addon.panels.status_bar not in bpy.types.STATUSBAR_HT_header._dyn_ui_initialize()
+        assert addon.ui.operators.object_menu not in bpy.types.VIEW3D_MT_object._dyn_ui_initialize()
+        assert addon.ui.panels.status_bar not in bpy.types.STATUSBAR_HT_header._dyn_ui_initialize()
         assert not hasattr(bpy.types, "OCCNET_OT_reextract")
     finally:
-        addon.operators.register()
-        addon.panels.register()
-    assert bpy.types.VIEW3D_MT_object._dyn_ui_initialize().count(addon.operators.object_menu) == 1
+        addon.ui.operators.register()
+        addon.ui.panels.register()
+    assert bpy.types.VIEW3D_MT_object._dyn_ui_initialize().count(addon.ui.operators.object_menu) == 1
 
 
 def test_status_bar_shows_the_running_job_and_nothing_after(blender, addon):
     def draw() -> list:
         log = []
-        addon.panels.status_bar(_Self(CheckedLayout(log)), bpy.context)
+        addon.ui.panels.status_bar(_Self(CheckedLayout(log)), bpy.context)
         return log
 
     assert draw() == []
-    job = addon.jobs.Job("scan", "reconstruct", {})
+    job = addon.worker.jobs.Job("scan", "reconstruct", {})
     job.stage, job.fraction = "evaluate", 0.4
-    addon.jobs.JOBS.queue.append(job)
+    addon.worker.jobs.JOBS.queue.append(job)
     try:
         log = draw()
-        addon.jobs._show_status(addon.jobs.JOBS.current)
+        addon.worker.jobs._show_status(addon.worker.jobs.JOBS.current)
         assert bpy.context.window_manager.occnet_progress == pytest.approx(0.4)
     finally:
-        addon.jobs.JOBS.queue.remove(job)
+        addon.worker.jobs.JOBS.queue.remove(job)
     assert ("progress", "OccNet scan: evaluate 40%") in log and ("operator", "occnet.cancel") in log, log
-    addon.jobs._show_status(addon.jobs.JOBS.current)
+    addon.worker.jobs._show_status(addon.worker.jobs.JOBS.current)
     assert bpy.context.window_manager.occnet_progress == -1.0
     assert draw() == []
 
@@ -111,7 +111,7 @@ def test_geometry_nodes_points_are_gathered_and_reconstruct(blender, addon):
     select(obj)
     depsgraph = bpy.context.evaluated_depsgraph_get()
     assert len(obj.evaluated_get(depsgraph).evaluated_geometry().pointcloud.points) == len(scan)
-    source = addon.gather.gather_object(obj, depsgraph)
+    source = addon.scene.gather.gather_object(obj, depsgraph)
     assert np.allclose(np.sort(source.arrays["points"], axis=0), np.sort(scan.astype(np.float32), axis=0))
     assert bpy.ops.occnet.reconstruct() == {"FINISHED"}
     score = world_iou(bpy.data.objects["gn.occnet"], shape, np.array(obj.matrix_world))
@@ -125,11 +125,11 @@ def test_modifiers_and_instances_are_gathered_as_the_user_sees_them(blender, add
     instanced = vertex_cloud("instanced", np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]]))
     _gn_modifier(instanced, instance_cubes=True)
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    plain = addon.gather._mesh_part(cube.data).points
-    shifted = addon.gather.gather_object(cube, depsgraph).arrays["points"]
+    plain = addon.scene.gather._mesh_part(cube.data).points
+    shifted = addon.scene.gather.gather_object(cube, depsgraph).arrays["points"]
     assert shifted[:, 0].mean() - plain[:, 0].mean() == pytest.approx(0.5, abs=0.02), "the modifier was not applied"
-    points = addon.gather.gather_object(instanced, depsgraph).arrays["points"]
-    assert len(points) == addon.gather.SURFACE_SAMPLES  # two cubes' surfaces, thinned to one mesh's samples
+    points = addon.scene.gather.gather_object(instanced, depsgraph).arrays["points"]
+    assert len(points) == addon.scene.gather.SURFACE_SAMPLES  # two cubes' surfaces, thinned to one mesh's samples
     near = np.minimum(np.abs(points[:, 0]), np.abs(points[:, 0] - 3.0))
     assert near.max() <= 0.0051 and (points[:, 0] > 1.5).any() and (points[:, 0] < 1.5).any()
 
@@ -140,7 +140,7 @@ def test_colours_are_sent_in_srgb_from_point_and_corner_attributes(blender, addo
     cloud = vertex_cloud("painted", scan)
     _paint(cloud.data, colors, "BYTE_COLOR", "POINT")
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    sent = addon.gather.gather_object(cloud, depsgraph).arrays["point_colors"]
+    sent = addon.scene.gather.gather_object(cloud, depsgraph).arrays["point_colors"]
     assert sent.shape == scan.shape and np.abs(sent - colors).max() < 1 / 255 + 1e-6
 
     mesh_obj = _surface_mesh("painted_mesh", held_out(*SOFA))
@@ -149,7 +149,7 @@ def test_colours_are_sent_in_srgb_from_point_and_corner_attributes(blender, addo
     mesh.loops.foreach_get("vertex_index", corner_vertices)
     vertices = np.array([v.co[:] for v in mesh.vertices])
     _paint(mesh, _colour_of(vertices)[corner_vertices], "FLOAT_COLOR", "CORNER")  # linear floats inside
-    arrays = addon.gather.gather_object(mesh_obj, bpy.context.evaluated_depsgraph_get()).arrays
+    arrays = addon.scene.gather.gather_object(mesh_obj, bpy.context.evaluated_depsgraph_get()).arrays
     expected = _colour_of(vertices)  # the samples' colour is the colour at their place (linear in x and z)
     low, high = vertices.min(axis=0), vertices.max(axis=0)
     at_samples = np.stack(
@@ -161,18 +161,18 @@ def test_colours_are_sent_in_srgb_from_point_and_corner_attributes(blender, addo
     )
     assert arrays["point_colors"].shape == arrays["points"].shape and expected.shape[1] == 3
     assert np.abs(arrays["point_colors"][:, :2] - at_samples).max() < 1e-3
-    assert "point_colors" not in addon.gather.gather_object(vertex_cloud("grey", scan), depsgraph).arrays
+    assert "point_colors" not in addon.scene.gather.gather_object(vertex_cloud("grey", scan), depsgraph).arrays
 
 
 def test_result_colour_attribute_is_written_from_srgb_and_shown(blender, addon):
     obj = vertex_cloud("written", np.random.default_rng(0).random((50, 3)))
     colors = np.random.default_rng(1).random((50, 3)).astype(np.float32)
-    addon.meshes.set_colors(obj.data, colors)
+    addon.scene.meshes.set_colors(obj.data, colors)
     attributes = obj.data.color_attributes
     assert attributes.active_color_name == "Col" and attributes.default_color_name == "Col"
     assert (attributes["Col"].domain, attributes["Col"].data_type) == ("POINT", "BYTE_COLOR")
     assert np.abs(_result_colors(obj) - colors).max() <= 0.5 / 255 + 1e-6
-    addon.meshes.set_colors(obj.data, None)
+    addon.scene.meshes.set_colors(obj.data, None)
     assert "Col" not in obj.data.color_attributes
 
 
@@ -196,12 +196,12 @@ def test_colour_round_trip_through_the_backend(blender, addon):
 
 def test_min_piece_reaches_the_requests(blender, addon, monkeypatch):
     settings = bpy.context.scene.occnet
-    assert settings.min_piece == pytest.approx(addon.shared.MIN_PIECE)
+    assert settings.min_piece == pytest.approx(addon.backend_parts.MIN_PIECE)
     settings.min_piece = 0.2
     obj = vertex_cloud("pieces", scan_of(held_out(*SOFA)))
-    source = addon.gather.gather_object(obj, bpy.context.evaluated_depsgraph_get())
+    source = addon.scene.gather.gather_object(obj, bpy.context.evaluated_depsgraph_get())
     try:
-        assert addon.reconstruct.reconstruct_job(source, settings).request.min_piece == pytest.approx(0.2)
+        assert addon.scene.reconstruct.reconstruct_job(source, settings).request.options.min_piece == pytest.approx(0.2)
     finally:
         settings.property_unset("min_piece")
     assert ("prop", "min_piece") in _draw(bpy.types.OCCNET_PT_main)  # the panel shows the setting
@@ -223,15 +223,15 @@ def test_reextract_gives_the_mesh_of_a_fresh_run_and_has_a_redo_panel(blender, a
     before = len(result.data.vertices)
     select(result)
     sent = []
-    real = addon.jobs.JOBS.run_now
-    monkeypatch.setattr(addon.jobs.JOBS, "run_now", lambda job, *a: sent.append(job.request) or real(job, *a))
+    real = addon.worker.jobs.JOBS.run_now
+    monkeypatch.setattr(addon.worker.jobs.JOBS, "run_now", lambda job, *a: sent.append(job.request) or real(job, *a))
     try:
         assert bpy.ops.occnet.reextract(resolution=64, threshold=0.4, min_piece=0.01) == {"FINISHED"}
     finally:
         settings.property_unset("min_piece")
     request = sent[-1]
-    assert type(request).__name__ == "ExtractRequest" and request.min_piece == pytest.approx(0.01)
-    assert (request.resolution, request.threshold) == (64, pytest.approx(0.4))
+    assert type(request).__name__ == "ExtractRequest" and request.options.min_piece == pytest.approx(0.01)
+    assert (request.options.resolution, request.options.threshold) == (64, pytest.approx(0.4))
     assert bpy.data.objects["coarse.occnet"] == result and len(result.data.vertices) > before
     assert (result.occnet.resolution, result.occnet.threshold) == (64, pytest.approx(0.4))
     other = bpy.data.objects["fresh.occnet"]
@@ -246,8 +246,8 @@ def test_reextract_carries_colours_from_the_old_mesh(blender, addon):
     new = rng.normal(size=(3000, 3))
     new /= np.linalg.norm(new, axis=1, keepdims=True)
     new *= 1.02  # a surface extracted a little further out
-    carried = addon.reconstruct.nearest_colors(old, _colour_of(old), new)
+    carried = addon.scene.reconstruct.nearest_colors(old, _colour_of(old), new)
     truth = _colour_of(old)[np.argmin(((new[:, None] - old[None]) ** 2).sum(axis=2), axis=1)]
     assert np.percentile(np.linalg.norm(carried - truth, axis=1), 95) < 0.05
-    far = addon.reconstruct.nearest_colors(old[:10], _colour_of(old[:10]), np.array([[50.0, 0.0, 0.0]]))
+    far = addon.scene.reconstruct.nearest_colors(old[:10], _colour_of(old[:10]), np.array([[50.0, 0.0, 0.0]]))
     assert np.isclose(far, _colour_of(old[:10])).all(axis=1).any()  # found at a coarser grid, not left grey

@@ -158,7 +158,7 @@ def test_batch_refuses_bad_outputs_and_options_before_any_work_and_writes_atomic
 LIST_BLEND = """
 import sys, bpy
 sys.path.insert(0, ".")
-from occnet_blender import properties
+from occnet_blender.ui import properties
 properties.register()
 bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
 for obj in bpy.data.objects:
@@ -206,7 +206,7 @@ def test_batch_uses_the_enabled_extension(tmp_path, extension_zip):
         [sys.executable, "-c", WITH_EXTENSION, str(extension_zip), str(cloud), str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )  # fmt: skip
-    assert "exit 0 result made by bl_ext.user_default.occnet.occnet_blender.properties" in done.stdout, (
+    assert "exit 0 result made by bl_ext.user_default.occnet.occnet_blender.ui.properties" in done.stdout, (
         done.stdout + done.stderr
     )
     assert "Traceback" not in done.stderr

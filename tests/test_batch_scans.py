@@ -32,13 +32,13 @@ def test_a_folder_with_nothing_readable_names_its_files_and_fails(tmp_path):
     assert f"error: no readable input in {folder} (2 files of other types)" in done.stderr
     assert not (tmp_path / "out").exists()
     refused = _batch("--input", str(folder), "--out", str(tmp_path / "out"), "--min-piece", "1.5")
-    assert refused.returncode == 2 and "--min-piece 1.5: give a share" in refused.stderr
+    assert refused.returncode == 2 and "small-piece share 1.5 must lie between 0" in refused.stderr
 
 
 LIST_BLEND = """
 import sys, bpy, numpy as np
 sys.path.insert(0, ".")
-from occnet_blender import properties
+from occnet_blender.ui import properties
 properties.register()
 bpy.ops.wm.open_mainfile(filepath=sys.argv[1])
 print("counts", len(bpy.data.objects), len(bpy.data.cameras), len(bpy.data.lights), len(bpy.data.collections))

@@ -8,6 +8,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("occnet_blender", "backend")
+# The add-on's folders by role, each importing only those after it: the UI drives the scene's objects, which go
+# through the worker link; the worker link knows neither.
+ADDON_LAYERS = ("occnet_blender.ui", "occnet_blender.scene", "occnet_blender.worker")
 
 
 def _modules() -> dict[str, Path]:
@@ -62,8 +65,10 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_sees_the_imports_it_must():
     modules = _modules()
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    assert "occnet_blender.client" in graph["occnet_blender.jobs"]  # from .client import ...
-    assert "backend.protocol" in graph["occnet_blender.shared"]  # from ..backend import protocol
+    assert "occnet_blender.worker.client" in graph["occnet_blender.worker.jobs"]  # from .client import ...
+    assert "occnet_blender.worker.jobs" in graph["occnet_blender.scene.blend"]  # from ..worker.jobs import ...
+    assert "occnet_blender.scene.blend" in graph["occnet_blender.ui.properties"]  # from ..scene import blend
+    assert "backend.protocol" in graph["occnet_blender.backend_parts"]  # from ..backend import protocol
     assert "backend.errors" in graph["backend.serve"]
 
 
@@ -132,3 +137,18 @@ def test_each_layer_loads_only_what_it_may(layer):
         external & banned
     )
     assert not hits, f"{layer} loads {hits}"
+
+
+def test_the_addon_folders_import_one_way():
+    def layer(name: str) -> int | None:
+        return next((i for i, top in enumerate(ADDON_LAYERS) if name == top or name.startswith(top + ".")), None)
+
+    modules = _modules()
+    upward = [
+        f"{name} -> {target}"
+        for name, path in modules.items()
+        if (own := layer(name)) is not None
+        for target in _imports(name, path, modules)
+        if (other := layer(target)) is not None and other < own
+    ]
+    assert not upward, "an import against the layers ui -> scene -> worker: " + ", ".join(upward)

@@ -1,7 +1,7 @@
-"""The built-in CPU runtime's worker (backend/runtime/worker.py), as a real process with torch, SciPy and
-scikit-image impossible to import (as in stock Blender; Pillow and trimesh are bundled), driven by the add-on's
-real client: it speaks the PyTorch worker's protocol and gives its meshes, and the two engines' latents are
-interchangeable."""
+"""The built-in CPU runtime's worker (python -m backend.worker --engine runtime), as a real process with torch,
+SciPy and scikit-image impossible to import (as in stock Blender; Pillow and trimesh are bundled), driven by the
+add-on's real client: it speaks the PyTorch worker's protocol and gives its meshes, and the two engines' latents
+are interchangeable."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from backend.protocol import (
     ReconstructRequest,
 )
 from backend.surface.options import ExtractOptions
-from occnet_blender.client import BackendClient, BackendError
+from occnet_blender.worker.client import BackendClient, BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOUD = ellipsoid_surface(np.array([0.5, 0.4, 0.3]), 2000, np.random.default_rng(0)).astype(np.float32) + 5.0
@@ -48,9 +48,9 @@ sys.meta_path.insert(0, Blocker())
 """
 
 
-def _start(worker: str, extra_env: dict[str, str]) -> BackendClient:
+def _start(engine: str, extra_env: dict[str, str]) -> BackendClient:
     env = {"OMP_NUM_THREADS": "1", **extra_env}
-    client = BackendClient(sys.executable, ROOT, device="cpu", extra_env=env, worker=worker)
+    client = BackendClient(sys.executable, ROOT, device="cpu", extra_env=env, engine=engine)
     client.start()
     return client
 
@@ -64,14 +64,14 @@ def runtime(tmp_path_factory):
         [sys.executable, "-c", "import torch"], env={**os.environ, "PYTHONPATH": str(folder)}, capture_output=True
     )
     assert b"cannot be imported here" in probe.stderr  # the block holds in a process started so
-    client = _start("backend.runtime.worker", {"PYTHONPATH": str(folder)})
+    client = _start("runtime", {"PYTHONPATH": str(folder)})
     yield client
     client.close()
 
 
 @pytest.fixture(scope="module")
 def torch_worker():
-    client = _start("backend.worker", {})
+    client = _start("torch", {})
     yield client
     client.close()
 

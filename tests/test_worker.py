@@ -35,7 +35,7 @@ from backend.protocol import (
     write_message,
 )
 from backend.surface.options import ExtractOptions
-from occnet_blender.client import BackendClient, BackendError
+from occnet_blender.worker.client import BackendClient, BackendError
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOUD = ellipsoid_surface(np.array([0.5, 0.4, 0.3]), 2000, np.random.default_rng(0)).astype(np.float32) + 5.0
@@ -233,7 +233,7 @@ def test_worker_exits_when_its_parent_dies(tiny_model):
             sys.executable,
             "-c",
             (
-                "import sys, time; from occnet_blender.client import BackendClient\n"
+                "import sys, time; from occnet_blender.worker.client import BackendClient\n"
                 f"c = BackendClient(sys.executable, {str(ROOT)!r}, device='cpu')\n"
                 "print(c.start().pid, flush=True)\n"
                 "time.sleep(600)\n"

@@ -21,13 +21,6 @@ class OptionsError(OccNetError):
     """A setting no extraction can use; the message names it and the fix."""
 
 
-def threshold_problem(threshold: float) -> str | None:
-    """Why a threshold (an occupancy probability) cannot be used, with the fix; None when it can."""
-    if 0.0 < threshold < 1.0:
-        return None
-    return f"Threshold {threshold} must lie strictly between 0 and 1 (0.5 is the usual surface)."
-
-
 @dataclass(frozen=True, kw_only=True)
 class ExtractOptions:
     """`threshold` None is the model's own (`resolve` fills it in); `use_mise` False evaluates the whole grid."""
@@ -45,8 +38,10 @@ class ExtractOptions:
             raise OptionsError(
                 f"Resolution {self.resolution} is not supported; choose one of {', '.join(map(str, RESOLUTIONS))}."
             )
-        if self.threshold is not None and (problem := threshold_problem(self.threshold)):
-            raise OptionsError(problem)
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:  # an occupancy probability; NaN too
+            raise OptionsError(
+                f"Threshold {self.threshold} must lie strictly between 0 and 1 (0.5 is the usual surface)."
+            )
         if not 0.0 <= self.min_piece <= 1.0:
             raise OptionsError(
                 f"The small-piece share {self.min_piece} must lie between 0 (keep every piece) and 1 (keep only the "

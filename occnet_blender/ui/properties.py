@@ -1,6 +1,6 @@
 """Settings: what the artist picks on the scene (`scene.occnet`) and what a result remembers (`obj.occnet`).
 
-The latents a result keeps live next to this PropertyGroup as ID properties (see latents.py).
+The latents a result keeps live next to this PropertyGroup as ID properties (see scene/latents.py).
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import zlib
 
 import bpy
 
-from . import blend, connection
-from .extraction import BASE_RESOLUTION, MAX_RESOLUTION, extraction_fields, snap_resolution
-from .shared import AUTO_MODEL, MIN_PIECE
+from ..backend_parts import AUTO_MODEL, DEFAULT_RESOLUTION, MIN_PIECE, ExtractOptions
+from ..scene import blend
+from ..worker import lifecycle
+from ..worker.extraction import BASE_RESOLUTION, MAX_RESOLUTION, extraction_options, snap_resolution
 
 _model_enum_items: list[tuple[str, str, str, str, int]] = []
 
@@ -30,7 +31,7 @@ def _model_items(self, context) -> list[tuple[str, str, str, str, int]]:
     global _model_enum_items
     _model_enum_items = [  # kept referenced, as Blender requires of dynamic items
         (name, label, description, "NONE", model_number(name))
-        for name, label, description in connection.BACKEND.model_items()
+        for name, label, description in lifecycle.BACKEND.model_items()
     ]
     return _model_enum_items
 
@@ -44,7 +45,7 @@ def resolution_property() -> bpy.props._PropertyDeferred:
     return bpy.props.IntProperty(
         name="Resolution",
         description="Grid resolution of the extracted surface (32, 64, 128, 256 or 512; other values snap)",
-        default=128,
+        default=DEFAULT_RESOLUTION,
         min=BASE_RESOLUTION,
         max=MAX_RESOLUTION,
     )
@@ -102,10 +103,10 @@ class OCCNET_PG_scene(bpy.types.PropertyGroup):
     smooth: bpy.props.BoolProperty(name="Smooth Shading", default=True)
     min_piece: min_piece_property()
 
-    def request_fields(self) -> dict:
+    def options(self) -> ExtractOptions:
         threshold = None if self.use_model_threshold else self.threshold
         resolution = snap_resolution(self.resolution)
-        return extraction_fields(resolution, threshold, self.refine_steps, self.faces, self.min_piece)
+        return extraction_options(resolution, threshold, self.refine_steps, self.faces, self.min_piece)
 
 
 class OCCNET_PG_object(bpy.types.PropertyGroup):
@@ -121,7 +122,7 @@ class OCCNET_PG_object(bpy.types.PropertyGroup):
     model: bpy.props.StringProperty(name="Model")
     input_kind: bpy.props.StringProperty(name="Input")
     source: bpy.props.StringProperty(name="Source", description="Object or file it was reconstructed from")
-    resolution: bpy.props.IntProperty(name="Resolution", default=128)
+    resolution: bpy.props.IntProperty(name="Resolution", default=DEFAULT_RESOLUTION)
     threshold: bpy.props.FloatProperty(name="Threshold", default=-1.0, description="-1: the model's own")
     refine_steps: bpy.props.IntProperty(name="Refinement Steps", default=0)
     faces: bpy.props.IntProperty(name="Face Budget", default=0)
@@ -146,9 +147,9 @@ class OCCNET_PG_object(bpy.types.PropertyGroup):
     shown_factor: bpy.props.FloatProperty(default=-1.0, options={"HIDDEN", "SKIP_SAVE"})
     shown_resolution: bpy.props.IntProperty(default=0, options={"HIDDEN", "SKIP_SAVE"})
 
-    def settings_fields(self) -> dict:
+    def options(self) -> ExtractOptions:
         threshold = None if self.threshold < 0 else self.threshold
-        return extraction_fields(self.resolution, threshold, self.refine_steps, self.faces, self.min_piece)
+        return extraction_options(self.resolution, threshold, self.refine_steps, self.faces, self.min_piece)
 
 
 classes = (OCCNET_PG_scene, OCCNET_PG_object)

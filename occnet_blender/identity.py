@@ -1,5 +1,5 @@
 """The add-on's identity and its preferences as data: a leaf module, so that everything reading a setting
-(the connection, the installer) depends on it and not on the preferences UI, which depends on them."""
+(the worker's lifecycle, the installer) depends on it and not on the preferences UI, which depends on them."""
 
 from __future__ import annotations
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import bpy
 
-from . import blend
-from .client import BackendError
-from .connection import BACKEND
-from .extraction import extraction_fields, snap_resolution
-from .gather import GatherError, Source, gather_file, gather_object
-from .jobs import JOBS
-from .latents import LATENT_KEY
+from ..backend_parts import AUTO_MODEL
+from ..scene import blend
+from ..scene.gather import GatherError, Source, gather_file, gather_object
+from ..scene.latents import LATENT_KEY
+from ..scene.reconstruct import reconstruct_job, reextract_job
+from ..worker.client import BackendError
+from ..worker.extraction import extraction_options, snap_resolution
+from ..worker.jobs import JOBS
+from ..worker.lifecycle import BACKEND
 from .properties import min_piece_property, resolution_property, threshold_property, use_model_threshold_property
-from .reconstruct import reconstruct_job, reextract_job
-from .shared import AUTO_MODEL
 
 
 def _check_model(source: Source, model: str) -> None:
@@ -214,10 +214,10 @@ class OCCNET_OT_reextract(bpy.types.Operator):
         self._start_from(obj, every=False)
         state = obj.occnet
         threshold = None if self.use_model_threshold else self.threshold
-        fields = extraction_fields(
+        options = extraction_options(
             snap_resolution(self.resolution), threshold, state.refine_steps, state.faces, self.min_piece
         )
-        job = reextract_job(obj, fields, smooth=context.scene.occnet.smooth)
+        job = reextract_job(obj, options, smooth=context.scene.occnet.smooth)
         manager = None if bpy.app.background else context.window_manager
         if manager is not None:  # the UI waits for this one: the cursor shows how far it is
             manager.progress_begin(0, 100)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import bpy
 
-from .connection import BACKEND, ROOT, env_python
-from .settings import ADDON_ID, ENV_FOLDER, preferences
+from ..identity import ADDON_ID, ENV_FOLDER, preferences
+from .lifecycle import BACKEND, ROOT, env_python
 
 TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": "https://download.pytorch.org/whl/cu128"}
 REQUIREMENTS = ROOT / "backend" / "requirements.txt"

@@ -7,8 +7,8 @@ import textwrap
 
 import bpy
 
-from .connection import BACKEND, faster_engine_hint
-from .jobs import JOBS
+from ..worker.jobs import JOBS
+from ..worker.lifecycle import BACKEND, faster_engine_hint
 
 STATE_ICONS = {"stopped": "RADIOBUT_OFF", "starting": "SORTTIME", "ready": "CHECKMARK", "failed": "ERROR"}
 WRAP = 44

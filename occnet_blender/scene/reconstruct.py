@@ -6,19 +6,20 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from .gather import Source
-from .jobs import Job
-from .latents import frame_of, latent_of, offset_of, store_frame, store_latent, store_offset
-from .meshes import centered, fill_mesh, new_mesh_object, set_colors
-from .shared import (
+from ..backend_parts import (
+    ExtractOptions,
     ExtractRequest,
-    LatentFrame,
+    LatentInfo,
     MeshReply,
     ReconstructReply,
     ReconstructRequest,
     input_summary,
     neighbour_colors,
 )
+from ..worker.jobs import Job
+from .gather import Source
+from .latents import frame_of, latent_of, offset_of, store_frame, store_latent, store_offset
+from .meshes import centered, fill_mesh, new_mesh_object, set_colors
 
 RESULT_SUFFIX = ".occnet"
 
@@ -27,7 +28,7 @@ def reconstruct_job(source: Source, settings, model: str | None = None) -> Job:
     """`settings` is the scene's OCCNET_PG_scene, read now so later edits do not change the job; `model`
     overrides its model (the batch script names any model, not only those in the panel's list)."""
     request = ReconstructRequest(
-        model=model or settings.model, **settings.request_fields(), **source.fields, **source.arrays
+        model=model or settings.model, options=settings.options(), **source.fields, **source.arrays
     )
     smooth = settings.smooth
 
@@ -62,10 +63,10 @@ def add_result(
     return obj
 
 
-def latent_job(name: str, frame: LatentFrame, code: np.ndarray, settings) -> Job:
+def latent_job(name: str, frame: LatentInfo, code: np.ndarray, settings) -> Job:
     """A saved latent's mesh (no encoder run) as a new result, like a reconstruction's: it keeps the latent, so
     it can be re-extracted and blended, and its origin sits at its own centre. `settings`: the scene's."""
-    request = ExtractRequest(model=frame.latent_model, latent=frame, code=code, **settings.request_fields())
+    request = ExtractRequest(model=frame.latent_model, latent=frame, code=code, options=settings.options())
     source = Source(name, "latent", [1.0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1.0], [], recenter=True)
     smooth = settings.smooth
 
@@ -80,25 +81,26 @@ def latent_job(name: str, frame: LatentFrame, code: np.ndarray, settings) -> Job
 
 def remember_settings(state, request: ExtractRequest | ReconstructRequest) -> None:
     """The extraction settings a result was made with, which Re-Extract starts from and blends use."""
-    state.resolution = request.resolution
-    state.threshold = -1.0 if request.threshold is None else request.threshold
-    state.refine_steps = request.refine_steps
-    state.faces = request.faces
-    state.min_piece = request.min_piece
+    options = request.options
+    state.resolution = options.resolution
+    state.threshold = -1.0 if options.threshold is None else options.threshold
+    state.refine_steps = options.refine_steps
+    state.faces = options.faces
+    state.min_piece = options.min_piece
 
 
-def extract_request(obj: bpy.types.Object, fields: dict) -> ExtractRequest:
-    """The request that makes `obj`'s mesh again from its stored latent with the extraction `fields`."""
+def extract_request(obj: bpy.types.Object, options: ExtractOptions) -> ExtractRequest:
+    """The request that makes `obj`'s mesh again from its stored latent with these extraction options."""
     state = obj.occnet
     center, scale = frame_of(obj)
-    frame = LatentFrame(state.model, center, scale, state.blends_by_field)
-    return ExtractRequest(model=state.model, latent=frame, code=latent_of(obj, as_stored=True), **fields)
+    frame = LatentInfo(state.model, center, scale, state.blends_by_field)
+    return ExtractRequest(model=state.model, latent=frame, code=latent_of(obj, as_stored=True), options=options)
 
 
-def reextract_job(obj: bpy.types.Object, fields: dict, smooth: bool = True) -> Job:
+def reextract_job(obj: bpy.types.Object, options: ExtractOptions, smooth: bool = True) -> Job:
     """Re-extract `obj` (a reconstruction) in place: same object, same datablock, new mesh. Colours the worker
     cannot give (an extraction has no input to take them from) are carried from the old mesh's nearest vertex."""
-    request = extract_request(obj, fields)
+    request = extract_request(obj, options)
     name = obj.name
 
     def apply(reply: MeshReply) -> bpy.types.Object | None:

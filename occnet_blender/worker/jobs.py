@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import bpy
 from bpy.app.handlers import persistent
 
+from ..backend_parts import Progress, Reply, Request
 from .client import BackendClient, BackendError, Event, raise_if_error
-from .connection import BACKEND
-from .shared import Progress, Reply, Request
+from .lifecycle import BACKEND
 
 POLL_SECONDS = 0.05
 CANCELLED = BackendError("Cancelled; nothing was changed.", "cancelled")

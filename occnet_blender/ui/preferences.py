@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import installer
-from .connection import BACKEND
-from .jobs import JOBS
-from .settings import ADDON_ID, preferences
+from ..identity import ADDON_ID, preferences
+from ..worker import installer
+from ..worker.jobs import JOBS
+from ..worker.lifecycle import BACKEND
 
 __all__ = ["OCCNET_AP_preferences", "preferences"]
 

@@ -13,8 +13,8 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from ..backend_parts import input_kind
 from .meshes import collection_names, flat_matrix
-from .shared import input_kind
 
 SURFACE_SAMPLES = 20_000
 

@@ -7,6 +7,7 @@ in background runs and renders every update is synchronous, so each frame shows 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -14,9 +15,10 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
-from .client import BackendError
-from .extraction import PREVIEW_RESOLUTION
-from .jobs import JOBS, Job
+from ..backend_parts import InterpolateRequest, LatentInfo, MeshReply
+from ..worker.client import BackendError
+from ..worker.extraction import PREVIEW_RESOLUTION
+from ..worker.jobs import JOBS, Job
 from .latents import (
     BLEND_LATENT_KEYS,
     BLEND_MATRIX_KEYS,
@@ -27,7 +29,6 @@ from .latents import (
     store_latent,
 )
 from .meshes import as_matrix, collection_names, fill_mesh, flat_matrix, new_mesh_object
-from .shared import InterpolateRequest, LatentFrame, MeshReply
 
 SETTLE_SECONDS = 0.3
 _rendering = False
@@ -156,10 +157,12 @@ def tick() -> bool:
 def _job(obj: bpy.types.Object, factor: float, resolution: int, pending: Pending | None = None) -> Job:
     state = obj.occnet
     name = obj.name
-    a, b = (LatentFrame(state.model, tuple(obj[key][:3]), float(obj[key][3])) for key in FRAME_KEYS)
+    a, b = (LatentInfo(state.model, tuple(obj[key][:3]), float(obj[key][3])) for key in FRAME_KEYS)
     code_a, code_b = (latent_of(obj, key, as_stored=True) for key in BLEND_LATENT_KEYS)  # float16: half the bytes
-    options = {**state.settings_fields(), "resolution": resolution}
-    request = InterpolateRequest(model=state.model, **options, a=a, b=b, code_a=code_a, code_b=code_b, t=float(factor))
+    options = dataclasses.replace(state.options(), resolution=resolution)
+    request = InterpolateRequest(
+        model=state.model, a=a, b=b, code_a=code_a, code_b=code_b, t=float(factor), options=options
+    )
 
     def apply(reply: MeshReply) -> None:
         if pending is not None:

@@ -1,22 +1,35 @@
-"""The torch-free parts of the backend that the add-on shares: the worker protocol, the input file types, the
-atomic writing of outputs and the colour transfer between points."""
+"""The torch-free parts of the backend that the add-on shares: the worker protocol and the extraction options it
+carries, the input file types, the atomic writing of outputs and the colour transfer between points."""
 
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend import protocol
     from ..backend.colors import neighbour_colors
     from ..backend.formats import LATENT_MARKER, SUPPORTED, input_kind, read_ply_header
     from ..backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
+    from ..backend.registry import MODELS_PATH_ENV
+    from ..backend.surface.options import (
+        DEFAULT_RESOLUTION,
+        MIN_PIECE,
+        RESOLUTIONS,
+        ExtractOptions,
+        OptionsError,
+    )
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend import protocol
     from backend.colors import neighbour_colors
     from backend.formats import LATENT_MARKER, SUPPORTED, input_kind, read_ply_header
     from backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
+    from backend.registry import MODELS_PATH_ENV
+    from backend.surface.options import (
+        DEFAULT_RESOLUTION,
+        MIN_PIECE,
+        RESOLUTIONS,
+        ExtractOptions,
+        OptionsError,
+    )
 
 AUTO_MODEL = protocol.AUTO_MODEL
 ERROR_KINDS = protocol.ERROR_KINDS
-MIN_PIECE = protocol.MIN_PIECE
-MODELS_PATH_ENV = protocol.MODELS_PATH_ENV
-RESOLUTIONS = protocol.RESOLUTIONS
 input_summary = protocol.input_summary
 CancelRequest = protocol.CancelRequest
 ErrorReply = protocol.ErrorReply
@@ -24,7 +37,7 @@ ExtractRequest = protocol.ExtractRequest
 HelloReply = protocol.HelloReply
 HelloRequest = protocol.HelloRequest
 InterpolateRequest = protocol.InterpolateRequest
-LatentFrame = protocol.LatentFrame
+LatentInfo = protocol.LatentInfo
 MeshReply = protocol.MeshReply
 ModelInfo = protocol.ModelInfo
 ModelsRequest = protocol.ModelsRequest
@@ -38,11 +51,13 @@ ShutdownRequest = protocol.ShutdownRequest
 decode_reply = protocol.decode_reply
 encode = protocol.encode
 read_message = protocol.read_message
-threshold_problem = protocol.threshold_problem
 write_message = protocol.write_message
 
 __all__ = [
     "AUTO_MODEL",
+    "DEFAULT_RESOLUTION",
+    "ExtractOptions",
+    "OptionsError",
     "ERROR_KINDS",
     "LATENT_MARKER",
     "MIN_PIECE",
@@ -55,7 +70,7 @@ __all__ = [
     "HelloReply",
     "HelloRequest",
     "InterpolateRequest",
-    "LatentFrame",
+    "LatentInfo",
     "MeshReply",
     "ModelInfo",
     "ModelsRequest",
@@ -77,6 +92,5 @@ __all__ = [
     "read_ply_header",
     "same_file",
     "terminate_as_interrupt",
-    "threshold_problem",
     "write_message",
 ]

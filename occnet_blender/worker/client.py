@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .shared import (
+from ..backend_parts import (
     ERROR_KINDS,
     CancelRequest,
     ErrorReply,
@@ -74,12 +74,12 @@ class BackendClient:
         backend_root: str | Path,
         device: str = "auto",
         extra_env: dict[str, str] | None = None,
-        worker: str = "backend.worker",
+        engine: str = "torch",
     ) -> None:
-        """`worker` is the module the interpreter runs: "backend.worker" (PyTorch) or "backend.runtime.worker"
-        (the built-in CPU runtime); both speak the one protocol."""
+        """`engine` is the worker's: "torch" (PyTorch) or "runtime" (the built-in CPU runtime); both speak the one
+        protocol."""
         self.python = python
-        self.worker = worker
+        self.engine = engine
         self.backend_root = Path(backend_root)
         self.device = device
         self.extra_env = extra_env or {}
@@ -108,7 +108,7 @@ class BackendClient:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.backend_root), env.get("PYTHONPATH")]))
         try:
             process = subprocess.Popen(
-                [self.python, "-m", self.worker, "--device", self.device],
+                [self.python, "-m", "backend.worker", "--engine", self.engine, "--device", self.device],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -19,16 +19,14 @@ from pathlib import Path
 
 import bpy
 
+from ..backend_parts import AUTO_MODEL, MODELS_PATH_ENV, HelloReply, ModelInfo, ModelsRequest
+from ..identity import ADDON_ID, ENV_FOLDER, preferences
 from .client import BackendClient, BackendError
-from .settings import ADDON_ID, ENV_FOLDER, preferences
-from .shared import AUTO_MODEL, MODELS_PATH_ENV, HelloReply, ModelInfo, ModelsRequest
 
-ROOT = Path(__file__).resolve().parent.parent  # holds backend/ both in the extension and in a checkout
+ROOT = Path(__file__).resolve().parents[2]  # holds backend/ both in the extension and in a checkout
 WEIGHTS_DIR = ROOT / "backend" / "weights"
 
 
-TORCH_WORKER = "backend.worker"
-RUNTIME_WORKER = "backend.runtime.worker"
 RUNTIME_PACKAGES = ("onnxruntime", "PIL", "trimesh")  # the bundled wheels the runtime worker imports
 RUNTIME_LABEL = "the built-in CPU runtime"
 
@@ -39,7 +37,7 @@ class Interpreter:
 
     label: str
     python: str
-    worker: str = TORCH_WORKER
+    engine: str = "torch"  # the worker's --engine: "torch", or "runtime" (the built-in CPU runtime)
     paths: tuple[str, ...] = ()
 
 
@@ -85,7 +83,7 @@ def launch_settings() -> LaunchSettings:
     if env is not None and env_python(env).is_file():
         interpreters.append(Interpreter("the installed backend", str(env_python(env))))
     interpreters.append(Interpreter("Blender's Python", sys.executable))
-    interpreters.append(Interpreter(RUNTIME_LABEL, sys.executable, RUNTIME_WORKER, runtime_paths()))
+    interpreters.append(Interpreter(RUNTIME_LABEL, sys.executable, "runtime", runtime_paths()))
     models_dir = bpy.path.abspath(prefs.models_dir) if prefs is not None and prefs.models_dir else ""
     return LaunchSettings(tuple(interpreters), prefs.device if prefs is not None else "auto", models_dir)
 
@@ -164,7 +162,7 @@ class Backend:
                 tried.append(f"{interpreter.label} ({interpreter.python}: no such file)")
                 continue
             client = BackendClient(
-                interpreter.python, ROOT, settings.device, _worker_env(interpreter, settings), interpreter.worker
+                interpreter.python, ROOT, settings.device, _worker_env(interpreter, settings), interpreter.engine
             )
             try:
                 hello = client.start()

@@ -1,0 +1,1 @@
+"""What the artist sees: the sidebar panel, the operators, the scene and object properties, the preferences."""
