@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ from .inputs import load_observation
 from .outputs import check_output, final_name, terminate_as_interrupt
 from .protocol import input_summary
 from .registry import default_model, find_model, is_shipped, list_models, scan_models
+from .serve import model_info
 from .surface.mesh import check_mesh_suffix
 from .surface.options import DEFAULT_RESOLUTION, MIN_PIECE, RESOLUTIONS, ExtractOptions
 
@@ -279,17 +281,7 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                [
-                    {
-                        "name": e.name,
-                        "path": str(e.path),
-                        "input_kind": e.config.input_kind,
-                        "size_mb": round(e.size_mb, 2),
-                        "threshold": e.config.threshold,
-                        "evaluation": e.config.evaluation,
-                    }
-                    for e in entries
-                ]
+                [{**dataclasses.asdict(model_info(e)), "path": str(e.path)} for e in entries]
                 + [{"name": path.stem, "path": str(path), "broken": why} for path, why in broken],
                 indent=2,
             )

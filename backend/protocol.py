@@ -11,7 +11,7 @@ Transport: the worker's stdin (requests) and stdout (replies); no port is opened
     then     each array's raw bytes, C order, in the order listed (arrays never travel as JSON lists)
 
 "id" is an integer (or null on a reply to a request whose id could not be read). Arrays are plain numbers
-(bool, int, uint or float dtypes); one array holds at most MAX_ARRAY_BYTES and one frame's arrays together at
+(bool, int, uint or float dtypes); one array holds at most MAX_ARRAY_BYTES and one message's arrays together at
 most MAX_MESSAGE_BYTES. A message that breaks these rules, names a field its type does not have, or carries two
 inputs gets an error reply of kind "protocol" (to its id when that could be read) and the worker reads on; the end
 of its stdin always ends the worker.
@@ -330,7 +330,7 @@ def encode(message: Any, msg_id: int | None) -> Message:
 
 
 def decode_request(message: Message) -> Request:
-    """The typed request in a message; ProtocolError (with the frame's id) for an unknown type or a bad field."""
+    """The typed request in a message; ProtocolError (with the message's id) for an unknown type or a bad field."""
     cls = REQUESTS.get(message.type)
     if cls is None:
         raise ProtocolError(f"unknown request type '{message.type}'", message.id)
@@ -372,7 +372,7 @@ def write_message(stream: BinaryIO, message: Message) -> None:
 
 
 def read_message(stream: BinaryIO) -> Message | None:
-    """The next message, or None at a clean end of stream. Raises ProtocolError on a broken frame. A frame whose
+    """The next message, or None at a clean end of stream. Raises ProtocolError on a broken message. One whose
     arrays can be measured (plain number dtypes, non-negative shapes, within MAX_MESSAGE_BYTES) is read to its end
     even when refused, so the stream stays in step; one whose length cannot be known (an oversized header, an
     unreadable array list, a size beyond the limits) raises with `in_step` False. A header that is not a JSON
@@ -408,7 +408,7 @@ def read_message(stream: BinaryIO) -> Message | None:
 
 
 def _header_problem(header: dict, raw_id: object) -> str | None:
-    """What is wrong with a frame header's id, version and type (popping the version), or None."""
+    """What is wrong with a message header's id, version and type (popping the version), or None."""
     if raw_id is not None and type(raw_id) is not int:
         return f"the id {raw_id!r} is not an integer"
     version = header.pop("v", None)
@@ -421,7 +421,7 @@ def _header_problem(header: dict, raw_id: object) -> str | None:
 
 def _array_spec(spec: object, msg_id: int | None) -> tuple[str, np.dtype, tuple[int, ...], int]:
     """[name, dtype, shape] checked: a plain number dtype, a small non-negative shape, within the size cap. A spec
-    that breaks these leaves the frame's length unknown."""
+    that breaks these leaves the message's length unknown."""
     if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str) and isinstance(spec[1], str)):
         raise ProtocolError(f"array spec {spec!r} is not [name, dtype, shape]", msg_id, in_step=False)
     name, dtype_text, shape = spec
@@ -457,7 +457,7 @@ def _as_list(value: object, what: str, msg_id: int | None) -> list:
 
 
 def _skip(stream: BinaryIO, size: int) -> None:
-    """Read past `size` bytes a refused frame declared, a megabyte at a time."""
+    """Read past `size` bytes a refused message declared, a megabyte at a time."""
     while size:
         size -= len(_read_exact(stream, min(size, 1 << 20)))
 
@@ -469,7 +469,7 @@ def _read_exact(stream: BinaryIO, size: int, allow_eof: bool = False) -> bytes |
         if not chunk:
             if allow_eof and remaining == size:
                 return None
-            raise ProtocolError(f"stream ended inside a frame ({size - remaining} of {size} bytes)")
+            raise ProtocolError(f"stream ended inside a message ({size - remaining} of {size} bytes)")
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)

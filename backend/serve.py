@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .config import ModelConfig
-from .engines import EngineName
+from .engines import EngineName, host
 from .engines.base import Engine, extract, reconstruct
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
 from .inputs import ImageInput, Observation, PointCloudInput, VoxelInput
@@ -65,6 +65,7 @@ from .surface.latent import Latent, interpolate
 from .surface.mesh import Mesh
 
 PARENT_POLL_SECONDS = 1.0
+OUT_OF_MEMORY = "The GPU ran out of memory. Lower the resolution, or set the device to CPU."
 OBSERVATIONS = {"points": PointCloudInput, "pixels": ImageInput, "voxels": VoxelInput}  # by request field
 _ERRORS = (
     (Cancelled, "cancelled"),
@@ -96,6 +97,7 @@ class Server:
     ) -> None:
         self.channel = channel
         self.engine, self.device, self.threads = engine, device, threads
+        self.host = host(engine)
         self.log_path = log_path or default_log_path()
         self.loaded: dict[str, Engine] = {}
         self.jobs: queue.Queue[tuple[int | None, Request] | None] = queue.Queue()
@@ -107,13 +109,13 @@ class Server:
 
     def send(self, message: object, msg_id: int | None) -> None:
         try:
-            frame = encode(message, msg_id)
-            json.dumps(frame.fields)  # fails here, before a byte is written, rather than mid-message
+            wire = encode(message, msg_id)
+            json.dumps(wire.fields)  # fails here, before a byte is written, rather than mid-message
         except Exception as exc:  # a reply that cannot be encoded still gets an answer, and the worker lives
-            frame = encode(self.bug_reply(exc), msg_id)
+            wire = encode(self.bug_reply(exc), msg_id)
         with self.write_lock:
             try:
-                write_message(self.channel, frame)
+                write_message(self.channel, wire)
             except (BrokenPipeError, OSError, ValueError):
                 self.closing.set()
 
@@ -172,7 +174,7 @@ class Server:
             with self.lock:
                 self.running = None
                 self.cancelled.discard(job)
-            self.after_job()
+            self.host.after_job()
         self.send(reply, job)
 
     def error_reply(self, exc: BaseException) -> ErrorReply:
@@ -181,11 +183,8 @@ class Server:
         for kind_of, kind in _ERRORS:
             if isinstance(exc, kind_of):
                 return ErrorReply(kind, "Cancelled; nothing was changed." if kind == "cancelled" else str(exc))
-        if self.engine == "torch":
-            from .engines.pytorch import OUT_OF_MEMORY, is_out_of_memory
-
-            if is_out_of_memory(exc):
-                return ErrorReply("oom", OUT_OF_MEMORY)
+        if self.host.out_of_memory(exc):
+            return ErrorReply("oom", OUT_OF_MEMORY)
         return self.bug_reply(exc)
 
     def bug_reply(self, exc: BaseException) -> ErrorReply:
@@ -204,32 +203,16 @@ class Server:
             f"the traceback in {where}.",
         )
 
-    def after_job(self) -> None:
-        """Whatever the job's end: the PyTorch engine hands its cached GPU memory back."""
-        if self.engine == "torch":
-            from .engines.pytorch import free_cached_memory
-
-            free_cached_memory()
-
     # --- the handlers ----------------------------------------------------------------------------------
 
     def hello(self, request: HelloRequest, job: int | None) -> HelloReply:
         from . import __version__
 
-        if self.engine == "runtime":
-            return HelloReply(PROTOCOL_VERSION, __version__, None, "cpu", ["cpu"], os.getpid(), engine="runtime")
-        from .engines.pytorch import describe
-
-        torch_version, device, devices = describe(self.device)
-        return HelloReply(PROTOCOL_VERSION, __version__, torch_version, device, devices, os.getpid())
+        library, device, devices = self.host.describe(self.device)
+        return HelloReply(PROTOCOL_VERSION, __version__, library, device, devices, os.getpid(), self.engine)
 
     def models(self, request: ModelsRequest, job: int | None) -> ModelsReply:
-        entries = list_models(request.extra_dirs)
-        if self.engine == "runtime":
-            from .runtime.graphs import has_graphs
-
-            entries = [e for e in entries if has_graphs(e.path, e.config.architecture)]
-        return ModelsReply([model_info(e) for e in entries])
+        return ModelsReply([model_info(e) for e in list_models(request.extra_dirs) if self.host.runs(e)])
 
     def reconstruct(self, request: ReconstructRequest, job: int | None) -> ReconstructReply:
         observation = request_observation(request)
@@ -264,11 +247,9 @@ class Server:
     def load(self, name: str, observation: Observation | None = None) -> Engine:
         """The requested model on this worker's engine, loaded once; "auto" is the shipped default for the
         observation's kind, and an observation of another kind is refused."""
-        from .engines import load_engine
-
         name = model_name(name, observation.kind if observation is not None else None)
         if name not in self.loaded:
-            self.loaded[name] = load_engine(name, self.engine, self.device, self.threads)
+            self.loaded[name] = self.host.load(name, self.device, self.threads)
         engine = self.loaded[name]
         if observation is not None:
             check_input_kind(engine.name, engine.config.input_kind, observation)
@@ -341,15 +322,15 @@ def latent_info(latent: Latent) -> LatentInfo:
     return LatentInfo(latent.model, tuple(latent.frame.center), latent.frame.scale, latent.blends_by_field)
 
 
-def latent_from(frame: LatentInfo, code: np.ndarray, model: str, config: ModelConfig) -> Latent:
+def latent_from(info: LatentInfo, code: np.ndarray, model: str, config: ModelConfig) -> Latent:
     """A latent the add-on sent back: float16 as it stores them (or float32), in any shape with the model's
     number of values; the model reshapes it and checks the count. Point-attention latents blend by field."""
     try:
-        where = Frame.of(frame.center, frame.scale)
+        where = Frame.of(info.center, info.scale)
     except (ValueError, TypeError):
-        raise InputError(f"A latent's centre must be three numbers (x, y, z), not {frame.center}.") from None
+        raise InputError(f"A latent's centre must be three numbers (x, y, z), not {info.center}.") from None
     by_field = config.architecture == "attention"
-    return Latent(np.asarray(code, np.float32).ravel().copy(), frame.latent_model or model, where, by_field)
+    return Latent(np.asarray(code, np.float32).ravel().copy(), info.latent_model or model, where, by_field)
 
 
 def mesh_reply(mesh: Mesh, stats: dict, latent: Latent | None = None) -> MeshReply:
@@ -361,7 +342,7 @@ def mesh_reply(mesh: Mesh, stats: dict, latent: Latent | None = None) -> MeshRep
 
 
 def protocol_channel() -> BinaryIO:
-    """The real stdout, for protocol frames alone; file descriptor 1 and sys.stdout go to stderr from here on."""
+    """The real stdout, for protocol messages alone; file descriptor 1 and sys.stdout go to stderr from here on."""
     sys.stdout.flush()
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

@@ -25,11 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="the runtime's threads per model; 0: as PyTorch")
     parser.add_argument("--log", type=Path, help="where bugs' tracebacks go (default: a file in the temp folder)")
     args = parser.parse_args(argv)
-    channel = protocol_channel()
-    if args.engine == "torch":
-        from .engines import pytorch  # noqa: F401  (torch: loaded now that stdout is safe, so hello is quick)
-    else:
-        from .engines import onnx_runtime  # noqa: F401  (ONNX Runtime, likewise)
+    channel = protocol_channel()  # first: the engine's libraries load with the server, after it, so hello is quick
     serve_forever(Server(channel, args.engine, args.device, args.threads, args.log))
     return 0
 

@@ -12,6 +12,8 @@ from ..config import ModelConfig
 from ..inputs import Observation
 from ..inputs.attention import PointAttentionInput
 from ..inputs.network import network_input
+from ..registry import ModelEntry
+from ..runtime.graphs import has_graphs
 from ..runtime.model import RuntimeModel, load_runtime_model
 from ..surface.field import POINTS_PER_BATCH, CancelCheck, Evaluator, Logits, Progress
 from ..surface.latent import Latent
@@ -49,3 +51,22 @@ def load_runtime_engine(name_or_path: str | Path, threads: int = 0) -> RuntimeEn
     """A shipped model by name, one in OCCNET_MODELS_PATH, or a checkpoint by path, with its ONNX graphs beside it;
     `threads` 0 takes as many as PyTorch would."""
     return RuntimeEngine(load_runtime_model(name_or_path, threads))
+
+
+class RuntimeHost:
+    """A runtime worker: the models whose graphs lie beside them, on the CPU, in `threads` threads."""
+
+    def describe(self, device: str) -> tuple[None, str, list[str]]:
+        return None, "cpu", ["cpu"]
+
+    def runs(self, entry: ModelEntry) -> bool:
+        return has_graphs(entry.path, entry.config.architecture)
+
+    def load(self, name: str | Path, device: str, threads: int) -> RuntimeEngine:
+        return load_runtime_engine(name, threads)
+
+    def out_of_memory(self, exc: BaseException) -> bool:
+        return False
+
+    def after_job(self) -> None:
+        """Nothing is cached between jobs beyond the loaded models."""

@@ -17,12 +17,10 @@ from ..inputs.neighbours import QueryNeighbours
 from ..inputs.network import network_input
 from ..models import OccupancyNetwork
 from ..models.occnet import PointLatent
-from ..registry import find_model
+from ..registry import ModelEntry, find_model
 from ..surface.field import CancelCheck, Progress
 from ..surface.latent import Latent
 from .torch_stages import TorchEvaluator, TorchField, TorchStages
-
-OUT_OF_MEMORY = "The GPU ran out of memory. Lower the resolution, or set the device to CPU."
 
 
 class TorchEngine:
@@ -82,17 +80,23 @@ def load_torch_engine(name_or_path: str | Path, device: str | torch.device = "au
     return TorchEngine(load_checkpoint(path, resolved), path.stem, resolved)
 
 
-def describe(device: str) -> tuple[str, str, list[str]]:
-    """PyTorch's version, the device `device` resolves to here, and every device it could use."""
-    return torch.__version__, str(resolve_device(device)), describe_devices()
+class TorchHost:
+    """A PyTorch worker: any model, on the device the add-on asked for."""
 
+    def describe(self, device: str) -> tuple[str, str, list[str]]:
+        return torch.__version__, str(resolve_device(device)), describe_devices()
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    # torch.OutOfMemoryError is PyTorch 2.5+; torch.cuda.OutOfMemoryError (its base there) is older than 2.1
-    return isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
+    def runs(self, entry: ModelEntry) -> bool:
+        return True
 
+    def load(self, name: str | Path, device: str, threads: int) -> TorchEngine:
+        return load_torch_engine(name, device)
 
-def free_cached_memory() -> None:
-    """Hand the GPU memory PyTorch keeps cached back, so other programs (and Blender) can use it between jobs."""
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    def out_of_memory(self, exc: BaseException) -> bool:
+        # torch.OutOfMemoryError is PyTorch 2.5+; torch.cuda.OutOfMemoryError (its base there) is older than 2.1
+        return isinstance(exc, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
+
+    def after_job(self) -> None:
+        """Hand the GPU memory PyTorch keeps cached back, so other programs (and Blender) can use it."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

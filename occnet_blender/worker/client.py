@@ -53,7 +53,7 @@ class BackendError(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    """A reply for job `job` (None: a reply to a frame the worker could not read)."""
+    """A reply for job `job` (None: a reply to a message the worker could not read)."""
 
     job: int | None
     reply: Reply
@@ -89,7 +89,7 @@ class BackendClient:
         self._inboxes: dict[int, _Inbox] = {}
         self._stray: queue.Queue[Event] = queue.Queue()
         self._lock = threading.Lock()  # guards _inboxes; never held while writing to the worker
-        self._write_lock = threading.Lock()  # one frame at a time on the worker's stdin
+        self._write_lock = threading.Lock()  # one message at a time on the worker's stdin
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self.restarts = 0
 
