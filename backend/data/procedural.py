@@ -22,8 +22,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..config import BOX_SIZE
+from ..engines.torch_stages import TorchEvaluator
 from ..outputs import atomic_write
-from ..surface.field import Evaluator
 from ..surface.mesh import Mesh
 from ..surface.options import ExtractOptions
 from ..surface.pipeline import extract_mesh
@@ -64,7 +64,7 @@ def shape_mesh(shape: Node, resolution: int = 96) -> Mesh:
     field = lambda p: -SHARPNESS * shape(p)  # noqa: E731
     # The dense grid: MISE's coarse base grid could step over thin parts such as a table top.
     options = ExtractOptions(resolution=resolution, threshold=0.5, use_mise=False, normals=False, min_piece=0)
-    mesh, _ = extract_mesh(Evaluator(field), options, model_threshold=0.5)
+    mesh, _ = extract_mesh(TorchEvaluator(field, torch.device("cpu"), 32_768), options, model_threshold=0.5)
     return mesh
 
 
