@@ -23,7 +23,7 @@ class OptionsError(OccNetError):
 
 @dataclass(frozen=True, kw_only=True)
 class ExtractOptions:
-    """`threshold` None is the model's own (`resolve` fills it in); `use_mise` False evaluates the whole grid."""
+    """`threshold` None is the model's own; `use_mise` False evaluates the whole grid, of any resolution."""
 
     resolution: int = DEFAULT_RESOLUTION
     threshold: float | None = None
@@ -34,7 +34,7 @@ class ExtractOptions:
     use_mise: bool = True
 
     def __post_init__(self) -> None:
-        if self.resolution not in RESOLUTIONS:
+        if (self.use_mise and self.resolution not in RESOLUTIONS) or not self.resolution >= 1:
             raise OptionsError(
                 f"Resolution {self.resolution} is not supported; choose one of {', '.join(map(str, RESOLUTIONS))}."
             )
