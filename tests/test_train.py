@@ -281,7 +281,9 @@ def test_resume_from_a_truncated_state_is_one_line(tiny_data, tiny_run, tmp_path
 def test_training_state_is_replaced_atomically(tmp_path):
     path = tmp_path / "state.pt"
     save_training_state(path, {"step": 40})
-    with pytest.raises(pickle.PicklingError):  # a state that cannot be written: the old one must survive
+    # a state that cannot be written (pickle refuses a local function: PicklingError or AttributeError, by where
+    # it lives): the old one must survive
+    with pytest.raises((pickle.PicklingError, AttributeError)):
         save_training_state(path, {"step": 41, "optimizer": lambda: None})
     assert torch.load(path, weights_only=True) == {"step": 40}
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
