@@ -223,6 +223,11 @@ def test_dense_clouds_reconstruct_better_than_sparse_ones(triplane):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped triplane's planes blended linearly thin the middle: sofa to chair, volume 0.060, 0.016 at "
+    "0.25, 0.010 at 0.5, 0.020 at the chair (measured 2026-12-06); the default model blends fields instead",
+)
 def test_a_blend_of_two_latents_runs_from_one_to_the_other(triplane):
     """Linear blends of feature planes: the ends are the two shapes, the middle lies between them."""
     a, b = (triplane.encode(_scan(c, i, 3000)) for c, i in [("sofa", 6), ("chair", 1)])
