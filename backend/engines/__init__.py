@@ -8,14 +8,14 @@ the built-in CPU runtime (`onnx_runtime`, ONNX Runtime and numpy, what runs insi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 if TYPE_CHECKING:  # the protocol imports EngineName from here, and must not load the engines' modules with it
     from ..registry import ModelEntry
     from .base import Engine
 
 EngineName = Literal["torch", "runtime"]
-ENGINES: tuple[EngineName, ...] = ("torch", "runtime")
+ENGINES: tuple[EngineName, ...] = get_args(EngineName)
 
 
 class Host(Protocol):

@@ -30,7 +30,6 @@ class Engine(Protocol):
     """One model, loaded on one engine."""
 
     name: str  # the model's
-    engine: str  # "torch" or "runtime"
     device: Any  # where it runs (a torch.device, or "cpu")
     config: ModelConfig
     stages: Stages  # what extraction can do after marching cubes here: normals, and decimation and refinement or not

@@ -21,7 +21,6 @@ from ..surface.pipeline import Stages
 
 
 class RuntimeEngine:
-    engine = "runtime"
     device = "cpu"
 
     def __init__(self, model: RuntimeModel) -> None:

@@ -24,8 +24,6 @@ from .torch_stages import TorchEvaluator, TorchField, TorchStages
 
 
 class TorchEngine:
-    engine = "torch"
-
     def __init__(self, network: OccupancyNetwork, name: str, device: torch.device) -> None:
         self.network = network.eval()
         self.name = name
