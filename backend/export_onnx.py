@@ -14,7 +14,7 @@ Point attention (architecture "attention") runs as three:
     NAME.encoder.onnx   what `backend.inputs.attention.prepare_points` makes (plane_points (P, 3), points (N, 3),
                         normals (N, 3), has_normals (), neighbours (N, k), coarse_neighbours (N1, k),
                         parents (N,), unit ()) -> planes (3, C, R, R), features (N, F)
-    NAME.terms.onnx     features (N, F) -> what each level's attention reads of every point, terms0, terms1, ...
+    NAME.terms.onnx     points (N, 3), features (N, F) -> what each level's attention reads of every point, terms0, ...
     NAME.decoder.onnx   planes, unit, points, each level's terms, queries (M, 3), and each level's candidates
                         (M, W) (`backend.inputs.neighbours.Candidates`, -1 for none) -> logits (M,); the graph picks
                         the k nearest candidates within the level's radius itself (TopK)
@@ -115,8 +115,8 @@ class _PointTerms(nn.Module):
         super().__init__()
         self.attention = network.attention
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(attention.point_terms(features) for attention in self.attention)
+    def forward(self, points: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(attention.point_terms(points, features) for attention in self.attention)
 
 
 class _PointDecoder(nn.Module):
@@ -142,7 +142,7 @@ class _PointDecoder(nn.Module):
         read = sample_planes_by_gather(planes[None], queries[None])
         terms = [t[None] for t in terms]
         return decode_read(
-            self.attention, self.decoder, queries[None], read, points[None], unit.reshape(1), terms, found, self.density
+            self.attention, self.decoder, queries[None], read, unit.reshape(1), terms, found, self.density
         )[0]
 
 
@@ -216,7 +216,7 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
     }
     with torch.no_grad():
         planes, features = _PointEncoder(network)(*encoder_inputs.values())
-        terms = _PointTerms(network)(features)
+        terms = _PointTerms(network)(torch.as_tensor(prepared.points), features)
     queries = torch.rand(64, 3, generator=generator) - 0.5
     candidates = []
     for level in range(LEVELS):
@@ -244,7 +244,13 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
             ["planes", "features"],
             tuple(encoder_shapes.values()),
         ),
-        "terms": _export(_PointTerms(network), (features,), ["features"], term_names, ({0: dims["N"]},)),
+        "terms": _export(
+            _PointTerms(network),
+            (torch.as_tensor(prepared.points), features),
+            ["points", "features"],
+            term_names,
+            ({0: dims["N"]}, {0: dims["N"]}),
+        ),
         "decoder": _export(_PointDecoder(network), decoder_args, decoder_names, ["logits"], decoder_shapes),
     }
 

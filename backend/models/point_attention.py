@@ -35,21 +35,31 @@ def nearest_of_candidates(
     points: torch.Tensor, queries: torch.Tensor, candidates: torch.Tensor, radius: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest of each query's candidate points (indices (B, T, W), -1 for none) no farther than `radius`
-    (B,), nearest first, and which of them exist (B, T, k): what `backend.inputs.neighbours.within` finds."""
+    (B,), nearest first, and which of them exist (B, T, k): what `backend.inputs.neighbours.within` finds.
+    Offsets are laid out coordinate first, as in `NeighbourAttention`."""
     if candidates.shape[-1] < k:
         candidates = F.pad(candidates, (0, k - candidates.shape[-1]), value=-1)
     safe = candidates.clamp_min(0)
-    offsets = gather_points(points, safe) - queries.unsqueeze(2)
-    squared = (offsets * offsets).sum(-1) + (candidates < 0).to(points.dtype) * FAR
+    offsets = channels_first(gather_points(points, safe)) - queries.permute(2, 0, 1).unsqueeze(-1)
+    squared = (offsets * offsets).sum(0) + (candidates < 0).to(points.dtype) * FAR
     best, which = torch.topk(squared, k, dim=2, largest=False, sorted=True)
     exists = best <= (radius * radius).view(-1, 1, 1)
     return safe.gather(2, which) * exists, exists
 
 
-def encode_offset(offset: torch.Tensor) -> torch.Tensor:
-    """(..., 3) offsets in spacings -> (..., 4): the offset squashed to a bounded length, and its log length."""
-    length = offset.norm(dim=-1, keepdim=True)
-    return torch.cat([offset / (1.0 + length / DISTANCE_SCALE), torch.log1p(length)], dim=-1)
+def channels_first(rows: torch.Tensor) -> torch.Tensor:
+    """(B, T, k, C) -> (C, B, T, k). Per-neighbour tensors have a few channels and very many (query, neighbour)
+    pairs; with the channels outermost every element-wise step runs along long contiguous rows, about twice as
+    fast in ONNX Runtime and three times in PyTorch on the CPU as with the few channels innermost."""
+    *outer, channels = rows.shape
+    return rows.reshape(-1, channels).t().reshape(channels, *outer)
+
+
+def encode_offset(offset: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Offsets in spacings, their 3 coordinates along `dim` -> 4 there: the offset squashed to a bounded length,
+    and its log length."""
+    length = offset.norm(dim=dim, keepdim=True)
+    return torch.cat([offset / (1.0 + length / DISTANCE_SCALE), torch.log1p(length)], dim=dim)
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -117,8 +127,8 @@ class PointFeatures(nn.Module):
 class NeighbourAttention(nn.Module):
     """What a query reads from its k nearest points: (B, T, V).
 
-    Each point carries, computed once from its features (`point_terms`): values, a few directions, and a score
-    bias per head. A neighbour's geometry, seen from the query, is its offset (in spacings) and the offset's
+    Each point carries, computed once from its features (`point_terms`): its place, values, a few directions, and a
+    score bias per head. A neighbour's geometry, seen from the query, is its offset (in spacings) and the offset's
     projections on the point's directions (learned normals and tangents: the query's signed distance to the
     point's local surface). Each head weighs the neighbours by a softmax of (bias + a linear score of that
     geometry) beside a learned "nothing" score, each neighbour's share shrunk by a window that falls smoothly to
@@ -138,36 +148,41 @@ class NeighbourAttention(nn.Module):
         self.geometry = nn.Linear(heads * (directions + 4), values)
         self.sink = nn.Parameter(torch.zeros(heads))  # the score of reading nothing (a zero value)
 
-    def point_terms(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, N, V + 3 D + H): each point's values, directions and score biases."""
-        return self.terms(features)
+    def point_terms(self, points: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3 + V + 3 D + H): each point's place, values, directions and score biases, one row a point, so
+        a neighbour is one row gathered."""
+        return torch.cat([points, self.terms(features)], dim=-1)
 
     def forward(
         self,
-        points: torch.Tensor,
         terms: torch.Tensor,
         unit: torch.Tensor,
         queries: torch.Tensor,
         neighbours: torch.Tensor,
         exists: torch.Tensor,
     ) -> torch.Tensor:
-        """points (B, N, 3) and their `point_terms` (B, N, ...); unit (B,) this level's spacing; queries (B, T, 3);
-        neighbours (B, T, k) and which exist (B, T, k)."""
-        offset = (queries.unsqueeze(2) - gather_points(points, neighbours)) / unit.view(-1, 1, 1, 1)
-        read = gather_points(terms, neighbours)
-        f, d = self.values, self.directions
-        values, directions, bias = read[..., :f], read[..., f : f + 3 * d], read[..., f + 3 * d :]
-        projected = (directions.unflatten(-1, (d, 3)) * offset.unsqueeze(-2)).sum(-1)
-        geometry = torch.cat([projected, encode_offset(offset)], dim=-1)  # (B, T, k, D + 4)
-        scores = (bias + self.score(geometry)).masked_fill(~exists.unsqueeze(-1), -1e9)
-        window = (1.0 - (offset * offset).sum(-1, keepdim=True) / RADIUS**2).clamp_min(0.0) ** 2
-        top = torch.maximum(scores.amax(dim=2, keepdim=True), self.sink)
-        raw = torch.exp(scores - top) * window * exists.unsqueeze(-1).to(scores.dtype)
-        weights = raw / (raw.sum(dim=2, keepdim=True) + torch.exp(self.sink - top))  # (B, T, k, H)
-        per_head = values.unflatten(-1, (self.heads, f // self.heads))
-        read_values = (weights.unsqueeze(-1) * per_head).sum(dim=2).flatten(2)
-        read_geometry = torch.einsum("btkh,btkg->bthg", weights, geometry).flatten(2)
-        return read_values + self.geometry(read_geometry)
+        """terms (B, N, ...) from `point_terms`; unit (B,) this level's spacing; queries (B, T, 3); neighbours
+        (B, T, k) and which exist (B, T, k). Per-neighbour tensors are (C, B, T, k) (see `channels_first`)."""
+        batch, count, k = neighbours.shape
+        f, d, h = self.values, self.directions, self.heads
+        read = channels_first(gather_points(terms, neighbours))
+        offset = (queries.permute(2, 0, 1).unsqueeze(-1) - read[:3]) / unit.view(1, -1, 1, 1)
+        values, directions, bias = read[3 : 3 + f], read[3 + f : 3 + f + 3 * d], read[3 + f + 3 * d :]
+        projected = (directions.view(d, 3, batch, count, k) * offset).sum(1)
+        geometry = torch.cat([projected, encode_offset(offset, dim=0)], dim=0)  # (D + 4, B, T, k)
+        size = geometry.shape[0]
+        scores = (self.score.weight @ geometry.reshape(size, -1)).view(h, batch, count, k)
+        present = exists.unsqueeze(0)
+        scores = (scores + self.score.bias.view(h, 1, 1, 1) + bias).masked_fill(~present, -1e9)
+        window = (1.0 - (offset * offset).sum(0, keepdim=True) / RADIUS**2).clamp_min(0.0) ** 2
+        sink = self.sink.view(h, 1, 1, 1)
+        top = torch.maximum(scores.amax(dim=-1, keepdim=True), sink)
+        raw = torch.exp(scores - top) * window * present.to(scores.dtype)
+        weights = (raw / (raw.sum(dim=-1, keepdim=True) + torch.exp(sink - top))).unsqueeze(1)  # (H, 1, B, T, k)
+        read_values = (weights * values.view(h, f // h, batch, count, k)).sum(-1).reshape(f, -1)
+        read_geometry = (weights * geometry.unsqueeze(0)).sum(-1).reshape(h * size, -1)
+        result = read_values + self.geometry.weight @ read_geometry + self.geometry.bias.unsqueeze(-1)
+        return result.t().reshape(batch, count, f)
 
 
 class DensityGate(nn.Module):
