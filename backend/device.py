@@ -62,5 +62,7 @@ def describe_devices() -> list[str]:
 
 
 def points_per_batch(device: torch.device) -> int:
-    """How many query points to push through the decoder at once: bounded by memory, not by speed."""
-    return 262_144 if device.type == "cuda" else 32_768
+    """How many query points to push through the decoder at once. On a GPU, as many as memory allows; on the
+    CPU, few enough that point attention's per-neighbour tensors stay in the caches (3,000 points at resolution
+    128 on 2 cores: 2.8 s in batches of 8,192, 3.9 s in batches of 32,768)."""
+    return 262_144 if device.type == "cuda" else 8_192

@@ -34,7 +34,7 @@ def lattice(p: torch.Tensor) -> torch.Tensor:
 FIELDS = {**SHAPES, "lattice": lattice}
 
 
-def extract(engine, field, options, progress=None, cancel=None):
+def extract(engine, field, options, progress=None, cancel=None, seeds=None):
     """`field` (torch points -> torch logits) through the pipeline as `engine` runs it: the runtime's numpy
     evaluator and stages, or PyTorch's."""
     if engine == "torch":
@@ -42,7 +42,7 @@ def extract(engine, field, options, progress=None, cancel=None):
     else:
         numpy_field = lambda p: field(torch.from_numpy(p)).numpy()  # noqa: E731
         evaluate, stages = Evaluator(numpy_field, 32_768, progress, cancel), Stages()
-    return extract_mesh(evaluate, options, 0.5, stages=stages, progress=progress)
+    return extract_mesh(evaluate, options, 0.5, stages=stages, progress=progress, seeds=seeds)
 
 
 def _iou_with_shape(mesh, sdf) -> float:
@@ -68,6 +68,37 @@ def test_mise_mesh_is_accurate_closed_and_matches_dense(engine, name):
     np.testing.assert_allclose(mise.vertices, dense.vertices, atol=1e-5)
     assert mise_stats.points_evaluated < 0.25 * dense_stats.points_evaluated
     assert dense_stats.points_evaluated == 129**3
+
+
+ROD_AXIS = 0.0171875  # half-way between the points of the 16 and 32 grids (and on the 64 grid's)
+
+
+def thin_rod(p: torch.Tensor) -> torch.Tensor:
+    """A rod 0.016 thick along X that no point of the coarse grids falls in."""
+    radial = torch.sqrt((p[..., 1] - ROD_AXIS) ** 2 + (p[..., 2] - ROD_AXIS) ** 2) - 0.008
+    return torch.maximum(radial, p[..., 0].abs() - 0.4)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_seeds_find_a_part_thinner_than_the_coarse_cells_where_it_was_seen(engine):
+    along = np.linspace(-0.38, 0.38, 100, dtype=np.float32)
+    seeds = np.stack([along, np.full_like(along, ROD_AXIS + 0.008), np.full_like(along, ROD_AXIS)], axis=1)
+    with pytest.raises(EmptySurfaceError):  # unseeded, MISE never looks between the coarse grid's points
+        extract(engine, logits(thin_rod), ExtractOptions(normals=False))
+    mesh, _ = extract(engine, logits(thin_rod), ExtractOptions(normals=False), seeds=seeds)
+    assert mesh.vertices[:, 0].min() < -0.39 and mesh.vertices[:, 0].max() > 0.39
+    _check_closed(mesh)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_seeded_search_gives_the_dense_grids_mesh_from_fewer_evaluations(engine):
+    seeds = trimesh.creation.icosphere(subdivisions=3, radius=0.35).vertices.astype(np.float32)
+    seeded, seeded_stats = extract(engine, logits(sphere), ExtractOptions(normals=False), seeds=seeds)
+    dense, _ = extract(engine, logits(sphere), ExtractOptions(normals=False, use_mise=False))
+    _, unseeded_stats = extract(engine, logits(sphere), ExtractOptions(normals=False))
+    assert seeded.faces.shape == dense.faces.shape
+    np.testing.assert_allclose(seeded.vertices, dense.vertices, atol=1e-5)
+    assert seeded_stats.points_evaluated < 0.9 * unseeded_stats.points_evaluated
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from ..colors import with_input_colors
-from ..config import ModelConfig
+from ..config import ModelConfig, PointLatentLayout
 from ..inputs import Observation
 from ..surface.field import CancelCheck, Evaluator, Progress
 from ..surface.latent import Latent, check_latent
@@ -65,6 +67,14 @@ def latent_field(engine: Engine, latent: Latent) -> Field:
     return lambda points: sum(weight * field(points) for weight, field in fields)
 
 
+def surface_seeds(config: ModelConfig, latent: Latent) -> np.ndarray | None:
+    """Where the surface is known to pass, in the canonical frame: a point-attention latent's input points. None
+    for other models, and for a blend, whose surface lies between its ends' points."""
+    if config.architecture != "attention" or latent.parts:
+        return None
+    return PointLatentLayout.of(config).split(np.asarray(latent.code, np.float32))[2]
+
+
 def extract(
     engine: Engine,
     latent: Latent,
@@ -76,7 +86,16 @@ def extract(
     """The latent's mesh in its source's frame (float64), and the stage times and counts."""
     evaluate = engine.evaluator(latent_field(engine, latent), progress, cancel)
     config = engine.config
-    mesh, stats = extract_mesh(evaluate, options, config.threshold, config.mesh_normals, engine.stages, progress, stats)
+    mesh, stats = extract_mesh(
+        evaluate,
+        options,
+        config.threshold,
+        config.mesh_normals,
+        engine.stages,
+        progress,
+        stats,
+        surface_seeds(config, latent),
+    )
     return mesh.transformed(latent.frame.as_array(), latent.frame.scale), stats
 
 

@@ -94,15 +94,17 @@ def extract_mesh(
     stages: Stages | None = None,
     progress: Progress | None = None,
     stats: ExtractStats | None = None,
+    seeds: np.ndarray | None = None,
 ) -> tuple[Mesh, ExtractStats]:
     """Mesh of the level set {sigmoid(logits) = threshold} in the canonical frame (threshold None in the options is
-    `model_threshold`). `mesh_normals`: normals from the faces, for fields too costly to probe four times a vertex."""
+    `model_threshold`). `mesh_normals`: normals from the faces, for fields too costly to probe four times a vertex.
+    `seeds`: canonical points the surface passes near (the input cloud), for MISE (`mise_grid`)."""
     stages = stages or Stages()
     stages.refuse(options)
     stats = stats or ExtractStats()
     tau = options.threshold_logit(model_threshold)
     if options.use_mise:
-        values = stats.timed("evaluate", progress, mise_grid, evaluate, options.resolution, tau)
+        values = stats.timed("evaluate", progress, mise_grid, evaluate, options.resolution, tau, seeds)
     else:
         values = stats.timed("evaluate", progress, dense_grid, evaluate, options.resolution)
     evaluate.check_cancel()
