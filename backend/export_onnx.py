@@ -14,8 +14,9 @@ Point attention (architecture "attention") runs as three:
     NAME.encoder.onnx   what `backend.inputs.attention.prepare_points` makes (plane_points (P, 3), points (N, 3),
                         normals (N, 3), has_normals (), neighbours (N, k), coarse_neighbours (N1, k),
                         parents (N,), unit ()) -> planes (3, C, R, R), features (N, F)
-    NAME.terms.onnx     points (N, 3), features (N, F) -> what each level's attention reads of every point, terms0, ...
-    NAME.decoder.onnx   planes, unit, points, each level's terms, queries (M, 3), and each level's candidates
+    NAME.terms.onnx     features (N, F) -> what each level's attention reads of every point: values0, directions0,
+                        biases0, values1, ...
+    NAME.decoder.onnx   planes, unit, points, queries (M, 3), each level's three terms and each level's candidates
                         (M, W) (`backend.inputs.neighbours.Candidates`, -1 for none) -> logits (M,); the graph picks
                         the k nearest candidates within the level's radius itself (TopK)
 
@@ -54,6 +55,8 @@ from .runtime.graphs import META_HEADER_SHA256, META_MODEL, META_STAGE, META_WEI
 from .weights_file import read_header
 
 OPSET = 18  # the first with ScatterElements reduction "max": the triplane encoder's pooling
+TERM_TABLES = ("values", "directions", "biases")  # what each level's attention reads of a point (`point_terms`)
+TERMS = len(TERM_TABLES)
 MAX_EMBEDDED_BYTES = 1 << 16  # constants of the graph itself (shapes, indices); weights never embed
 _ONNX_DTYPES = {"F32": onnx.TensorProto.FLOAT, "F16": onnx.TensorProto.FLOAT16, "I64": onnx.TensorProto.INT64}
 
@@ -115,8 +118,8 @@ class _PointTerms(nn.Module):
         super().__init__()
         self.attention = network.attention
 
-    def forward(self, points: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(attention.point_terms(points, features) for attention in self.attention)
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(table for attention in self.attention for table in attention.point_terms(features))
 
 
 class _PointDecoder(nn.Module):
@@ -128,7 +131,7 @@ class _PointDecoder(nn.Module):
         self.density = network.density
 
     def forward(self, planes, unit, points, queries, *levels):
-        terms, candidates = levels[:LEVELS], levels[LEVELS:]
+        tables, candidates = levels[: TERMS * LEVELS], levels[TERMS * LEVELS :]
         found = [
             nearest_of_candidates(
                 points[None],
@@ -140,9 +143,9 @@ class _PointDecoder(nn.Module):
             for level, candidates in enumerate(candidates)
         ]
         read = sample_planes_by_gather(planes[None], queries[None])
-        terms = [t[None] for t in terms]
+        terms = [tuple(t[None] for t in tables[level * TERMS : (level + 1) * TERMS]) for level in range(LEVELS)]
         return decode_read(
-            self.attention, self.decoder, queries[None], read, unit.reshape(1), terms, found, self.density
+            self.attention, self.decoder, queries[None], read, points[None], unit.reshape(1), terms, found, self.density
         )[0]
 
 
@@ -216,7 +219,7 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
     }
     with torch.no_grad():
         planes, features = _PointEncoder(network)(*encoder_inputs.values())
-        terms = _PointTerms(network)(torch.as_tensor(prepared.points), features)
+        terms = _PointTerms(network)(features)
     queries = torch.rand(64, 3, generator=generator) - 0.5
     candidates = []
     for level in range(LEVELS):
@@ -225,7 +228,7 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
         found = np.pad(found, ((0, 0), (0, max(0, config.neighbours + 1 - found.shape[1]))), constant_values=-1)
         candidates.append(torch.as_tensor(found))  # wider than k, as the runtime always sends
     decoder_args = (planes, torch.tensor(prepared.unit), torch.as_tensor(prepared.points), queries, *terms, *candidates)
-    term_names = [f"terms{level}" for level in range(LEVELS)]
+    term_names = [f"{table}{level}" for level in range(LEVELS) for table in TERM_TABLES]
     decoder_names = [
         "planes",
         "unit",
@@ -234,7 +237,7 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
         *term_names,
         *(f"candidates{level}" for level in range(LEVELS)),
     ]
-    levels = (*({0: dims["N"]} for _ in range(LEVELS)), *({0: dims["M"], 1: dims[width]} for width in widths))
+    levels = (*({0: dims["N"]} for _ in range(TERMS * LEVELS)), *({0: dims["M"], 1: dims[width]} for width in widths))
     decoder_shapes = ({}, {}, {0: dims["N"]}, {0: dims["M"]}, levels)  # torch.export sees *levels as one tuple
     return {
         "encoder": _export(
@@ -244,13 +247,7 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
             ["planes", "features"],
             tuple(encoder_shapes.values()),
         ),
-        "terms": _export(
-            _PointTerms(network),
-            (torch.as_tensor(prepared.points), features),
-            ["points", "features"],
-            term_names,
-            ({0: dims["N"]}, {0: dims["N"]}),
-        ),
+        "terms": _export(_PointTerms(network), (features,), ["features"], term_names, ({0: dims["N"]},)),
         "decoder": _export(_PointDecoder(network), decoder_args, decoder_names, ["logits"], decoder_shapes),
     }
 

@@ -60,7 +60,7 @@ class TorchEngine:
             *(t.to(self.device) for t in (planes[None], torch.tensor([unit]), points[None], features[None]))
         )
         with torch.no_grad():  # what each point offers its queries, once rather than batch after batch
-            latent.terms = self.network.point_terms(latent.points, latent.features)
+            latent.terms = self.network.point_terms(latent.features)
 
         def logits(queries: torch.Tensor) -> torch.Tensor:
             found = search(queries.detach().cpu().numpy())

@@ -28,7 +28,7 @@ class PointLatent:
     unit: torch.Tensor
     points: torch.Tensor
     features: torch.Tensor
-    terms: list[torch.Tensor] | None = None  # OccupancyNetwork.point_terms(points, features), computed ahead
+    terms: list[tuple[torch.Tensor, ...]] | None = None  # OccupancyNetwork.point_terms(features), computed ahead
 
 
 class OccupancyNetwork(nn.Module):
@@ -86,14 +86,16 @@ class OccupancyNetwork(nn.Module):
             return self.decoder(points, code)
         if neighbours is None or len(neighbours) != LEVELS:
             raise ValueError(f"the point-attention decoder needs each query's neighbours at {LEVELS} levels")
-        terms = code.terms if code.terms is not None else self.point_terms(code.points, code.features)
+        terms = code.terms if code.terms is not None else self.point_terms(code.features)
         read = sample_planes(code.planes, points)
-        return decode_read(self.attention, self.decoder, points, read, code.unit, terms, neighbours, self.density)
+        return decode_read(
+            self.attention, self.decoder, points, read, code.points, code.unit, terms, neighbours, self.density
+        )
 
-    def point_terms(self, points: torch.Tensor, features: torch.Tensor) -> list[torch.Tensor]:
+    def point_terms(self, features: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """What each level's attention reads of every point, from the point features: computed once per latent
         when many batches of queries follow (`PointLatent.terms`)."""
-        return [attention.point_terms(points, features) for attention in self.attention]
+        return [attention.point_terms(features) for attention in self.attention]
 
     def forward(
         self,
@@ -109,15 +111,16 @@ def decode_read(
     decoder: LocalDecoder,
     queries: torch.Tensor,
     plane_features: torch.Tensor,
+    points: torch.Tensor,
     unit: torch.Tensor,
-    terms: list[torch.Tensor],
+    terms: list[tuple[torch.Tensor, ...]],
     neighbours: list[tuple[torch.Tensor, torch.Tensor]],
     density: DensityGate | None = None,
 ) -> torch.Tensor:
     """Point attention's logits (B, T) from what the queries read of the planes (B, T, C) and, at each level, of
     their neighbours among the points (what the ONNX decoder graph runs too)."""
     levels = enumerate(zip(attention, terms, neighbours, strict=True))
-    z = [read(own, unit * level_unit(1.0, level), queries, *found) for level, (read, own, found) in levels]
+    z = [read(points, own, unit * level_unit(1.0, level), queries, *found) for level, (read, own, found) in levels]
     read_all = torch.cat(z, dim=-1)
     if density is not None:
         read_all = density(read_all, unit)

@@ -127,8 +127,8 @@ class PointFeatures(nn.Module):
 class NeighbourAttention(nn.Module):
     """What a query reads from its k nearest points: (B, T, V).
 
-    Each point carries, computed once from its features (`point_terms`): its place, values, a few directions, and a
-    score bias per head. A neighbour's geometry, seen from the query, is its offset (in spacings) and the offset's
+    Each point carries, computed once from its features (`point_terms`): values, a few directions, and a score
+    bias per head. A neighbour's geometry, seen from the query, is its offset (in spacings) and the offset's
     projections on the point's directions (learned normals and tangents: the query's signed distance to the
     point's local surface). Each head weighs the neighbours by a softmax of (bias + a linear score of that
     geometry) beside a learned "nothing" score, each neighbour's share shrunk by a window that falls smoothly to
@@ -148,26 +148,27 @@ class NeighbourAttention(nn.Module):
         self.geometry = nn.Linear(heads * (directions + 4), values)
         self.sink = nn.Parameter(torch.zeros(heads))  # the score of reading nothing (a zero value)
 
-    def point_terms(self, points: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3 + V + 3 D + H): each point's place, values, directions and score biases, one row a point, so
-        a neighbour is one row gathered."""
-        return torch.cat([points, self.terms(features)], dim=-1)
+    def point_terms(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each point's values (B, N, V), directions (B, N, 3 D) and score biases (B, N, H), as separate tables:
+        each is gathered and laid out channel first on its own, with no split of a wider table after."""
+        parts = self.terms(features).split([self.values, 3 * self.directions, self.heads], dim=-1)
+        return tuple(part.contiguous() for part in parts)
 
     def forward(
         self,
-        terms: torch.Tensor,
+        points: torch.Tensor,
+        terms: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         unit: torch.Tensor,
         queries: torch.Tensor,
         neighbours: torch.Tensor,
         exists: torch.Tensor,
     ) -> torch.Tensor:
-        """terms (B, N, ...) from `point_terms`; unit (B,) this level's spacing; queries (B, T, 3); neighbours
+        """points (B, N, 3) and their `point_terms`; unit (B,) this level's spacing; queries (B, T, 3); neighbours
         (B, T, k) and which exist (B, T, k). Per-neighbour tensors are (C, B, T, k) (see `channels_first`)."""
         batch, count, k = neighbours.shape
         f, d, h = self.values, self.directions, self.heads
-        read = channels_first(gather_points(terms, neighbours))
-        offset = (queries.permute(2, 0, 1).unsqueeze(-1) - read[:3]) / unit.view(1, -1, 1, 1)
-        values, directions, bias = read[3 : 3 + f], read[3 + f : 3 + f + 3 * d], read[3 + f + 3 * d :]
+        place, values, directions, bias = (channels_first(gather_points(t, neighbours)) for t in (points, *terms))
+        offset = (queries.permute(2, 0, 1).unsqueeze(-1) - place) / unit.view(1, -1, 1, 1)
         projected = (directions.view(d, 3, batch, count, k) * offset).sum(1)
         geometry = torch.cat([projected, encode_offset(offset, dim=0)], dim=0)  # (D + 4, B, T, k)
         size = geometry.shape[0]

@@ -99,11 +99,14 @@ class RuntimeModel:
             raise InputError(f"The latent does not fit model '{self.name}' ({problem}).")
         planes, unit, points, features = PointLatentLayout.of(self.config).split(np.asarray(code, np.float32))
         points, features = np.ascontiguousarray(points), np.ascontiguousarray(features)
-        terms = self._session("terms").run(None, {"points": points, "features": features})
+        session = self._session("terms")
+        terms = dict(
+            zip((o.name for o in session.get_outputs()), session.run(None, {"features": features}), strict=True)
+        )
         radii = [RADIUS * level_unit(unit, level) for level in range(LEVELS)]
         searches = [Candidates(points[: level_size(len(points), level)], radii[level]) for level in range(LEVELS)]
         fixed = {"planes": np.ascontiguousarray(planes), "unit": np.array(unit, dtype=np.float32), "points": points}
-        fixed.update({f"terms{level}": t for level, t in enumerate(terms)})
+        fixed.update(terms)
         session = self._session("decoder")
 
         def logits(queries: np.ndarray) -> np.ndarray:
