@@ -32,7 +32,7 @@ from backend.protocol import ReconstructRequest  # noqa: E402
 from backend.surface.options import ExtractOptions  # noqa: E402
 from occnet_blender.worker.client import BackendClient  # noqa: E402
 
-MODELS = ("triplane-pointcloud", "onet-pointcloud", "onet-image")
+MODELS = ("attention-pointcloud", "triplane-pointcloud", "onet-pointcloud", "onet-image")
 
 
 def inputs() -> dict[str, dict[str, np.ndarray]]:
