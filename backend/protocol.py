@@ -68,7 +68,7 @@ PROTOCOL_VERSION = 3
 AUTO_MODEL = "auto"  # the "model" that picks the shipped default for the input's kind
 ErrorKind = Literal["protocol", "input", "model", "device", "empty", "cancelled", "oom", "internal", "crashed"]
 ERROR_KINDS: tuple[ErrorKind, ...] = typing.get_args(ErrorKind)
-Stage = Literal["encode", "evaluate", "mesh", "simplify", "refine", "normals"]
+Stage = Literal["encode", "evaluate", "mesh", "simplify", "refine", "snap", "normals"]
 BlendMethod = Literal["linear", "spherical"]
 MAX_HEADER_BYTES = 1 << 20
 # 256 MiB: 20 million points as float32 xyz, a 4096 x 4096 RGBA float image, a mesh of 20 million faces;

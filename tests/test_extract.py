@@ -11,6 +11,7 @@ import torch
 import trimesh
 from shapes import SHAPES, logits, occupancy, sphere
 
+from backend.engines.base import InputScan
 from backend.engines.torch_stages import TorchEvaluator, TorchStages
 from backend.errors import Cancelled, EmptySurfaceError, OccNetError
 from backend.metrics import iou, mesh_contains
@@ -18,6 +19,7 @@ from backend.surface.field import Evaluator
 from backend.surface.marching import marching_cubes
 from backend.surface.options import ExtractOptions, OptionsError
 from backend.surface.pipeline import Stages, extract_mesh
+from backend.surface.snap import SPARSE
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIFORM = np.random.default_rng(0).uniform(-0.55, 0.55, size=(100_000, 3))
@@ -34,7 +36,7 @@ def lattice(p: torch.Tensor) -> torch.Tensor:
 FIELDS = {**SHAPES, "lattice": lattice}
 
 
-def extract(engine, field, options, progress=None, cancel=None, seeds=None):
+def extract(engine, field, options, progress=None, cancel=None, scan=None):
     """`field` (torch points -> torch logits) through the pipeline as `engine` runs it: the runtime's numpy
     evaluator and stages, or PyTorch's."""
     if engine == "torch":
@@ -42,7 +44,7 @@ def extract(engine, field, options, progress=None, cancel=None, seeds=None):
     else:
         numpy_field = lambda p: field(torch.from_numpy(p)).numpy()  # noqa: E731
         evaluate, stages = Evaluator(numpy_field, 32_768, progress, cancel), Stages()
-    return extract_mesh(evaluate, options, 0.5, stages=stages, progress=progress, seeds=seeds)
+    return extract_mesh(evaluate, options, 0.5, stages=stages, progress=progress, scan=scan)
 
 
 def _iou_with_shape(mesh, sdf) -> float:
@@ -85,7 +87,7 @@ def test_seeds_find_a_part_thinner_than_the_coarse_cells_where_it_was_seen(engin
     seeds = np.stack([along, np.full_like(along, ROD_AXIS + 0.008), np.full_like(along, ROD_AXIS)], axis=1)
     with pytest.raises(EmptySurfaceError):  # unseeded, MISE never looks between the coarse grid's points
         extract(engine, logits(thin_rod), ExtractOptions(normals=False))
-    mesh, _ = extract(engine, logits(thin_rod), ExtractOptions(normals=False), seeds=seeds)
+    mesh, _ = extract(engine, logits(thin_rod), ExtractOptions(normals=False), scan=InputScan(seeds, SPARSE))
     assert mesh.vertices[:, 0].min() < -0.39 and mesh.vertices[:, 0].max() > 0.39
     _check_closed(mesh)
 
@@ -93,12 +95,36 @@ def test_seeds_find_a_part_thinner_than_the_coarse_cells_where_it_was_seen(engin
 @pytest.mark.parametrize("engine", ENGINES)
 def test_seeded_search_gives_the_dense_grids_mesh_from_fewer_evaluations(engine):
     seeds = trimesh.creation.icosphere(subdivisions=3, radius=0.35).vertices.astype(np.float32)
-    seeded, seeded_stats = extract(engine, logits(sphere), ExtractOptions(normals=False), seeds=seeds)
+    scan = InputScan(seeds, SPARSE)  # too sparse to move vertices: only the search is seeded
+    seeded, seeded_stats = extract(engine, logits(sphere), ExtractOptions(normals=False), scan=scan)
     dense, _ = extract(engine, logits(sphere), ExtractOptions(normals=False, use_mise=False))
     _, unseeded_stats = extract(engine, logits(sphere), ExtractOptions(normals=False))
     assert seeded.faces.shape == dense.faces.shape
     np.testing.assert_allclose(seeded.vertices, dense.vertices, atol=1e-5)
     assert seeded_stats.points_evaluated < 0.9 * unseeded_stats.points_evaluated
+
+
+def _half_sphere_scan(radius: float, count: int = 20_000) -> np.ndarray:
+    """Points on the upper half of a sphere (a scan from above)."""
+    directions = np.random.default_rng(0).normal(size=(count, 3))
+    directions[:, 2] = np.abs(directions[:, 2])
+    return (radius * directions / np.linalg.norm(directions, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_vertices_move_onto_a_dense_scan_near_it_and_stay_elsewhere(engine):
+    """The field's sphere (radius 0.33) is smaller than the scanned one (0.35): where the scan is, the mesh goes
+    onto it; under it, where nothing was seen, the field's surface stays; a sparse scan moves nothing."""
+    options = ExtractOptions(resolution=64, normals=False)
+    field = logits(lambda p: sphere(p, radius=0.33))
+    dense, _ = extract(engine, field, options, scan=InputScan(_half_sphere_scan(0.35), unit=0.02))
+    sparse, _ = extract(engine, field, options, scan=InputScan(_half_sphere_scan(0.35), unit=SPARSE))
+    radius = np.linalg.norm(dense.vertices, axis=1)
+    top, bottom = dense.vertices[:, 2] > 0.1, dense.vertices[:, 2] < -0.1
+    assert np.median(radius[top]) > 0.342  # over half the way at 0.02 away (REACH is 3 spacings of 0.02)
+    assert abs(np.median(radius[bottom]) - 0.33) < 0.002
+    assert abs(np.median(np.linalg.norm(sparse.vertices, axis=1)) - 0.33) < 0.002
+    _check_closed(dense)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

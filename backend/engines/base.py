@@ -17,6 +17,7 @@ import numpy as np
 from ..colors import with_input_colors
 from ..config import ModelConfig, PointLatentLayout
 from ..inputs import Observation
+from ..inputs.neighbours import nearest
 from ..surface.field import CancelCheck, Evaluator, Progress
 from ..surface.latent import Latent, check_latent
 from ..surface.mesh import Mesh
@@ -67,12 +68,24 @@ def latent_field(engine: Engine, latent: Latent) -> Field:
     return lambda points: sum(weight * field(points) for weight, field in fields)
 
 
-def surface_seeds(config: ModelConfig, latent: Latent) -> np.ndarray | None:
-    """Where the surface is known to pass, in the canonical frame: a point-attention latent's input points. None
-    for other models, and for a blend, whose surface lies between its ends' points."""
+@dataclass(frozen=True)
+class InputScan:
+    """A point-attention latent's input cloud, as `backend.surface.snap.Scan`."""
+
+    points: np.ndarray
+    unit: float
+
+    def nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
+        return nearest(self.points, k, queries)
+
+
+def input_scan(config: ModelConfig, latent: Latent) -> InputScan | None:
+    """The cloud a latent was encoded from, in the canonical frame: a point-attention latent holds it. None for
+    other models, and for a blend, whose surface lies between its ends' clouds."""
     if config.architecture != "attention" or latent.parts:
         return None
-    return PointLatentLayout.of(config).split(np.asarray(latent.code, np.float32))[2]
+    _, unit, points, _ = PointLatentLayout.of(config).split(np.asarray(latent.code, np.float32))
+    return InputScan(np.ascontiguousarray(points), unit)
 
 
 def extract(
@@ -94,7 +107,7 @@ def extract(
         engine.stages,
         progress,
         stats,
-        surface_seeds(config, latent),
+        input_scan(config, latent),
     )
     return mesh.transformed(latent.frame.as_array(), latent.frame.scale), stats
 

@@ -21,6 +21,7 @@ from .mesh import Mesh
 from .mise import dense_grid, mise_grid
 from .options import ExtractOptions, OptionsError
 from .pieces import drop_small_pieces
+from .snap import Scan, snap_to_scan
 
 NORMAL_STEP = 0.1  # finite-difference step for normals, in cells of the extraction grid
 # Directions of a regular tetrahedron: four evaluations give the gradient (sum f(x + h d) d = 4/3 h grad f).
@@ -94,16 +95,17 @@ def extract_mesh(
     stages: Stages | None = None,
     progress: Progress | None = None,
     stats: ExtractStats | None = None,
-    seeds: np.ndarray | None = None,
+    scan: Scan | None = None,
 ) -> tuple[Mesh, ExtractStats]:
     """Mesh of the level set {sigmoid(logits) = threshold} in the canonical frame (threshold None in the options is
     `model_threshold`). `mesh_normals`: normals from the faces, for fields too costly to probe four times a vertex.
-    `seeds`: canonical points the surface passes near (the input cloud), for MISE (`mise_grid`)."""
+    `scan`: the input cloud, which seeds MISE (`mise_grid`) and which the vertices move onto (`snap_to_scan`)."""
     stages = stages or Stages()
     stages.refuse(options)
     stats = stats or ExtractStats()
     tau = options.threshold_logit(model_threshold)
     if options.use_mise:
+        seeds = None if scan is None else scan.points
         values = stats.timed("evaluate", progress, mise_grid, evaluate, options.resolution, tau, seeds)
     else:
         values = stats.timed("evaluate", progress, dense_grid, evaluate, options.resolution)
@@ -114,6 +116,8 @@ def extract_mesh(
     if options.refine_steps:
         threshold = options.surface_threshold(model_threshold)
         mesh = stats.timed("refine", progress, stages.refine, evaluate, mesh, threshold, options.refine_steps)
+    if scan is not None:
+        mesh.vertices = stats.timed("snap", progress, snap_to_scan, mesh.vertices, scan)
     if options.normals and mesh_normals:
         mesh.normals = stats.timed("normals", progress, mesh.face_area_normals)
     elif options.normals:
