@@ -143,6 +143,9 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--faces", type=int, default=0, help="simplify to at most this many faces (0: keep all)")
     p.add_argument("--no-normals", action="store_true", help="skip normals from the field's gradient")
     p.add_argument(
+        "--no-snap", action="store_true", help="leave vertices where the field puts them, off a dense scan's points"
+    )
+    p.add_argument(
         "--min-piece",
         type=float,
         default=MIN_PIECE,
@@ -160,6 +163,7 @@ def _extract_options(args: argparse.Namespace) -> ExtractOptions:
         faces=args.faces,
         normals=not args.no_normals,
         min_piece=args.min_piece,
+        snap=not args.no_snap,
     )
 
 

@@ -34,7 +34,8 @@ Replies (worker -> add-on): the "hello"/"result" above, and for any request
                                                message names it); the client adds "crashed" to the jobs of a
                                                worker that died
 OPTIONS = the field "options" of reconstruct, extract and interpolate: an ExtractOptions object (its fields, all
-         optional: resolution, threshold (null: the model's), refine_steps, faces, normals, min_piece, use_mise)
+         optional: resolution, threshold (null: the model's), refine_steps, faces, normals, min_piece, use_mise,
+         snap)
 MESH   = arrays vertices (V,3) float64 in the source's frame (exact far from the origin, where float32 would round
          a georeferenced scan to half a metre; Blender stores float32), faces (F,3) int32, normals (V,3) float32
          (optional), colors (V,3) float32 RGB in [0, 1] (optional: when the input had colour); field stats

@@ -84,6 +84,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="SHARE",
         help=f"drop loose pieces with less surface than this share of the largest (default {MIN_PIECE}; 0 keeps all)",
     )
+    parser.add_argument(
+        "--no-snap", action="store_true", help="leave vertices where the field puts them, off a dense scan's points"
+    )
     parser.add_argument("--format", choices=FORMATS, default="obj", help="mesh file format (default obj)")
     parser.add_argument("--save-blend", type=Path, help="also save the results as objects in this .blend")
     parser.add_argument("--interpolate", nargs=2, type=Path, metavar=("A", "B"), help="blend two inputs' shapes")
@@ -321,6 +324,7 @@ def main(argv: list[str]) -> int:
     settings.use_model_threshold = args.threshold is None
     settings.threshold = args.threshold if args.threshold is not None else 0.5
     settings.min_piece = args.min_piece
+    settings.snap = not args.no_snap
     rows, failed, results = [], 0, {}
 
     def attempt(label: str, work) -> None:

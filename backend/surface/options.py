@@ -32,6 +32,7 @@ class ExtractOptions:
     normals: bool = True
     min_piece: float = MIN_PIECE  # 0 keeps every piece
     use_mise: bool = True
+    snap: bool = True  # vertices near a dense input scan move onto it (`backend.surface.snap`)
 
     def __post_init__(self) -> None:
         if (self.use_mise and self.resolution not in RESOLUTIONS) or not self.resolution >= 1:

@@ -116,7 +116,7 @@ def extract_mesh(
     if options.refine_steps:
         threshold = options.surface_threshold(model_threshold)
         mesh = stats.timed("refine", progress, stages.refine, evaluate, mesh, threshold, options.refine_steps)
-    if scan is not None:
+    if scan is not None and options.snap:
         mesh.vertices = stats.timed("snap", progress, snap_to_scan, mesh.vertices, scan)
     if options.normals and mesh_normals:
         mesh.normals = stats.timed("normals", progress, mesh.face_area_normals)

@@ -87,6 +87,7 @@ def remember_settings(state, request: ExtractRequest | ReconstructRequest) -> No
     state.refine_steps = options.refine_steps
     state.faces = options.faces
     state.min_piece = options.min_piece
+    state.snap = options.snap
 
 
 def extract_request(obj: bpy.types.Object, options: ExtractOptions) -> ExtractRequest:

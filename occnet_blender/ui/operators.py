@@ -13,7 +13,13 @@ from ..worker.client import BackendError
 from ..worker.extraction import extraction_options, snap_resolution
 from ..worker.jobs import JOBS
 from ..worker.lifecycle import BACKEND
-from .properties import min_piece_property, resolution_property, threshold_property, use_model_threshold_property
+from .properties import (
+    min_piece_property,
+    resolution_property,
+    snap_property,
+    threshold_property,
+    use_model_threshold_property,
+)
 
 
 def _check_model(source: Source, model: str) -> None:
@@ -174,6 +180,7 @@ class OCCNET_OT_reextract(bpy.types.Operator):
     use_model_threshold: use_model_threshold_property()
     threshold: threshold_property()
     min_piece: min_piece_property()
+    snap: snap_property()
 
     @classmethod
     def poll(cls, context) -> bool:
@@ -191,6 +198,7 @@ class OCCNET_OT_reextract(bpy.types.Operator):
             "use_model_threshold": state.threshold < 0,
             "threshold": state.threshold if state.threshold >= 0 else self.threshold,
             "min_piece": state.min_piece,
+            "snap": state.snap,
         }
         given = {name for name in stored if not every and self.properties.is_property_set(name)}
         for name, value in stored.items():
@@ -208,6 +216,7 @@ class OCCNET_OT_reextract(bpy.types.Operator):
         row.enabled = not self.use_model_threshold
         row.prop(self, "threshold")
         layout.prop(self, "min_piece")
+        layout.prop(self, "snap")
 
     def execute(self, context):
         obj = context.active_object
@@ -215,7 +224,7 @@ class OCCNET_OT_reextract(bpy.types.Operator):
         state = obj.occnet
         threshold = None if self.use_model_threshold else self.threshold
         options = extraction_options(
-            snap_resolution(self.resolution), threshold, state.refine_steps, state.faces, self.min_piece
+            snap_resolution(self.resolution), threshold, state.refine_steps, state.faces, self.min_piece, self.snap
         )
         job = reextract_job(obj, options, smooth=context.scene.occnet.smooth)
         manager = None if bpy.app.background else context.window_manager

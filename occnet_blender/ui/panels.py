@@ -72,6 +72,7 @@ class OCCNET_PT_advanced(OccNetPanel, bpy.types.Panel):
         pytorch_only.prop(settings, "faces")
         if BACKEND.on_runtime:
             _wrapped(pytorch_only, "Refinement and the face budget need the PyTorch backend.", "INFO")
+        self.layout.prop(settings, "snap")
         self.layout.prop(settings, "smooth")
 
 

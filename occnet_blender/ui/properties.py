@@ -67,6 +67,14 @@ def threshold_property() -> bpy.props._PropertyDeferred:
     )
 
 
+def snap_property() -> bpy.props._PropertyDeferred:
+    return bpy.props.BoolProperty(
+        name="Snap to Scan",
+        description="Move vertices near a dense scan (about 5,000 points or more) onto its points: finer detail",
+        default=True,
+    )
+
+
 def min_piece_property() -> bpy.props._PropertyDeferred:
     return bpy.props.FloatProperty(
         name="Drop Small Pieces",
@@ -102,11 +110,12 @@ class OCCNET_PG_scene(bpy.types.PropertyGroup):
     )
     smooth: bpy.props.BoolProperty(name="Smooth Shading", default=True)
     min_piece: min_piece_property()
+    snap: snap_property()
 
     def options(self) -> ExtractOptions:
         threshold = None if self.use_model_threshold else self.threshold
         resolution = snap_resolution(self.resolution)
-        return extraction_options(resolution, threshold, self.refine_steps, self.faces, self.min_piece)
+        return extraction_options(resolution, threshold, self.refine_steps, self.faces, self.min_piece, self.snap)
 
 
 class OCCNET_PG_object(bpy.types.PropertyGroup):
@@ -127,6 +136,7 @@ class OCCNET_PG_object(bpy.types.PropertyGroup):
     refine_steps: bpy.props.IntProperty(name="Refinement Steps", default=0)
     faces: bpy.props.IntProperty(name="Face Budget", default=0)
     min_piece: bpy.props.FloatProperty(name="Drop Small Pieces", default=MIN_PIECE, min=0.0, max=1.0)
+    snap: snap_property()
     frame_center: bpy.props.FloatVectorProperty(name="Frame Center", size=3)
     frame_scale: bpy.props.FloatProperty(name="Frame Scale", default=1.0)
     input_summary: bpy.props.StringProperty(name="Input", description="What the model read of its input")

@@ -17,11 +17,16 @@ def snap_resolution(value: int) -> int:
 
 
 def extraction_options(
-    resolution: int, threshold: float | None, refine_steps: int, faces: int, min_piece: float = MIN_PIECE
+    resolution: int,
+    threshold: float | None,
+    refine_steps: int,
+    faces: int,
+    min_piece: float = MIN_PIECE,
+    snap: bool = True,
 ) -> ExtractOptions:
     """Extraction settings as a request carries them; threshold None is the model's own. Blender computes the
     normals, so the worker does not. `min_piece`: loose pieces with less surface than this share of the largest
-    are dropped (0 keeps all)."""
+    are dropped (0 keeps all). `snap`: vertices near a dense scan move onto its points."""
     return ExtractOptions(
         resolution=int(resolution),
         threshold=None if threshold is None else float(threshold),
@@ -29,4 +34,5 @@ def extraction_options(
         faces=int(faces),
         normals=False,
         min_piece=float(min_piece),
+        snap=bool(snap),
     )
