@@ -78,7 +78,12 @@ def test_main_panel_idle_running_and_failed(blender, addon):
 
 
 def test_advanced_blend_and_preferences_draw(blender, addon):
-    assert [a for n, a in _draw(bpy.types.OCCNET_PT_advanced) if n == "prop"] == ["refine_steps", "faces", "smooth"]
+    assert [a for n, a in _draw(bpy.types.OCCNET_PT_advanced) if n == "prop"] == [
+        "refine_steps",
+        "faces",
+        "snap",
+        "smooth",
+    ]
     assert ("operator", "occnet.blend") in _draw(bpy.types.OCCNET_PT_blend)
     a = vertex_cloud("a", scan_of(held_out("bottle", 0)))
     b = vertex_cloud("b", scan_of(held_out("mug", 0)))
