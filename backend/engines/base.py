@@ -17,7 +17,7 @@ import numpy as np
 from ..colors import with_input_colors
 from ..config import ModelConfig, PointLatentLayout
 from ..inputs import Observation
-from ..inputs.neighbours import nearest
+from ..inputs.neighbours import NearestWithin
 from ..surface.field import CancelCheck, Evaluator, Progress
 from ..surface.latent import Latent, check_latent
 from ..surface.mesh import Mesh
@@ -75,8 +75,8 @@ class InputScan:
     points: np.ndarray
     unit: float
 
-    def nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
-        return nearest(self.points, k, queries)
+    def nearest(self, queries: np.ndarray, k: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        return NearestWithin(self.points, radius, k)(queries)
 
 
 def input_scan(config: ModelConfig, latent: Latent) -> InputScan | None:

@@ -114,35 +114,43 @@ class QueryNeighbours:
     spacings (see the module's docstring): built once per cloud, then asked for batch after batch."""
 
     def __init__(self, points: np.ndarray, unit: float, k: int = K) -> None:
-        self.points = np.asarray(points, dtype=np.float32)
-        self.k = k
-        self.radii = [RADIUS * level_unit(unit, level) for level in range(LEVELS)]
-        self.clouds = [self.points[: level_size(len(self.points), level)] for level in range(LEVELS)]
-        if cKDTree is not None:
-            self.searches = [cKDTree(cloud) for cloud in self.clouds]
-        else:
-            self.searches = [Candidates(cloud, radius) for cloud, radius in zip(self.clouds, self.radii, strict=True)]
+        points = np.asarray(points, dtype=np.float32)
+        self.levels = [
+            NearestWithin(points[: level_size(len(points), level)], RADIUS * level_unit(unit, level), k)
+            for level in range(LEVELS)
+        ]
 
     def __call__(self, queries: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per level, (M, k) int64 indices, nearest first, and (M, k) which of them exist (a query with fewer
         points that near has missing neighbours, index 0)."""
-        queries = np.asarray(queries, dtype=np.float32)
-        return [self._level(queries, *level) for level in zip(self.clouds, self.radii, self.searches, strict=True)]
+        return [level(queries) for level in self.levels]
 
-    def _level(self, queries: np.ndarray, cloud: np.ndarray, radius: float, search) -> tuple[np.ndarray, np.ndarray]:
-        count = min(self.k, len(cloud))
-        if isinstance(search, Candidates):
+
+class NearestWithin:
+    """The k nearest points of a cloud no farther than `radius` from each query: SciPy's tree where it is, else
+    the numpy `Candidates`; the same points either way."""
+
+    def __init__(self, cloud: np.ndarray, radius: float, k: int = K) -> None:
+        self.cloud, self.radius, self.k = np.asarray(cloud, dtype=np.float32), float(radius), k
+        self.search = cKDTree(self.cloud) if cKDTree is not None else Candidates(self.cloud, self.radius)
+
+    def __call__(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(M, k) int64 indices, nearest first, and (M, k) which of them exist (missing ones are index 0)."""
+        queries = np.asarray(queries, dtype=np.float32)
+        count = min(self.k, len(self.cloud))
+        if isinstance(self.search, Candidates):
             found = np.empty((len(queries), count), np.int64)
             exists = np.empty((len(queries), count), bool)
             for start in range(0, len(queries), CHUNK):
                 chunk = queries[start : start + CHUNK]
-                best, squared = _k_smallest(cloud, chunk, search(chunk), count)
-                found[start : start + len(chunk)], exists[start : start + len(chunk)] = best, squared <= radius**2
+                best, squared = _k_smallest(self.cloud, chunk, self.search(chunk), count)
+                found[start : start + len(chunk)] = best
+                exists[start : start + len(chunk)] = squared <= self.radius**2
         else:
-            distance, found = search.query(queries, count, distance_upper_bound=radius)
+            distance, found = self.search.query(queries, count, distance_upper_bound=self.radius)
             distance = np.asarray(distance).reshape(len(queries), count)
             found = np.asarray(found).reshape(len(queries), count)
-            exists = distance <= radius
+            exists = distance <= self.radius
         found = np.where(exists, found, 0).astype(np.int64)
         if count < self.k:
             pad = ((0, 0), (0, self.k - count))

@@ -25,8 +25,9 @@ class Scan(Protocol):
     points: np.ndarray  # (N, 3) float32
     unit: float  # the cloud's spacing (`backend.inputs.neighbours.spacing`), canonical units
 
-    def nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """(M, k) indices of the k input points nearest each query, nearest first."""
+    def nearest(self, queries: np.ndarray, k: int, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        """(M, k) indices of the k input points nearest each query no farther than `radius`, nearest first, and
+        (M, k) which of them exist."""
         ...
 
 
@@ -41,12 +42,17 @@ def snap_to_scan(vertices: np.ndarray, scan: Scan) -> np.ndarray:
     share = density_share(scan.unit)
     if share == 0.0 or len(vertices) == 0 or len(scan.points) < NEIGHBOURS:
         return vertices
-    found = scan.points[scan.nearest(vertices.astype(np.float32), NEIGHBOURS)]  # (V, k, 3)
-    centre = found.mean(axis=1)
-    spread = found - centre[:, None, :]
+    reach = REACH * scan.unit
+    found, exists = scan.nearest(vertices.astype(np.float32), NEIGHBOURS, reach)
+    points = scan.points[found]  # (V, k, 3); a missing neighbour is point 0, weighted 0 below
+    mask = exists[:, :, None].astype(np.float32)
+    count = np.maximum(mask.sum(axis=1), 1.0)
+    centre = (points * mask).sum(axis=1) / count
+    spread = (points - centre[:, None, :]) * mask
     _, axes = np.linalg.eigh(np.einsum("vki,vkj->vij", spread, spread))
     normal = axes[:, :, 0]  # the direction the points spread least along
     height = np.einsum("vi,vi->v", vertices - centre, normal)
-    gap = np.linalg.norm(vertices - found[:, 0], axis=1)
-    weight = share * np.clip(1.0 - gap / (REACH * scan.unit), 0.0, 1.0)
+    gap = np.where(exists[:, 0], np.linalg.norm(vertices - points[:, 0], axis=1), np.inf)
+    fitted = exists.sum(axis=1) >= 3  # a plane needs three points
+    weight = share * np.clip(1.0 - gap / reach, 0.0, 1.0) * fitted
     return vertices - (weight * height)[:, None] * normal
