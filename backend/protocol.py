@@ -92,12 +92,22 @@ class ProtocolError(Exception):
 
 
 def input_summary(stats: dict) -> str | None:
-    """In words, what the model read of its input, from a reply's stats: their "input" entry (models that read
-    every point) holds points (in the source), used, dropped (non-finite or stray) and, when a cloud was above the
-    model's cap, thinned_to and cap. None for models that draw a fixed number of points."""
+    """In words, what the model read of its input, from a reply's stats: their "input" entry holds, for models
+    that read every point, points (in the source), used, dropped (non-finite or stray) and, when a cloud was above
+    the model's cap, thinned_to and cap; for images, the mask's rule (`backend.inputs.image.object_mask`). None for
+    models that draw a fixed number of points."""
     source = stats.get("input")
     if not source:
         return None
+    if source.get("mask") == "alpha":
+        return "The object is what the image's alpha channel keeps."
+    if source.get("mask") == "border":
+        colour = ", ".join(f"{c:.2f}" for c in source["background"])
+        return (
+            f"No alpha channel: the background is the border's plain colour (RGB {colour}, within "
+            f"{source['tolerance']}), flooded in from the edges; the object covers {source['object_share']:.0%} "
+            "of the picture."
+        )
     used, points, dropped = source["used"], source["points"], source.get("dropped", 0)
     if "thinned_to" in source:
         text = f"Used {used:,} of {points:,} points: thinned evenly to the model's cap of {source['cap']:,}."

@@ -98,7 +98,9 @@ def ImageLike():  # noqa: N802  (reads like the observation it builds)
 
 
 def _image_latent(image_model: Model, seed: int) -> Latent:
-    return image_model.encode(np.random.default_rng(seed).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    pixels = np.full((64, 64, 3), 255, np.uint8)  # a random picture on a white backdrop
+    pixels[8:-8, 8:-8] = np.random.default_rng(seed).integers(0, 255, (48, 48, 3), dtype=np.uint8)
+    return image_model.encode(pixels)
 
 
 def test_a_latent_decodes_only_with_the_model_that_made_it(tiny_model, untrained_image_model):

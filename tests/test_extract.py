@@ -322,7 +322,9 @@ from backend.surface.options import ExtractOptions
 from backend.surface.pipeline import extract_mesh
 
 points, frame, dropped = normalize_points(np.random.default_rng(0).normal(size=(5000, 3)) + 7.0, 3000, thin=True)
-image = prepare_image(np.zeros((300, 200, 4), np.uint8) + 255, 64, 1.0, 0.5, 0.5)
+photo = np.full((300, 200, 4), 255, np.uint8)
+photo[100:200, 50:150, :3] = 0  # a black square on white: the border rule masks it
+image, _ = prepare_image(photo, 64, 1.0, 0.5, 0.5)
 field = lambda p: 100.0 * (0.3 - np.linalg.norm(p, axis=1))
 mesh, stats = extract_mesh(Evaluator(field), ExtractOptions(resolution=64), 0.5)
 placed = mesh.transformed(frame.as_array(), frame.scale)

@@ -13,8 +13,9 @@ from backend import load_model
 from backend.api import Latent
 from backend.errors import InputError, ModelLoadError
 from backend.inputs import ImageInput, PointCloudInput, VoxelInput, load_observation
-from backend.inputs.image import MAX_IMAGE_SIDE, prepare_image
+from backend.inputs.image import MAX_IMAGE_SIDE, fit_square, object_mask, prepare_image, to_rgb_and_alpha
 from backend.inputs.pointcloud import normalize_points
+from backend.protocol import input_summary
 from backend.registry import default_model
 from backend.surface.frame import Frame
 
@@ -172,10 +173,15 @@ def test_image_files_of_any_format_become_the_encoder_input(tmp_path, mode, shap
     if mode in ("RGBA", "LA"):
         pixels[..., -1] = 0
         pixels[10:30, 10:30, -1] = np.iinfo(dtype).max
+    else:  # no alpha: the object on a plain backdrop
+        frame = np.ones(pixels.shape[:2], bool)
+        frame[4:-4, 4:-4] = False
+        pixels[frame] = 0
     Image.fromarray(pixels, mode=mode if mode != "I;16" else None).save(tmp_path / "img.png")
     observation = load_observation(tmp_path / "img.png")
     assert isinstance(observation, ImageInput)
-    tensor = prepare_image(observation.pixels, 64, background=1.0, mean=0.5, std=0.5)
+    tensor, source = prepare_image(observation.pixels, 64, background=1.0, mean=0.5, std=0.5)
+    assert source["mask"] == ("alpha" if mode in ("RGBA", "LA") else "border")
     assert tensor.shape == (3, 64, 64) and tensor.dtype == np.float32
     assert -1.0 - 1e-5 <= tensor.min() and tensor.max() <= 1.0 + 1e-5
 
@@ -183,9 +189,52 @@ def test_image_files_of_any_format_become_the_encoder_input(tmp_path, mode, shap
 def test_alpha_is_the_object_mask():
     pixels = np.zeros((100, 100, 4), np.uint8)
     pixels[40:60, 40:60] = [0, 0, 0, 255]  # a black square, everything else transparent
-    tensor = prepare_image(pixels, 32, background=1.0, mean=0.0, std=1.0)
+    tensor, _ = prepare_image(pixels, 32, background=1.0, mean=0.0, std=1.0)
     assert tensor[:, 0, 0].min() == pytest.approx(1.0)  # background where alpha is zero
     assert tensor[:, 16, 16].max() == pytest.approx(0.0)  # the object fills the centre after the crop
+
+
+def _photo_of_a_disk(side: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB 'photo': a dark red disk on an off-white backdrop with a vignette and sensor noise, and the disk."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:side, :side] / side - 0.5
+    disk = x**2 + (y - 0.05) ** 2 < 0.3**2
+    backdrop = 0.93 - 0.08 * (x**2 + y**2)  # darker towards the corners
+    pixels = np.repeat(backdrop[:, :, None], 3, axis=2) + rng.normal(0, 0.01, (side, side, 3))
+    pixels[disk] = [0.5, 0.1, 0.1]
+    return (pixels.clip(0, 1) * 255).astype(np.uint8), disk
+
+
+def test_a_photo_on_a_plain_backdrop_is_masked_by_the_border_colour():
+    pixels, disk = _photo_of_a_disk()
+    coverage, source = object_mask(*to_rgb_and_alpha(pixels))
+    assert source["mask"] == "border" and source["object_share"] == pytest.approx(disk.mean(), abs=0.01)
+    assert ((coverage > 0.5) == disk).mean() > 0.999
+    opaque = np.concatenate([pixels, np.full((*disk.shape, 1), 255, np.uint8)], axis=2)  # as Blender hands it over
+    np.testing.assert_array_equal(object_mask(*to_rgb_and_alpha(opaque))[0], coverage)
+    tensor, _ = prepare_image(pixels, 64, background=1.0, mean=0.0, std=1.0)
+    assert tensor[:, 1, 1].min() == pytest.approx(1.0)  # the backdrop became the training background
+    assert tensor[0, 32, 32] == pytest.approx(0.5, abs=0.02)  # the disk, cropped to fill the middle
+    text = input_summary({"input": source})
+    assert "No alpha channel" in text and f"{disk.mean():.0%}" in text
+
+
+def test_backdrop_coloured_parts_inside_the_outline_stay_the_object():
+    """The flood comes from the border: a white mug's body inside its dark outline is not background."""
+    pixels = np.full((200, 200, 3), 255, np.uint8)
+    pixels[40:160, 60:140] = 0  # the outline
+    pixels[45:155, 65:135] = 255  # the white inside it
+    coverage, _ = object_mask(*to_rgb_and_alpha(pixels))
+    assert coverage[100, 100] == 1.0 and coverage[40:160, 60:140].all() and not coverage[:40].any()
+
+
+def test_a_busy_background_is_refused_with_the_fix():
+    pixels, disk = _photo_of_a_disk()
+    pixels[~disk] = np.random.default_rng(1).integers(0, 256, (int((~disk).sum()), 3))
+    with pytest.raises(InputError, match="not one plain colour.*alpha channel"):
+        prepare_image(pixels, 64, 1.0, 0.5, 0.5)
+    with pytest.raises(InputError, match="one plain colour: there is no object"):
+        prepare_image(np.full((50, 80, 3), 200, np.uint8), 64, 1.0, 0.5, 0.5)
 
 
 def test_fully_transparent_image_is_refused():
@@ -316,8 +365,9 @@ def test_a_large_image_is_shrunk_as_it_is_read(tmp_path):
     _bilevel_png(tmp_path / "large.png", 10_000)
     start = time.perf_counter()
     pixels = load_observation(tmp_path / "large.png").pixels
-    tensor = prepare_image(pixels, 64, background=1.0, mean=0.0, std=1.0)
+    tensor, source = prepare_image(pixels, 64, background=1.0, mean=0.0, std=1.0)
     assert time.perf_counter() - start < 5.0  # was 160 s and 3 GB
+    assert source["mask"] == "border" and source["object_share"] == pytest.approx(0.25, abs=0.01)
     assert max(pixels.shape) == MAX_IMAGE_SIDE
     assert tensor[:, 32, 32].max() < 0.1 and tensor[:, 2, 2].min() > 0.9  # the black square survives, centred
 
@@ -325,6 +375,7 @@ def test_a_large_image_is_shrunk_as_it_is_read(tmp_path):
 def test_a_large_pixel_array_is_shrunk_as_a_file_is_before_any_float_copy(tmp_path):
     rng = np.random.default_rng(0)
     strip = rng.integers(0, 256, (256, 16384, 3), dtype=np.uint8)  # how the add-on sends an image empty's pixels
+    strip[:16], strip[-16:], strip[:, :16], strip[:, -16:] = 255, 255, 255, 255  # on a white backdrop
     Image.fromarray(strip).save(tmp_path / "strip.png")
     from_file = load_observation(tmp_path / "strip.png").pixels
     tracemalloc.start()
@@ -332,7 +383,7 @@ def test_a_large_pixel_array_is_shrunk_as_a_file_is_before_any_float_copy(tmp_pa
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 128e6  # was 6.4 GB (the strip padded square in floats); now at most 2048^2 RGB floats, twice
-    np.testing.assert_array_equal(prepare_image(from_file, 64, 1.0, 0.0, 1.0), tensor)  # as the file gives
+    np.testing.assert_array_equal(prepare_image(from_file, 64, 1.0, 0.0, 1.0)[0], tensor[0])  # as the file gives
 
 
 # --- Normalisation on numpy alone (the built-in engine runs it without SciPy or scikit-image) ---------------
@@ -371,7 +422,7 @@ def test_image_resizing_matches_scikit_image(side, size):
     if factor > 1:
         expected = downscale_local_mean(expected, (factor, factor, 1), cval=1.0)
     expected = resize(expected, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
-    tensor = prepare_image(pixels, size, background=1.0, mean=0.0, std=1.0)
+    tensor = fit_square(pixels.astype(np.float32) / 255.0, size, background=1.0, mean=0.0, std=1.0)
     np.testing.assert_allclose(tensor.transpose(1, 2, 0), expected, rtol=0, atol=1e-6)
 
 

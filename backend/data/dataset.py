@@ -97,7 +97,7 @@ def _load_shape(folder: Path, category: str, config: ModelConfig) -> Shape:
                     config.image_background,
                     config.image_mean,
                     config.image_std,
-                )
+                )[0]
                 for f in files
             ]
         ).astype(np.float16)

@@ -33,11 +33,9 @@ class RuntimeEngine:
         return self.model.config
 
     def encode(self, observation: Observation, seed: int = 0) -> Latent:
-        prepared, frame = network_input(observation, self.config, seed)
-        if isinstance(prepared, PointAttentionInput):
-            code = self.model.encode(prepared)
-            return Latent(code, self.name, frame, blends_by_field=True, source=prepared.summary())
-        return Latent(self.model.encode(prepared), self.name, frame)
+        prepared, frame, source = network_input(observation, self.config, seed)
+        blends_by_field = isinstance(prepared, PointAttentionInput)
+        return Latent(self.model.encode(prepared), self.name, frame, blends_by_field=blends_by_field, source=source)
 
     def field(self, code: np.ndarray) -> Logits:
         return self.model.field(code)

@@ -36,15 +36,15 @@ class TorchEngine:
 
     @torch.no_grad()
     def encode(self, observation: Observation, seed: int = 0) -> Latent:
-        prepared, frame = network_input(observation, self.config, seed)
+        prepared, frame, source = network_input(observation, self.config, seed)
         if isinstance(prepared, PointAttentionInput):
             arrays = {k: torch.as_tensor(v)[None].to(self.device) for k, v in prepared.arrays().items()}
             encoded = self.network.encode(arrays)
             planes, features = (t[0].float().cpu().numpy() for t in (encoded.planes, encoded.features))
             code = PointLatentLayout.of(self.config).join(planes, prepared.unit, prepared.points, features)
-            return Latent(code, self.name, frame, blends_by_field=True, source=prepared.summary())
+            return Latent(code, self.name, frame, blends_by_field=True, source=source)
         code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]
-        return Latent(code.float().cpu().numpy(), self.name, frame)
+        return Latent(code.float().cpu().numpy(), self.name, frame, source=source)
 
     def field(self, code: np.ndarray) -> TorchField:
         code = np.asarray(code, dtype=np.float32)

@@ -6,8 +6,11 @@ import numpy as np
 
 from ..errors import InputError
 
-CROP_MARGIN = 0.1  # fraction of the object's size kept around its mask when alpha gives one
+CROP_MARGIN = 0.1  # fraction of the object's size kept around its mask
 MAX_IMAGE_SIDE = 2048  # larger pictures are shrunk first: the image encoders see 224 pixels or fewer
+BORDER_TOLERANCE = 0.1  # a pixel within this of the border's colour (every channel, 0-1) is background-coloured
+PLAIN_BORDER = 0.9  # the share of the border's pixels that must be background-coloured for a plain background
+FLOOD_SIDE = 256  # the flood from the border runs on blocks of the picture at most this many on a side
 
 
 def shrink_pixels(pixels: np.ndarray) -> np.ndarray:
@@ -51,14 +54,84 @@ def to_rgb_and_alpha(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]
     return color, alpha
 
 
-def prepare_image(pixels: np.ndarray, size: int, background: float, mean: float, std: float) -> np.ndarray:
-    """(3, size, size) float32: composited on the training background, cropped to the object, resized."""
+def prepare_image(pixels: np.ndarray, size: int, background: float, mean: float, std: float) -> tuple[np.ndarray, dict]:
+    """(3, size, size) float32: the object composited on the training background, cropped to it, resized; and
+    how the object was told from its background (`object_mask`), for the user to see."""
     color, alpha = to_rgb_and_alpha(pixels)
-    if alpha is not None:
+    coverage, source = object_mask(color, alpha)
+    color = color * coverage[:, :, None] + background * (1.0 - coverage[:, :, None])
+    color = _crop_to_mask(color, coverage > 0.5 if (coverage > 0.5).any() else coverage > 0)
+    return fit_square(color, size, background, mean, std), source
+
+
+def object_mask(color: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, dict]:
+    """How much of each pixel is the object (H, W) in [0, 1], and the rule that said so. The alpha channel where
+    the image has one that masks something (Blender hands every image over as RGBA, opaque where the file had no
+    alpha). Else the background is the border's colour: pixels within BORDER_TOLERANCE of the border's
+    median colour that a flood from the border reaches through such pixels (so a white mug's body, inside its
+    outline, stays object). A border that is not one plain colour is refused: a busy background would be read as
+    part of the object."""
+    if alpha is not None and alpha.min() < 1.0:
         if alpha.max() <= 0.0:
             raise InputError("The image is fully transparent: its alpha channel masks out everything.")
-        color = color * alpha[:, :, None] + background * (1.0 - alpha[:, :, None])
-        color = _crop_to_mask(color, alpha > 0.5 if (alpha > 0.5).any() else alpha > 0)
+        return alpha, {"mask": "alpha"}
+    border = np.concatenate([color[0], color[-1], color[1:-1, 0], color[1:-1, -1]])
+    reference = np.median(border, axis=0)
+    plain = float((np.abs(border - reference).max(axis=1) <= BORDER_TOLERANCE).mean())
+    if plain < PLAIN_BORDER:
+        raise InputError(
+            f"The image has no alpha channel and its border is not one plain colour ({plain:.0%} of the border's "
+            f"pixels lie within {BORDER_TOLERANCE} of its median colour; {PLAIN_BORDER:.0%} are needed), so the "
+            "object cannot be told from its background. Fix: give the image an alpha channel (an RGBA PNG whose "
+            "background is transparent), or photograph the object on a plain backdrop."
+        )
+    backdrop = _flood_from_border(np.abs(color - reference).max(axis=2) <= BORDER_TOLERANCE)
+    share = float(1.0 - backdrop.mean())
+    if share <= 0.0:
+        raise InputError(
+            "The image is one plain colour: there is no object in it to reconstruct. Fix: give a picture of the "
+            "object, on a plain backdrop or with an alpha channel."
+        )
+    colour = [round(float(c), 2) for c in reference]
+    source = {"mask": "border", "background": colour, "tolerance": BORDER_TOLERANCE, "object_share": round(share, 3)}
+    return (~backdrop).astype(np.float32), source
+
+
+def _flood_from_border(matches: np.ndarray) -> np.ndarray:
+    """The background-coloured pixels (H, W) connected to the image's border through background-coloured pixels
+    (4-connected). The flood runs on blocks (a block is passable when all its pixels match), at most FLOOD_SIDE on
+    a side so it takes at most that many steps of whole-array work; pixels that match in blocks beside the
+    flooded ones join it, so the outline keeps the picture's own resolution."""
+    h, w = matches.shape
+    block = max(1, -(-max(h, w) // FLOOD_SIDE))
+    padded = np.pad(matches, ((0, -h % block), (0, -w % block)), constant_values=True)
+    passable = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block).all(axis=(1, 3))
+    reached = np.zeros_like(passable)
+    reached[[0, -1], :], reached[:, [0, -1]] = passable[[0, -1], :], passable[:, [0, -1]]
+    while True:
+        grown = reached.copy()
+        grown[1:] |= reached[:-1]
+        grown[:-1] |= reached[1:]
+        grown[:, 1:] |= reached[:, :-1]
+        grown[:, :-1] |= reached[:, 1:]
+        grown &= passable
+        if (grown == reached).all():
+            break
+        reached = grown
+    near = reached.copy()  # the flooded blocks and those beside them, where matching pixels are background too
+    near[1:] |= reached[:-1]
+    near[:-1] |= reached[1:]
+    near[:, 1:] |= reached[:, :-1]
+    near[:, :-1] |= reached[:, 1:]
+    border = np.zeros_like(matches)
+    border[[0, -1], :], border[:, [0, -1]] = True, True
+    near = np.repeat(np.repeat(near, block, axis=0), block, axis=1)[:h, :w]
+    return matches & (near | border)
+
+
+def fit_square(color: np.ndarray, size: int, background: float, mean: float, std: float) -> np.ndarray:
+    """(3, size, size) float32 of an (H, W, 3) picture: padded square with the background, shrunk as scikit-image
+    does (block means, then an anti-aliased resize), normalised."""
     color = _pad_square(color, background)
     factor = color.shape[0] // (2 * size)
     if factor > 1:  # box averages first: anti-aliased resizing straight from megapixels takes seconds

@@ -49,22 +49,24 @@ def check_input_kind(model: str, input_kind: str, observation: Observation) -> N
 
 def network_input(
     observation: Observation, config: ModelConfig, seed: int = 0
-) -> tuple[np.ndarray | PointAttentionInput, Frame]:
-    """The encoder's input without its batch axis (float32), and the frame that maps results back to the source:
-    canonical points (N, 3), a prepared image (3, S, S) or a 0/1 grid (R, R, R); for point attention, what
+) -> tuple[np.ndarray | PointAttentionInput, Frame, dict]:
+    """The encoder's input without its batch axis (float32), the frame that maps results back to the source, and
+    what the user should know of how the input was read (`Latent.source`: points used and thinned, an image's
+    mask): canonical points (N, 3), a prepared image (3, S, S) or a 0/1 grid (R, R, R); for point attention, what
     `prepare_points` makes."""
     if isinstance(observation, PointCloudInput) and config.architecture == "attention":
-        return prepare_points(observation.points, observation.normals, config, seed)
+        prepared, frame = prepare_points(observation.points, observation.normals, config, seed)
+        return prepared, frame, prepared.summary()
     if isinstance(observation, PointCloudInput):
         thin = config.architecture == "triplane"
         points, frame, _ = normalize_points(observation.points, config.n_points, seed, thin=thin)
-        return points, frame
+        return points, frame, {}
     if isinstance(observation, ImageInput):
-        image = prepare_image(
+        image, source = prepare_image(
             observation.pixels, config.image_size, config.image_background, config.image_mean, config.image_std
         )
-        return image, Frame()
-    return _prepare_voxels(observation.grid, config.voxel_resolution), Frame()
+        return image, Frame(), source
+    return _prepare_voxels(observation.grid, config.voxel_resolution), Frame(), {}
 
 
 def _prepare_voxels(grid: np.ndarray, resolution: int) -> np.ndarray:
