@@ -39,6 +39,11 @@ def scan_of(shape, count: int = 3000, seed: int = 0) -> np.ndarray:
 def image_empty(name: str, shape, folder, size: float = 2.0) -> bpy.types.Object:
     path = folder / f"{name}.png"
     Image.fromarray(render(shape, math.radians(40), math.radians(25), 128), "RGBA").save(path)
+    return image_empty_of(name, path, size)
+
+
+def image_empty_of(name: str, path, size: float = 2.0) -> bpy.types.Object:
+    """A reference-image empty showing the picture at `path`."""
     obj = bpy.data.objects.new(name, None)
     obj.empty_display_type = "IMAGE"
     obj.empty_display_size = size

@@ -13,6 +13,7 @@ import pytest
 from blender_scenes import (
     held_out,
     image_empty,
+    image_empty_of,
     is_closed,
     link,
     scan_of,
@@ -22,6 +23,7 @@ from blender_scenes import (
     world_mesh,
 )
 from mathutils import Euler, Matrix, Vector
+from PIL import Image
 
 from backend.data.procedural import shape_mesh
 
@@ -99,6 +101,27 @@ def test_image_empty_reconstructs_upright_at_its_place(blender, tmp_path):
     placement = Matrix.Translation(empty.location) @ Matrix.Scale(2.0, 4)
     score = world_iou(result, shape, np.array(placement))
     assert score > IMAGE_IOU, score
+
+
+def test_a_photo_without_alpha_is_masked_by_its_backdrop_and_says_so(blender, tmp_path):
+    """A JPEG-like picture (no alpha; Blender holds it as opaque RGBA): the plain white backdrop is the mask, the
+    result is as good as from the alpha render, and the panel says which rule masked it."""
+    shape = held_out(*MUG)
+    with_alpha = image_empty("cutout", shape, tmp_path)
+    pixels = np.asarray(Image.open(tmp_path / "cutout.png"), dtype=np.float64)
+    alpha = pixels[:, :, 3:] / 255.0
+    Image.fromarray((pixels[:, :, :3] * alpha + 255 * (1 - alpha)).round().astype(np.uint8), "RGB").save(
+        tmp_path / "photo_rgb.png"
+    )
+    empty = image_empty_of("photo_rgb", tmp_path / "photo_rgb.png")
+    for obj in (with_alpha, empty):
+        select(obj)
+        assert bpy.ops.occnet.reconstruct() == {"FINISHED"}
+    result = bpy.data.objects["photo_rgb.occnet"]
+    assert "No alpha channel" in result.occnet.input_summary and "covers" in result.occnet.input_summary
+    assert "alpha channel keeps" in bpy.data.objects["cutout.occnet"].occnet.input_summary
+    placement = np.array(Matrix.Scale(2.0, 4))
+    assert world_iou(result, shape, placement) > IMAGE_IOU
 
 
 def test_image_file_path_lands_at_the_cursor(blender, tmp_path):

@@ -91,7 +91,8 @@ class OCCNET_PT_blend(OccNetPanel, bpy.types.Panel):
         if obj is not None and obj.occnet.kind == "RECONSTRUCTION":
             layout.label(text=f"{obj.occnet.model}, from {obj.occnet.source}")
             if obj.occnet.input_summary:
-                _wrapped(layout, obj.occnet.input_summary, "POINTCLOUD_DATA")
+                icon = "IMAGE_DATA" if obj.occnet.input_kind == "image" else "POINTCLOUD_DATA"
+                _wrapped(layout, obj.occnet.input_summary, icon)
             layout.operator("occnet.reextract", icon="FILE_REFRESH")
         layout.label(text="Select two reconstructions:")
         layout.operator("occnet.blend", icon="IPO_EASE_IN_OUT")
