@@ -109,24 +109,25 @@ def _flood_from_border(matches: np.ndarray) -> np.ndarray:
     reached = np.zeros_like(passable)
     reached[[0, -1], :], reached[:, [0, -1]] = passable[[0, -1], :], passable[:, [0, -1]]
     while True:
-        grown = reached.copy()
-        grown[1:] |= reached[:-1]
-        grown[:-1] |= reached[1:]
-        grown[:, 1:] |= reached[:, :-1]
-        grown[:, :-1] |= reached[:, 1:]
-        grown &= passable
+        grown = _grow(reached) & passable
         if (grown == reached).all():
             break
         reached = grown
-    near = reached.copy()  # the flooded blocks and those beside them, where matching pixels are background too
-    near[1:] |= reached[:-1]
-    near[:-1] |= reached[1:]
-    near[:, 1:] |= reached[:, :-1]
-    near[:, :-1] |= reached[:, 1:]
+    near = _grow(reached)  # the flooded blocks and those beside them, where matching pixels are background too
     border = np.zeros_like(matches)
     border[[0, -1], :], border[:, [0, -1]] = True, True
     near = np.repeat(np.repeat(near, block, axis=0), block, axis=1)[:h, :w]
     return matches & (near | border)
+
+
+def _grow(mask: np.ndarray) -> np.ndarray:
+    """The mask and its 4-connected neighbours."""
+    grown = mask.copy()
+    grown[1:] |= mask[:-1]
+    grown[:-1] |= mask[1:]
+    grown[:, 1:] |= mask[:, :-1]
+    grown[:, :-1] |= mask[:, 1:]
+    return grown
 
 
 def fit_square(color: np.ndarray, size: int, background: float, mean: float, std: float) -> np.ndarray:
