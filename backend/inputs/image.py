@@ -75,9 +75,9 @@ def object_mask(color: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray
         if alpha.max() <= 0.0:
             raise InputError("The image is fully transparent: its alpha channel masks out everything.")
         return alpha, {"mask": "alpha"}
-    border = np.concatenate([color[0], color[-1], color[1:-1, 0], color[1:-1, -1]])
-    reference = np.median(border, axis=0)
-    plain = float((np.abs(border - reference).max(axis=1) <= BORDER_TOLERANCE).mean())
+    reference = np.median(_ring(color), axis=0)
+    matches = np.abs(color - reference).max(axis=2) <= BORDER_TOLERANCE
+    plain = float(_ring(matches).mean())
     if plain < PLAIN_BORDER:
         raise InputError(
             f"The image has no alpha channel and its border is not one plain colour ({plain:.0%} of the border's "
@@ -85,7 +85,7 @@ def object_mask(color: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray
             "object cannot be told from its background. Fix: give the image an alpha channel (an RGBA PNG whose "
             "background is transparent), or photograph the object on a plain backdrop."
         )
-    backdrop = _flood_from_border(np.abs(color - reference).max(axis=2) <= BORDER_TOLERANCE)
+    backdrop = _flood_from_border(matches)
     share = float(1.0 - backdrop.mean())
     if share <= 0.0:
         raise InputError(
@@ -95,6 +95,11 @@ def object_mask(color: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray
     colour = [round(float(c), 2) for c in reference]
     source = {"mask": "border", "background": colour, "tolerance": BORDER_TOLERANCE, "object_share": round(share, 3)}
     return (~backdrop).astype(np.float32), source
+
+
+def _ring(image: np.ndarray) -> np.ndarray:
+    """The pixels on an image's border, each once: (2 H + 2 W - 4, ...)."""
+    return np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
 
 
 def _flood_from_border(matches: np.ndarray) -> np.ndarray:
