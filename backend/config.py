@@ -9,9 +9,9 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-CONFIG_VERSION = 3  # 2 added the triplane architecture, 3 point attention; older files read unchanged
+CONFIG_VERSION = 4  # 2 added the triplane architecture, 3 point attention, 4 views; older files read unchanged
 InputKind = Literal["pointcloud", "image", "voxels"]
-Architecture = Literal["global", "triplane", "attention"]
+Architecture = Literal["global", "triplane", "attention", "views"]
 INPUT_KINDS: tuple[InputKind, ...] = get_args(InputKind)
 ARCHITECTURES: tuple[Architecture, ...] = get_args(Architecture)
 LOCAL_ARCHITECTURES = ("triplane", "attention")  # models that read every input point (up to n_points)
@@ -26,14 +26,16 @@ class ModelConfig:
     """Architecture and inference defaults of one Occupancy Network."""
 
     input_kind: InputKind = "pointcloud"
-    architecture: Architecture = "global"  # one code per shape (the paper), feature planes (Peng et al. 2020), or
-    # feature planes plus features on the input points that each query reads by attention (after POCO)
+    architecture: Architecture = "global"  # one code per shape (the paper), feature planes (Peng et al. 2020),
+    # feature planes plus features on the input points that each query reads by attention (after POCO), or
+    # pixel-aligned features of reference pictures that each query reads where it projects in every view (PIFu)
     c_dim: int = 256  # the code's length, or the features per plane pixel
     decoder_hidden: int = 256
     decoder_blocks: int = 5
     encoder_hidden: int = 512
     encoder_blocks: int = 5
     image_size: int = 224
+    mask_size: int = 128  # views: the silhouettes carve at this many pixels across
     image_widths: tuple[int, ...] = (64, 128, 256, 512)
     voxel_resolution: int = 32
     plane_resolution: int = 64
@@ -62,15 +64,18 @@ class ModelConfig:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, not {self.architecture!r}")
         if self.architecture in LOCAL_ARCHITECTURES and self.input_kind != "pointcloud":
             raise ValueError(f"the {self.architecture} architecture encodes point clouds only")
+        if self.architecture == "views" and self.input_kind != "image":
+            raise ValueError("the views architecture encodes reference images only")
         self.image_widths = tuple(self.image_widths)
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
         """The shape of one latent: a code, or three planes of c_dim features. A point-attention latent also holds
-        its points, so its length varies: (-1,), a flat array laid out as `PointLatentLayout` says."""
+        its points, so its length varies: (-1,), a flat array laid out as `PointLatentLayout` says; so does a
+        views latent, one block per view (`ViewLatentLayout`)."""
         if self.architecture == "triplane":
             return self.plane_shape
-        if self.architecture == "attention":
+        if self.architecture in ("attention", "views"):
             return (-1,)
         return (self.c_dim,)
 
@@ -91,6 +96,9 @@ class ModelConfig:
             if size > fixed and (size - fixed) % per_point == 0:
                 return None
             return f"{size} values, not {fixed} plus {per_point} per point"
+        if self.architecture == "views":
+            per_view = ViewLatentLayout.of(self).per_view
+            return None if size > 0 and size % per_view == 0 else f"{size} values, not {per_view} per view"
         expected = int(np.prod(self.latent_shape))
         return None if size == expected else f"{size} values, not {expected}"
 
@@ -135,7 +143,40 @@ class PointLatentLayout:
         return code[: self.fixed - 1].reshape(self.plane_shape), float(code[self.fixed - 1]), rows[:, :3], rows[:, 3:]
 
 
-PRESETS = ("small", "paper", "triplane-small", "triplane", "attention-small")
+@dataclass(frozen=True)
+class ViewLatentLayout:
+    """A views latent as one flat float array, one block per view: its affine map (3 x 4, from the canonical frame
+    to the picture's grid and depth), its feature map (C x S x S), its silhouette mask (M x M)."""
+
+    features: int
+    size: int
+    mask_size: int
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> ViewLatentLayout:
+        return cls(config.c_dim, config.image_size, config.mask_size)
+
+    @property
+    def per_view(self) -> int:
+        return 12 + self.features * self.size**2 + self.mask_size**2
+
+    def join(self, affines: np.ndarray, features: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        views = len(affines)
+        parts = [np.asarray(a, np.float32).reshape(views, -1) for a in (affines, features, masks)]
+        return np.concatenate(parts, axis=1).ravel()
+
+    def split(self, code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """affines (V, 3, 4), features (V, C, S, S), masks (V, 1, M, M) of a flat latent (views, not copies)."""
+        rows = np.asarray(code).reshape(-1, self.per_view)
+        feature_end = 12 + self.features * self.size**2
+        return (
+            rows[:, :12].reshape(-1, 3, 4),
+            rows[:, 12:feature_end].reshape(-1, self.features, self.size, self.size),
+            rows[:, feature_end:].reshape(-1, 1, self.mask_size, self.mask_size),
+        )
+
+
+PRESETS = ("small", "paper", "triplane-small", "triplane", "attention-small", "views-small")
 
 
 def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
@@ -143,11 +184,28 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
 
     'triplane' is Convolutional Occupancy Networks' 3-plane model at 128^2 for a GPU; 'triplane-small' the same
     at 64^2 with a U-Net of half the width, which trains on two CPU cores in about an hour (1.7 s a step of 16).
-    'attention-small' is 'triplane-small' plus features on up to 100,000 input points that each query reads
+    'views-small' reads one to three reference pictures at 64 pixels (pixel-aligned features, carving by their
+    silhouettes at 128), for images. 'attention-small' is 'triplane-small' plus features on up to 100,000 input
+    points that each query reads
     from its 16 nearest (point attention), so detail follows the scan's density.
     """
     if name.startswith(("triplane", "attention")) and input_kind != "pointcloud":
         raise ValueError(f"preset {name!r} encodes point clouds only; use 'small' or 'paper' for {input_kind}")
+    if name == "views-small":
+        if input_kind != "image":
+            raise ValueError(f"preset {name!r} encodes reference images only; train it with --input image")
+        return ModelConfig(
+            input_kind="image",
+            architecture="views",
+            c_dim=32,
+            decoder_hidden=64,
+            decoder_blocks=4,
+            image_size=64,
+            mask_size=128,
+            unet_depth=4,
+            unet_filters=16,
+            threshold=0.5,
+        )
     if name == "attention-small":
         return dataclasses.replace(
             preset("triplane-small"), architecture="attention", n_points=100_000, density_gate=True

@@ -17,8 +17,10 @@ from ..inputs.image import prepare_image
 from ..inputs.neighbours import LEVELS, QueryNeighbours
 from ..inputs.pointcloud import normalize_points
 from .samplers import distinct_surface, noisy_cloud, partial_cloud, query_points, random_rotation, stray_points
+from .view_examples import draw_directions, view_example
 
 OUTSIDE_SHARE = 8  # with rotations, one query in this many is drawn where the turned box left no labelled points
+VIEW_COUNTS, VIEW_COUNT_SHARES = (1, 2, 3), (0.4, 0.3, 0.3)  # views: pictures per example
 NORMAL_NOISE = 0.1  # normals given to point attention in training are this far off (per component, before norming)
 
 
@@ -82,7 +84,7 @@ def _load_shape(folder: Path, category: str, config: ModelConfig) -> Shape:
     with np.load(folder / "pointcloud.npz") as data:
         surface, normals = distinct_surface(data["points"], data["normals"])
     shape = Shape(category, folder.name, points, labels, n_uniform, surface, normals)
-    if config.input_kind == "image":
+    if config.input_kind == "image" and config.architecture != "views":  # views are rendered as training draws
         files = sorted((folder / "img").glob("*.png"))
         if not files:
             raise InputError(
@@ -115,8 +117,17 @@ def make_batch(shapes: list[Shape], config: ModelConfig, sampling: Sampling, rng
     low, high = sampling.cloud_points
     n_cloud = int(round(np.exp(rng.uniform(np.log(low), np.log(high))))) if high > low else low
     inputs, queries, labels = [], [], []
+    if config.architecture == "views":  # one count a batch, so the views stack
+        views = int(rng.choice(VIEW_COUNTS, p=VIEW_COUNT_SHARES))
     for shape in shapes:
-        if config.input_kind == "pointcloud":
+        if config.architecture == "views":
+            q, y = query_points(
+                shape.points, shape.labels, shape.n_uniform, sampling.queries, sampling.uniform_fraction, rng
+            )
+            inputs.append(
+                view_example(shape.surface, shape.normals, draw_directions(views, rng), config.image_size, rng)
+            )
+        elif config.input_kind == "pointcloud":
             cloud, q, y = _pointcloud_example(shape, config, sampling, n_cloud, rng)
             inputs.append(cloud)
         else:
@@ -135,6 +146,9 @@ def make_batch(shapes: list[Shape], config: ModelConfig, sampling: Sampling, rng
     }
     if config.architecture == "attention":
         batch["inputs"], batch["neighbours"] = point_attention_batch(inputs, queries, config, rng)
+        return batch
+    if config.architecture == "views":
+        batch["inputs"] = {key: torch.from_numpy(np.stack([x[key] for x in inputs])) for key in inputs[0]}
         return batch
     if config.input_kind == "pointcloud":
         inputs = _same_length(inputs, rng)

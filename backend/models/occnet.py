@@ -13,6 +13,7 @@ from .decoder import OccupancyDecoder
 from .image_resnet import ResNetImageEncoder
 from .local_decoder import LocalDecoder
 from .local_pointnet import LocalPoolPointNet
+from .pixel_aligned import PixelAlignedDecoder, ViewEncoder
 from .point_attention import DensityGate, NeighbourAttention, PointFeatures
 from .pointnet import ResnetPointNet
 from .triplane import sample_planes
@@ -31,10 +32,22 @@ class PointLatent:
     terms: list[tuple[torch.Tensor, ...]] | None = None  # OccupancyNetwork.point_terms(features), computed ahead
 
 
+@dataclass
+class ViewLatent:
+    """A views latent: each view's pixel features (B, V, C, S, S), silhouette masks (B, V, 1, M, M) and affine maps
+    (B, V, 3, 4) from the canonical frame to its grid and depth."""
+
+    features: torch.Tensor
+    masks: torch.Tensor
+    affines: torch.Tensor
+
+
 class OccupancyNetwork(nn.Module):
     """encode(observation) -> latent; decode(points, latent) -> occupancy logits.
 
-    A latent is (B, *config.latent_shape) for the global and triplane models, a `PointLatent` for point attention.
+    A latent is (B, *config.latent_shape) for the global and triplane models, a `PointLatent` for point attention,
+    a `ViewLatent` for views, whose observation is a dict of images (B, V, 4, S, S), masks (B, V, 1, M, M) and
+    affines (B, V, 3, 4) (`backend.inputs.views.PreparedViews`).
     Point attention's observation is a dict of tensors (`backend.data.point_inputs` makes it): plane_points,
     points, normals, has_normals, neighbours, coarse_neighbours, parents, unit; its decoder also takes each query's
     neighbours.
@@ -44,7 +57,9 @@ class OccupancyNetwork(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = _build_encoder(config)
-        if config.architecture in ("triplane", "attention"):
+        if config.architecture == "views":
+            self.decoder = PixelAlignedDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks)
+        elif config.architecture in ("triplane", "attention"):
             extra = LEVELS * config.read_values if config.architecture == "attention" else 0
             self.decoder = LocalDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks, extra)
         else:
@@ -57,7 +72,11 @@ class OccupancyNetwork(nn.Module):
             )
             self.density = DensityGate(LEVELS * config.read_values) if config.density_gate else None
 
-    def encode(self, observation: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | PointLatent:
+    def encode(self, observation: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor | PointLatent | ViewLatent:
+        if self.config.architecture == "views":
+            images = observation["images"]
+            features = self.encoder(images.flatten(0, 1)).unflatten(0, images.shape[:2])
+            return ViewLatent(features, observation["masks"], observation["affines"])
         if self.config.architecture != "attention":
             return self.encoder(observation)
         planes = self.encoder(observation["plane_points"])
@@ -77,11 +96,13 @@ class OccupancyNetwork(nn.Module):
     def decode(
         self,
         points: torch.Tensor,
-        code: torch.Tensor | PointLatent,
+        code: torch.Tensor | PointLatent | ViewLatent,
         neighbours: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
     ) -> torch.Tensor:
         """Occupancy logits of points (B, T, 3) given latents; point attention also needs each query's neighbours
         at each level: (indices (B, T, k), which exist (B, T, k)), as `backend.inputs.neighbours.within` finds."""
+        if isinstance(code, ViewLatent):
+            return self.decoder(points, code.features, code.masks, code.affines)
         if not isinstance(code, PointLatent):
             return self.decoder(points, code)
         if neighbours is None or len(neighbours) != LEVELS:
@@ -128,6 +149,8 @@ def decode_read(
 
 
 def _build_encoder(config: ModelConfig) -> nn.Module:
+    if config.architecture == "views":
+        return ViewEncoder(config.c_dim, config.unet_filters, config.unet_depth)
     if config.architecture in ("triplane", "attention"):
         return LocalPoolPointNet(
             config.c_dim,

@@ -1,0 +1,68 @@
+"""The view model (after PIFu and DISN, for any object): a 2-D CNN turns each reference picture into a feature map;
+each query point is projected into every view, reads that view's features where it lands and adds its depth along
+the view; the views' readings are pooled and decoded to occupancy. A point outside any view's silhouette is outside
+(carving), so the silhouettes hold exactly; the network's job is depth, hollows and the sides no view shows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .unet import UNet
+
+CARVE = 12.0  # the logit a point gets from the silhouettes alone: +CARVE well inside every one, -CARVE outside one
+DEPTH_FREQUENCIES = (1.0, 2.0, 4.0, 8.0)  # sines and cosines of the depth at these multiples of pi
+
+
+class ViewEncoder(nn.Module):
+    """(N, 4, S, S) pictures (RGB times the mask, then the mask) -> (N, C, S, S) pixel features."""
+
+    def __init__(self, features: int, filters: int, depth: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(4, features, 3, padding=1)
+        self.unet = UNet(features, filters, depth)
+
+    def forward(self, pictures: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.stem(pictures - 0.5))
+        return x + self.unet(x)
+
+
+class _Block(nn.Module):
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.fc_0 = nn.Linear(hidden, hidden)
+        self.fc_1 = nn.Linear(hidden, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc_1(F.relu(self.fc_0(F.relu(x))))
+
+
+class PixelAlignedDecoder(nn.Module):
+    """Logits (B, T) of queries (B, T, 3) given V views' features (B, V, C, S, S), masks (B, V, 1, M, M) and affine
+    maps (B, V, 3, 4) from the queries' frame to each view's grid coordinates and depth (`backend.inputs.views`)."""
+
+    def __init__(self, features: int, hidden: int, blocks: int) -> None:
+        super().__init__()
+        self.read = nn.Linear(features + 2 + 2 * len(DEPTH_FREQUENCIES), hidden)
+        self.per_view = nn.Sequential(*(_Block(hidden) for _ in range(blocks // 2)))
+        self.joint = nn.Sequential(*(_Block(hidden) for _ in range(blocks - blocks // 2)))
+        self.out = nn.Linear(hidden, 1)
+        self.register_buffer("frequencies", torch.tensor(DEPTH_FREQUENCIES) * torch.pi, persistent=False)
+
+    def forward(
+        self, queries: torch.Tensor, features: torch.Tensor, masks: torch.Tensor, affines: torch.Tensor
+    ) -> torch.Tensor:
+        b, v = features.shape[:2]
+        t = queries.shape[1]
+        projected = torch.einsum("bvij,btj->bvti", affines[..., :3], queries) + affines[..., 3].unsqueeze(2)
+        grid = projected[..., :2].reshape(b * v, t, 1, 2)
+        read = F.grid_sample(features.flatten(0, 1), grid, align_corners=False).reshape(b, v, -1, t)
+        inside = F.grid_sample(masks.flatten(0, 1), grid, align_corners=False).reshape(b, v, t)
+        depth = projected[..., 2:]
+        angles = depth * self.frequencies
+        x = torch.cat([read.transpose(2, 3), depth, inside.unsqueeze(-1), angles.sin(), angles.cos()], dim=-1)
+        x = self.per_view(self.read(x)).mean(dim=1)
+        logits = self.out(F.relu(self.joint(x))).squeeze(-1)
+        return torch.minimum(logits, CARVE * (2.0 * inside.min(dim=1).values - 1.0))
