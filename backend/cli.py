@@ -26,7 +26,8 @@ from .data.shapes import CATEGORIES, GENERATORS
 from .device import DEVICE_CHOICES, describe_devices, resolve_device
 from .errors import InputError, ModelLoadError, OccNetError, OutputError
 from .formats import input_kind
-from .inputs import load_observation
+from .inputs import ImageInput, Observation, load_observation
+from .inputs.views import View
 from .outputs import check_output, final_name, terminate_as_interrupt
 from .protocol import input_summary
 from .registry import default_model, find_model, is_shipped, list_models, scan_models
@@ -63,8 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconstruct", help="reconstruct a mesh from a point cloud, mesh or image")
     rec.add_argument(
         "input",
+        nargs="+",
         help="point cloud (.ply .xyz .npy .npz), mesh file, image (.png .jpg), or a saved latent (.npz from "
-        "--save-latent: its mesh again at new settings, without the encoder)",
+        "--save-latent: its mesh again at new settings, without the encoder); several images with --view: "
+        "views of one object",
+    )
+    rec.add_argument(
+        "--view",
+        nargs="+",
+        metavar="VIEW",
+        help="images: the view each was drawn or rendered from, one per image: front, side (Blender's right view), "
+        "top, back, left, bottom, or AZ,EL in degrees (e.g. 45,30). Pictures of one object are centred on it and "
+        "drawn at one scale (a pixel is the same size in each); the first's longer side is one unit",
     )
     rec.add_argument("--out", required=True, help="output mesh (.obj .ply .stl .glb ...)")
     rec.add_argument("--save-latent", metavar="FILE.npz", help="also save the shape's latent code")
@@ -207,13 +218,14 @@ class _Bar:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    out = _check_mesh_output(args.out, [args.input])
+    out = _check_mesh_output(args.out, args.input)
     if args.save_latent:
-        _check_latent_output(args.save_latent, [args.input, out])
+        _check_latent_output(args.save_latent, [*args.input, out])
     options = _extract_options(args)
-    saved = Latent.load(args.input) if Latent.is_latent_file(args.input) else None
-    observation = None if saved else load_observation(args.input)
-    model = _load_for(args, args.input, made_by=saved.model if saved else None)
+    first = args.input[0]
+    saved = Latent.load(first) if len(args.input) == 1 and Latent.is_latent_file(first) else None
+    observation = None if saved else _observation(args.input, args.view)
+    model = _load_for(args, *args.input, made_by=saved.model if saved else None)
     bar = _Bar()
     try:
         if saved:  # a shape already reconstructed: its mesh again at these settings, no encoder run
@@ -233,8 +245,36 @@ def _reconstruct(args: argparse.Namespace) -> int:
         + (f"; {stats['pieces_dropped']} loose piece(s) dropped (--min-piece)" if stats.get("pieces_dropped") else "")
     )
     if read := input_summary(stats):
-        print(f"{args.input}: {read}")
+        print(f"{', '.join(args.input)}: {read}")
     return 0
+
+
+def _observation(paths: list[str], views: list[str] | None) -> Observation:
+    """One input file, or images with their views (`--view`): one object seen from each."""
+    if views is None:
+        if len(paths) > 1:
+            raise InputError(
+                f"{len(paths)} inputs given: reconstruct takes one, or several images of one object with their views "
+                "(--view front side top)."
+            )
+        return load_observation(paths[0])
+    if len(views) != len(paths):
+        raise InputError(f"Give one --view per image: {len(paths)} image(s), {len(views)} view(s).")
+    pictures = []
+    for path in paths:
+        observation = load_observation(path)
+        if not isinstance(observation, ImageInput):
+            raise InputError(f"{path}: --view is for images (reference pictures); this is a {observation.kind}.")
+        pictures.append(observation.pixels)
+    unit = 1.0 / max(pictures[0].shape[:2])  # the first picture's longer side is one unit, every pixel that size
+    placed = []
+    for pixels, name in zip(pictures, views, strict=True):
+        h, w = pixels.shape[:2]
+        view = View.named(name)
+        axes = view.axes
+        placed.append((pixels, View(view.centre, tuple(axes[0] * w * unit), tuple(axes[1] * h * unit))))
+    (pixels, view), *more = placed
+    return ImageInput(pixels, view, tuple(more))
 
 
 def _interpolate(args: argparse.Namespace) -> int:

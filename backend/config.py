@@ -186,8 +186,7 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
     at 64^2 with a U-Net of half the width, which trains on two CPU cores in about an hour (1.7 s a step of 16).
     'views-small' reads one to three reference pictures at 64 pixels (pixel-aligned features, carving by their
     silhouettes at 128), for images. 'attention-small' is 'triplane-small' plus features on up to 100,000 input
-    points that each query reads
-    from its 16 nearest (point attention), so detail follows the scan's density.
+    points that each query reads from its 16 nearest (point attention), so detail follows the scan's density.
     """
     if name.startswith(("triplane", "attention")) and input_kind != "pointcloud":
         raise ValueError(f"preset {name!r} encodes point clouds only; use 'small' or 'paper' for {input_kind}")

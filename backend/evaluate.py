@@ -22,6 +22,7 @@ from .api import Model, load_model
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.samplers import distinct_surface, noisy_cloud, partial_cloud
 from .errors import EmptySurfaceError, OccNetError
+from .evaluate_views import BASELINES, as_input, baseline_mesh, silhouette_iou, stored_pictures
 from .inputs import PointCloudInput
 from .metrics import iou, mesh_contains
 from .registry import find_model, is_shipped
@@ -46,6 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--rotate-x", type=float, default=0.0, metavar="DEG", help="turn each test shape about X first")
     p.add_argument("--view", type=int, default=0, help="which rendered view (image models)")
+    p.add_argument(
+        "--views",
+        help="views models: the reference pictures to give, comma-separated, from each shape's views/ folder "
+        "(scripts/render_views.py renders them): front, side, top, oblique, front_colour; e.g. front,side,top",
+    )
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--threshold", type=float)
     p.add_argument(
@@ -57,7 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "comes, as the papers score it; reconstruct's default is 0.01)",
     )
     p.add_argument("--limit", type=int, help="at most this many shapes per category")
-    p.add_argument("--baseline", choices=("poisson",), help="also score Screened Poisson on the same inputs")
+    p.add_argument(
+        "--baseline",
+        choices=("poisson", *BASELINES),
+        help="also score a baseline on the same inputs: Screened Poisson (point clouds); for --views, the visual hull "
+        "(the silhouettes alone) or an ellipsoid fitted to the first silhouette",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--engine",
@@ -131,6 +142,10 @@ def rotate_shape(shape: dict, degrees: float) -> dict:
 
 
 def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
+    if model.config.architecture == "views":
+        if not args.views:
+            raise OccNetError("A views model is scored on reference pictures: name them with --views (front,side,top).")
+        return as_input(stored_pictures(folder, args.views.split(",")))
     if model.config.input_kind == "image":
         views = sorted((folder / "img").glob("*.png"))
         if not 0 <= args.view < len(views):
@@ -166,7 +181,7 @@ def evaluate(args: argparse.Namespace) -> int:
         entries += [(lst.parent.name, lst.parent / n) for n in names]
     if not entries:
         raise OccNetError(f"{root}: no shapes in any <category>/{args.split}.lst")
-    baseline = _poisson() if args.baseline else None
+    baseline = _poisson() if args.baseline == "poisson" else None
     rows = []
     for index, (category, folder) in enumerate(tqdm(entries, desc="evaluate")):
         shape = load_test_shape(folder)
@@ -187,6 +202,13 @@ def evaluate(args: argparse.Namespace) -> int:
         if baseline is not None and model.config.input_kind == "pointcloud":
             cloud = observation.points if isinstance(observation, PointCloudInput) else observation
             row["poisson"] = score_mesh(baseline(cloud), shape)
+        if model.config.architecture == "views":
+            pictures = observation.pictures()
+            row["silhouette_iou"] = silhouette_iou(mesh, pictures)
+            if args.baseline in BASELINES:
+                config = model.config
+                other = baseline_mesh(args.baseline, pictures, config.image_size, config.mask_size, args.resolution)
+                row["baseline"] = {**score_mesh(other, shape), "silhouette_iou": silhouette_iou(other, pictures)}
         rows.append(row)
     results = summarize(rows, model, args)
     print_table(results)
@@ -283,16 +305,24 @@ def summarize(rows: list[dict], model: Model, args: argparse.Namespace) -> dict:
         "seconds_per_shape": float(np.mean([r["seconds"] for r in rows])),
         "rows": rows,
     }
-    if any("poisson" in r for r in rows):
-        results["poisson"] = {
-            "per_category": {c: means([r["poisson"] for r in rows if r["category"] == c]) for c in categories},
-            "mean": means([r["poisson"] for r in rows]),
-        }
+    for key in ("poisson", "baseline"):
+        if any(key in r for r in rows):
+            results[key] = {
+                "per_category": {c: means([r[key] for r in rows if r["category"] == c]) for c in categories},
+                "mean": means([r[key] for r in rows]),
+            }
+    if args.views:
+        results["views"] = args.views.split(",")
+        results["silhouette_iou"] = float(np.mean([r["silhouette_iou"] for r in rows]))
+        results["silhouette_iou_min"] = float(np.min([r["silhouette_iou"] for r in rows]))
+        if "baseline" in results:
+            results["baseline"]["name"] = args.baseline
+            results["baseline"]["silhouette_iou"] = float(np.mean([r["baseline"]["silhouette_iou"] for r in rows]))
     return results
 
 
 def print_table(results: dict) -> None:
-    methods = [("occnet", results)] + ([("poisson", results["poisson"])] if "poisson" in results else [])
+    methods = [("occnet", results)] + [(key, results[key]) for key in ("poisson", "baseline") if key in results]
     print(
         f"{results['model']} on {results['data']} ({results['split']}, {results['shapes']} shapes, "
         f"resolution {results['resolution']}, threshold {results['threshold']})"
@@ -308,7 +338,9 @@ def print_table(results: dict) -> None:
 
 
 def markdown_table(results: dict) -> str:
-    methods = [("OccNet", results)] + ([("Poisson", results["poisson"])] if "poisson" in results else [])
+    methods = [("OccNet", results)] + [
+        (results[key].get("name", key).capitalize(), results[key]) for key in ("poisson", "baseline") if key in results
+    ]
     lines = [
         "| category | method | IoU | Chamfer-L1 | normal consistency | F-score@1% |",
         "|---|---|---:|---:|---:|---:|",

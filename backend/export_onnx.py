@@ -20,6 +20,11 @@ Point attention (architecture "attention") runs as three:
                         (M, W) (`backend.inputs.neighbours.Candidates`, -1 for none) -> logits (M,); the graph picks
                         the k nearest candidates within the level's radius itself (TopK)
 
+Views (architecture "views"):
+
+    NAME.encoder.onnx   images (V, 4, S, S) float32 (`backend.inputs.views.PreparedViews`) -> features (V, C, S, S)
+    NAME.decoder.onnx   features, masks (V, 1, M, M), affines (V, 3, 4) and queries (N, 3) -> logits (N,)
+
 N and the other sizes are dynamic. The graphs hold no weights: every initializer that is a checkpoint tensor is
 ONNX external data pointing at its bytes inside the `.safetensors` file (same name, dtype, shape; safetensors stores raw
 little-endian bytes as ONNX does), so the weights ship once and both engines read the same file. Each graph
@@ -86,6 +91,28 @@ class _Decoder(nn.Module):
         if isinstance(self.decoder, LocalDecoder):  # (N, F) rows throughout: each Linear is one Gemm with its bias
             return self.decoder.decode_features(points, sample_planes_by_gather(code[None], points[None])[0])
         return self.decoder(points[None], code[None])[0]
+
+
+class _ViewEncoder(nn.Module):
+    """Views: V pictures -> V feature maps ('encoder.*')."""
+
+    def __init__(self, network: OccupancyNetwork) -> None:
+        super().__init__()
+        self.encoder = network.encoder
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+
+class _ViewDecoder(nn.Module):
+    """Views: the maps of one latent and N queries -> N logits ('decoder.*'), maps read by gather."""
+
+    def __init__(self, network: OccupancyNetwork) -> None:
+        super().__init__()
+        self.decoder = network.decoder
+
+    def forward(self, features, masks, affines, queries):
+        return self.decoder(queries[None], features[None], masks[None], affines[None], by_gather=True)[0]
 
 
 class _PointEncoder(nn.Module):
@@ -177,6 +204,8 @@ def export_model(checkpoint: str | Path, out: str | Path | None = None, overwrit
         encoder_args, encoder_names, encoder_shapes = (grid,), ["voxels"], None
     if config.architecture == "attention":
         graphs = _point_graphs(network)
+    elif config.architecture == "views":
+        graphs = _view_graphs(network)
     else:
         code = torch.zeros(config.latent_shape)
         graphs = {
@@ -249,6 +278,26 @@ def _point_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
         ),
         "terms": _export(_PointTerms(network), (features,), ["features"], term_names, ({0: dims["N"]},)),
         "decoder": _export(_PointDecoder(network), decoder_args, decoder_names, ["logits"], decoder_shapes),
+    }
+
+
+def _view_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
+    config = network.config
+    views, n = torch.export.Dim("V", min=1), torch.export.Dim("N", min=1)
+    images = torch.rand(2, 4, config.image_size, config.image_size, generator=torch.Generator().manual_seed(0))
+    features = torch.zeros(2, config.c_dim, config.image_size, config.image_size)
+    masks = torch.zeros(2, 1, config.mask_size, config.mask_size)
+    affines = torch.eye(3, 4).repeat(2, 1, 1)
+    queries = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) - 0.5
+    return {
+        "encoder": _export(_ViewEncoder(network), (images,), ["images"], ["features"], ({0: views},)),
+        "decoder": _export(
+            _ViewDecoder(network),
+            (features, masks, affines, queries),
+            ["features", "masks", "affines", "queries"],
+            ["logits"],
+            ({0: views}, {0: views}, {0: views}, {0: n}),
+        ),
     }
 
 

@@ -65,7 +65,7 @@ from .engines import EngineName
 from .errors import OccNetError
 from .surface.options import ExtractOptions
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 AUTO_MODEL = "auto"  # the "model" that picks the shipped default for the input's kind
 ErrorKind = Literal["protocol", "input", "model", "device", "empty", "cancelled", "oom", "internal", "crashed"]
 ERROR_KINDS: tuple[ErrorKind, ...] = typing.get_args(ErrorKind)
@@ -99,6 +99,14 @@ def input_summary(stats: dict) -> str | None:
     source = stats.get("input")
     if not source:
         return None
+    if source.get("views", 1) > 1:
+        rules = {"alpha": "its alpha channel", "border": "its plain border colour"}
+        masks = ", ".join(f"{i + 1}: {rules[m]}" for i, m in enumerate(source["masks"]))
+        size = " x ".join(f"{v:.3g}" for v in source["hull_size"])
+        return (
+            f"{source['views']} reference images, one object matching every silhouette (each masked by {masks}); "
+            f"their silhouettes meet in a box of {size}."
+        )
     if source.get("mask") == "alpha":
         return "The object is what the image's alpha channel keeps."
     if source.get("mask") == "border":
@@ -162,19 +170,47 @@ class ObservationSource:
     point_normals: np.ndarray | None = None  # with points: their outward normals (N, 3), when the scan or mesh has them
     point_colors: np.ndarray | None = None  # with points: their RGB (N, 3) float32 in [0, 1], when they have colour
     pixels: np.ndarray | None = None
+    # with pixels: where each picture lies (V, 3, 3): its centre, right and up vectors, as `backend.inputs.views.View`
+    views: np.ndarray | None = None
+    more_pixels: np.ndarray | None = None  # with views: the 2nd to V-th pictures' pixels, raveled one after another
+    more_shapes: np.ndarray | None = None  # with more_pixels: those pictures' shapes (V - 1, 3)
     voxels: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        """One input, or the worker would have to pick one silently; normals and colours only with points."""
+        """One input, or the worker would have to pick one silently; normals and colours only with points, views
+        only with pixels, one per picture."""
         given = [name for name in ("input_path", "points", "pixels", "voxels") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ProtocolError(
                 f"send exactly one input ('input_path' or the array 'points', 'pixels' or 'voxels'), not "
                 f"{' and '.join(map(repr, given)) or 'none'}"
             )
-        for name in ("point_normals", "point_colors"):
-            if getattr(self, name) is not None and self.points is None:
-                raise ProtocolError(f"'{name}' comes only with 'points'")
+        for name, partner in (
+            ("point_normals", "points"),
+            ("point_colors", "points"),
+            ("views", "pixels"),
+            ("more_pixels", "views"),
+            ("more_shapes", "more_pixels"),
+            ("more_pixels", "more_shapes"),
+        ):
+            if getattr(self, name) is not None and getattr(self, partner) is None:
+                raise ProtocolError(f"'{name}' comes only with '{partner}'")
+        if self.views is not None:
+            more = 0 if self.more_shapes is None else len(self.more_shapes)
+            if np.shape(self.views) != (1 + more, 3, 3):
+                raise ProtocolError(f"'views' must be ({1 + more}, 3, 3): a centre, right and up for each picture")
+            if more and int(np.prod(self.more_shapes, axis=1).sum()) != np.size(self.more_pixels):
+                raise ProtocolError("'more_pixels' must hold exactly the values 'more_shapes' describe")
+
+    def pictures(self) -> list[np.ndarray]:
+        """The pixels of every picture the request carries (the first is `pixels`)."""
+        pictures = [self.pixels]
+        start = 0
+        for shape in [] if self.more_shapes is None else self.more_shapes:
+            count = int(np.prod(shape))
+            pictures.append(np.asarray(self.more_pixels).ravel()[start : start + count].reshape(tuple(shape)))
+            start += count
+        return pictures
 
 
 @dataclass(frozen=True)

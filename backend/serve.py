@@ -31,6 +31,7 @@ from .engines.base import Engine, extract, reconstruct
 from .errors import Cancelled, DeviceError, EmptySurfaceError, InputError, ModelLoadError, OccNetError
 from .inputs import ImageInput, Observation, PointCloudInput, VoxelInput
 from .inputs.network import check_input_kind
+from .inputs.views import View
 from .protocol import (
     AUTO_MODEL,
     PROTOCOL_VERSION,
@@ -288,6 +289,10 @@ def request_observation(request: ObservationSource) -> Observation:
         return load_observation(request.input_path)
     if request.points is not None:
         return PointCloudInput(request.points, request.point_normals, request.point_colors)
+    if request.views is not None:
+        views = [View(*(tuple(float(v) for v in row) for row in view)) for view in np.asarray(request.views)]
+        (first, *more), (view, *more_views) = request.pictures(), views
+        return ImageInput(first, view, tuple(zip(more, more_views, strict=True)))
     for name, kind in OBSERVATIONS.items():
         if getattr(request, name) is not None:
             return kind(getattr(request, name))

@@ -3,9 +3,9 @@ for training and evaluating the view model.
 
 Rendered by splatting the shape's dense surface sample (pointcloud.npz: points and normals) into a z-buffer on
 numpy alone: any training shape renders in milliseconds, with no ray tracer. Each sample covers the pixel it falls
-in, so silhouettes keep their size; samples facing away are dropped (where the front surface happens to have no
-sample, the back would show through), and an empty pixel between two covered ones (across, down or diagonally) is
-a gap between samples and takes their nearer surface.
+in, so silhouettes keep their size; samples facing away or seen edge-on are dropped (where the front surface
+happens to have no sample, the back would show through), and an empty pixel between two covered ones (across,
+down or diagonally) is a gap between samples and takes their nearer surface.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import numpy as np
 from ..inputs.views import View
 
 GAP_PASSES = 3  # gaps a few pixels wide between sparse samples close from both sides
-BACK_FACING = -0.05  # samples whose normal turns further from the viewer are hidden by the surface in front
+# Samples must face the viewer by this much (the cosine): those facing away are hidden by the surface in front, and
+# faces seen edge-on would mark the pixels their edge merely touches (a box's bottom face, one row below its outline)
+FACING = 0.02
 
 
 def render_view(
@@ -38,7 +40,7 @@ def render_view(
     rows = np.floor((1 - projected[:, 1]) / 2 * pixels).astype(np.int64)
     turned = np.asarray(normals, np.float64) @ axes.T
     shade = ambient + (1 - ambient) * np.clip(turned @ light, 0.0, None)
-    inside = (rows >= 0) & (rows < pixels) & (columns >= 0) & (columns < pixels) & (turned[:, 2] > BACK_FACING)
+    inside = (rows >= 0) & (rows < pixels) & (columns >= 0) & (columns < pixels) & (turned[:, 2] > FACING)
     cell, depth, shade = (rows * pixels + columns)[inside], projected[inside, 2], shade[inside]
     order = np.lexsort((-depth, cell))  # per pixel, the sample nearest the viewer first
     cell, depth, shade = cell[order], depth[order], shade[order]

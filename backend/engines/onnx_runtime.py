@@ -12,6 +12,7 @@ from ..config import ModelConfig
 from ..inputs import Observation
 from ..inputs.attention import PointAttentionInput
 from ..inputs.network import network_input
+from ..inputs.views import PreparedViews
 from ..registry import ModelEntry
 from ..runtime.graphs import has_graphs
 from ..runtime.model import RuntimeModel, load_runtime_model
@@ -34,7 +35,7 @@ class RuntimeEngine:
 
     def encode(self, observation: Observation, seed: int = 0) -> Latent:
         prepared, frame, source = network_input(observation, self.config, seed)
-        blends_by_field = isinstance(prepared, PointAttentionInput)
+        blends_by_field = isinstance(prepared, PointAttentionInput | PreparedViews)
         return Latent(self.model.encode(prepared), self.name, frame, blends_by_field=blends_by_field, source=source)
 
     def field(self, code: np.ndarray) -> Logits:

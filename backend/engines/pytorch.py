@@ -9,18 +9,21 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_checkpoint
-from ..config import ModelConfig, PointLatentLayout
+from ..config import ModelConfig, PointLatentLayout, ViewLatentLayout
 from ..device import describe_devices, points_per_batch, resolve_device
 from ..inputs import Observation
 from ..inputs.attention import PointAttentionInput
 from ..inputs.neighbours import QueryNeighbours
 from ..inputs.network import network_input
+from ..inputs.views import PreparedViews
 from ..models import OccupancyNetwork
-from ..models.occnet import PointLatent
+from ..models.occnet import PointLatent, ViewLatent
 from ..registry import ModelEntry, find_model
 from ..surface.field import CancelCheck, Progress
 from ..surface.latent import Latent
 from .torch_stages import TorchEvaluator, TorchField, TorchStages
+
+VIEW_ARRAYS = ("images", "masks", "affines")  # what the views network's encoder reads of `PreparedViews`
 
 
 class TorchEngine:
@@ -43,11 +46,21 @@ class TorchEngine:
             planes, features = (t[0].float().cpu().numpy() for t in (encoded.planes, encoded.features))
             code = PointLatentLayout.of(self.config).join(planes, prepared.unit, prepared.points, features)
             return Latent(code, self.name, frame, blends_by_field=True, source=source)
+        if isinstance(prepared, PreparedViews):
+            arrays = {k: torch.from_numpy(getattr(prepared, k))[None].to(self.device) for k in VIEW_ARRAYS}
+            features = self.network.encode(arrays).features[0].float().cpu().numpy()
+            code = ViewLatentLayout.of(self.config).join(prepared.affines, features, prepared.masks)
+            return Latent(code, self.name, frame, blends_by_field=True, source=source)
         code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]
         return Latent(code.float().cpu().numpy(), self.name, frame, source=source)
 
     def field(self, code: np.ndarray) -> TorchField:
         code = np.asarray(code, dtype=np.float32)
+        if self.config.architecture == "views":
+            arrays = ViewLatentLayout.of(self.config).split(code)
+            affines, features, masks = (torch.from_numpy(np.ascontiguousarray(a))[None].to(self.device) for a in arrays)
+            latent = ViewLatent(features, masks, affines)
+            return lambda points: self.network.decode(points[None].float(), latent)[0]
         if self.config.architecture != "attention":
             code = torch.from_numpy(code.reshape(self.config.latent_shape)).to(self.device)[None]
             return lambda points: self.network.decode(points[None], code)[0]

@@ -14,6 +14,7 @@ from .attention import PointAttentionInput, prepare_points
 from .image import prepare_image
 from .observation import ImageInput, Observation, PointCloudInput, VoxelInput
 from .pointcloud import normalize_points
+from .views import PreparedViews, View, prepare_views
 
 KIND_WORDS = {"pointcloud": "point clouds", "image": "images", "voxels": "voxel grids"}
 _BY_KIND = {"pointcloud": PointCloudInput, "image": ImageInput, "voxels": VoxelInput}
@@ -49,11 +50,18 @@ def check_input_kind(model: str, input_kind: str, observation: Observation) -> N
 
 def network_input(
     observation: Observation, config: ModelConfig, seed: int = 0
-) -> tuple[np.ndarray | PointAttentionInput, Frame, dict]:
+) -> tuple[np.ndarray | PointAttentionInput | PreparedViews, Frame, dict]:
     """The encoder's input without its batch axis (float32), the frame that maps results back to the source, and
     what the user should know of how the input was read (`Latent.source`: points used and thinned, an image's
     mask): canonical points (N, 3), a prepared image (3, S, S) or a 0/1 grid (R, R, R); for point attention, what
-    `prepare_points` makes."""
+    `prepare_points` makes; for views, what `prepare_views` makes."""
+    if isinstance(observation, ImageInput) and config.architecture == "views":
+        prepared = prepare_views(observation.pictures(), config.image_size, config.mask_size)
+        return prepared, prepared.frame, prepared.source
+    if isinstance(observation, ImageInput) and observation.more:
+        raise InputError(
+            "This image model reads one picture; give one, or use a views model for several reference images."
+        )
     if isinstance(observation, PointCloudInput) and config.architecture == "attention":
         prepared, frame = prepare_points(observation.points, observation.normals, config, seed)
         return prepared, frame, prepared.summary()
@@ -65,8 +73,13 @@ def network_input(
         image, source = prepare_image(
             observation.pixels, config.image_size, config.image_background, config.image_mean, config.image_std
         )
-        return image, Frame(), source
+        return image, _upright_frame(observation.pictures()[0][1]), source
     return _prepare_voxels(observation.grid, config.voxel_resolution), Frame(), {}
+
+
+def _upright_frame(view: View) -> Frame:
+    """Where a one-picture model's upright object goes: at the picture's centre, as large as its longer side."""
+    return Frame.of(view.centre, max(float(np.linalg.norm(view.right)), float(np.linalg.norm(view.up))))
 
 
 def _prepare_voxels(grid: np.ndarray, resolution: int) -> np.ndarray:

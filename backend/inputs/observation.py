@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from .rgb import from_stored
+from .views import View
 
 
 @dataclass
@@ -39,7 +40,19 @@ class PointCloudInput:
 @dataclass
 class ImageInput:
     pixels: np.ndarray  # (H, W), (H, W, C) with C in 1..4; uint8, uint16, bool or float in [0, 1]
+    view: View | None = None  # where the picture lies in the world (a reference image empty); None: the front view
+    more: tuple[tuple[np.ndarray, View], ...] = ()  # further pictures of the same object, each with its view
     kind: str = field(default="image", init=False)
+
+    def pictures(self) -> list[tuple[np.ndarray, View]]:
+        """Every picture with its view: one without a view is seen from the front, its longer side one unit."""
+        if self.more and self.view is None:
+            raise InputError("With several reference images, each needs its view (front, side, top or AZ,EL).")
+        first = self.view
+        if first is None:
+            h, w = np.asarray(self.pixels).shape[:2]
+            first = View.named("front", w / max(h, 1))
+        return [(self.pixels, first), *self.more]
 
 
 @dataclass

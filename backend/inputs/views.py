@@ -22,6 +22,12 @@ NAMED_VIEWS = {"front": (0.0, 0.0), "back": (180.0, 0.0), "side": (90.0, 0.0), "
                "left": (-90.0, 0.0), "top": (0.0, 90.0), "bottom": (0.0, -90.0)}  # fmt: skip
 
 
+DISAGREE = (
+    "The reference images' silhouettes share no point in space: the views disagree. Check that every image empty "
+    "shows the same object at the same place, scale and turn (front, side and top views line up as in a blueprint)."
+)
+
+
 @dataclass(frozen=True)
 class View:
     """Where a picture lies in the world: the middle of its image plane, and the vectors spanning its width (to
@@ -43,11 +49,11 @@ class View:
     def turned(
         cls, azimuth: float, elevation: float, width: float = 1.0, height: float = 1.0, centre=(0, 0, 0)
     ) -> View:
-        """A view from azimuth (degrees about +Z; 0 is Blender's front view, which looks along +Y; 90 its right
-        side view, which looks along -X) and elevation (degrees; 90 is the top view, looking down)."""
+        """A view from azimuth (degrees about +Z: 0 is Blender's front view, from -Y looking along +Y; 90 its right
+        view, from +X) and elevation (degrees; 90 is the top view, looking down with +Y up the picture)."""
         az, el = math.radians(azimuth), math.radians(elevation)
-        back = np.array([-math.cos(el) * math.sin(az), -math.cos(el) * math.cos(az), math.sin(el)])
-        right = np.array([math.cos(az), -math.sin(az), 0.0])
+        back = np.array([math.cos(el) * math.sin(az), -math.cos(el) * math.cos(az), math.sin(el)])
+        right = np.array([math.cos(az), math.sin(az), 0.0])
         up = np.cross(back, right)
         return cls(_triple(centre), _triple(right * width), _triple(up * height))
 
@@ -198,11 +204,7 @@ def hull_box(affines: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.nda
     for affine, mask in zip(affines, masks, strict=True):
         inside &= _mask_at(mask, grid @ affine[:2, :3].T + affine[:2, 3]) >= 0.5
     if not inside.any():
-        raise InputError(
-            "The reference images' silhouettes share no point in space: the views disagree. Check that every "
-            "image empty shows the same object at the same place, scale and turn (front, side and top views "
-            "line up as in a blueprint)."
-        )
+        raise InputError(DISAGREE)
     cell = (high - low) / (HULL_GRID - 1)
     found = grid[inside]
     return np.maximum(found.min(axis=0) - cell, low), np.minimum(found.max(axis=0) + cell, high)
@@ -220,6 +222,8 @@ def _slab_box(slabs: list[tuple[np.ndarray, float, float]]) -> tuple[np.ndarray,
         point = np.linalg.solve(matrix, [c1, c2, c3])
         if all(lo - 1e-6 <= row[:3] @ point + row[3] <= hi + 1e-6 for row, lo, hi in slabs):
             corners.append(point)
+    if not corners:
+        raise InputError(DISAGREE)
     corners = np.array(corners)
     return corners.min(axis=0), corners.max(axis=0)
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ..config import ModelConfig, PointLatentLayout
+from ..config import ModelConfig, PointLatentLayout, ViewLatentLayout
 from ..errors import InputError, ModelLoadError
 from ..inputs.attention import PointAttentionInput
 from ..inputs.neighbours import LEVELS, RADIUS, Candidates, level_size, level_unit
+from ..inputs.views import PreparedViews
 from ..registry import find_model
 from ..weights_file import read_config, read_header
 from .graphs import META_HEADER_SHA256, META_STAGE, graph_path, header_digest, stages
@@ -59,11 +60,15 @@ class RuntimeModel:
     def latent_shape(self) -> tuple[int, ...]:
         return self.config.latent_shape
 
-    def encode(self, observation: np.ndarray | PointAttentionInput) -> np.ndarray:
+    def encode(self, observation: np.ndarray | PointAttentionInput | PreparedViews) -> np.ndarray:
         """The latent (float32, `latent_shape`) of one canonical-frame network input: points (N, 3) in the unit
         cube for point-cloud models, a prepared image (3, S, S) for image models, a 0/1 grid (R, R, R) for voxel
-        models (as `backend.api` prepares them); point attention's `PointAttentionInput`, to its flat latent."""
+        models (as `backend.api` prepares them); point attention's `PointAttentionInput` and views'
+        `PreparedViews`, to their flat latents."""
         config = self.config
+        if isinstance(observation, PreparedViews):
+            features = self._session("encoder").run(None, {"images": observation.images})[0]
+            return ViewLatentLayout.of(config).join(observation.affines, features, observation.masks)
         if isinstance(observation, PointAttentionInput):
             arrays = observation.arrays()
             session = self._session("encoder")
@@ -89,8 +94,27 @@ class RuntimeModel:
         """The logits of one latent as a function of canonical points (N, 3): what mesh extraction drives."""
         if self.config.architecture == "attention":
             return self._point_field(code)
+        if self.config.architecture == "views":
+            return self._view_field(code)
         code = self._code(code)
         return lambda points: self.logits(code, points)
+
+    def _view_field(self, code: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        if problem := self.config.latent_size_problem(np.asarray(code).size):
+            raise InputError(f"The latent does not fit model '{self.name}' ({problem}).")
+        arrays = ViewLatentLayout.of(self.config).split(np.asarray(code, np.float32))
+        fixed = dict(zip(("affines", "features", "masks"), (np.ascontiguousarray(a) for a in arrays), strict=True))
+        session = self._session("decoder")
+        chunk = max(1024, self.chunk // len(fixed["affines"]))
+
+        def logits(queries: np.ndarray) -> np.ndarray:
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
+            out = np.empty(len(queries), dtype=np.float32)
+            for start in range(0, len(queries), chunk):
+                out[start : start + chunk] = session.run(None, {**fixed, "queries": queries[start : start + chunk]})[0]
+            return out
+
+        return logits
 
     def _point_field(self, code: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         """Point attention: what each point offers its queries, once (the terms graph); then, batch after batch,
@@ -132,8 +156,8 @@ class RuntimeModel:
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != 3:
             raise InputError(f"Query points must be an (N, 3) array; got shape {points.shape}.")
-        if self.config.architecture == "attention":
-            return self._point_field(code)(points)
+        if self.config.architecture in ("attention", "views"):
+            return self.field(code)(points)
         code = self._code(code)
         points = np.ascontiguousarray(points, dtype=np.float32)
         session = self._session("decoder")

@@ -41,7 +41,9 @@ def gather_object(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> Sour
     if obj.type in ("MESH", "POINTCLOUD"):
         arrays, matrix, kind = _evaluated_points(obj, depsgraph), obj.matrix_world, "pointcloud"
     elif obj.type == "EMPTY" and obj.empty_display_type == "IMAGE":
-        arrays, matrix, kind = {"pixels": _image_pixels(obj)}, _upright_matrix(obj), "image"
+        pixels = _image_pixels(obj)
+        matrix, kind = _upright_matrix(obj), "image"
+        arrays = {"pixels": pixels, "views": picture_view(obj, pixels.shape, matrix)[None]}
     elif obj.type == "EMPTY":
         raise GatherError(
             f"'{obj.name}' is an empty without a picture. Use Add > Image > Reference to bring in a reference image."
@@ -292,7 +294,42 @@ def _image_pixels(obj: bpy.types.Object) -> np.ndarray:
 
 
 def _upright_matrix(obj: bpy.types.Object) -> Matrix:
-    """Image models predict an upright object: the empty's place and size, not its (view-facing) rotation."""
+    """An image result's frame: the empty's place and size, not its (view-facing) rotation, so that a model of one
+    picture predicts an upright object there."""
     location, _, scale = obj.matrix_world.decompose()
     size = obj.empty_display_size * float(np.mean(np.abs(scale)))
     return Matrix.Translation(location) @ Matrix.Scale(size, 4)
+
+
+def picture_view(obj: bpy.types.Object, shape: tuple[int, ...], frame: Matrix) -> np.ndarray:
+    """(3, 3): where an image empty shows its picture, in `frame` (the result's): the picture's centre and the
+    vectors spanning its width and height (the longer side is the display size; the offset places the picture
+    about the empty's origin, -0.5 centring it). The views model matches the silhouette seen along them."""
+    height, width = shape[:2]
+    longer = max(width, height)
+    size = obj.empty_display_size
+    w, h = size * width / longer, size * height / longer
+    offset = obj.empty_image_offset
+    local = np.array(frame.inverted() @ obj.matrix_world, dtype=np.float64)
+    centre = local @ np.array([(offset[0] + 0.5) * w, (offset[1] + 0.5) * h, 0.0, 1.0])
+    return np.stack([centre[:3], local[:3, 0] * w, local[:3, 1] * h])
+
+
+def join_pictures(sources: list[Source]) -> Source:
+    """Several reference images of one object as one input, in the first's frame."""
+    first = sources[0]
+    into_first = np.linalg.inv(np.array(first.matrix, np.float64).reshape(4, 4))
+    views = []
+    for source in sources:
+        to_first = into_first @ np.array(source.matrix, np.float64).reshape(4, 4)
+        centre, right, up = source.arrays["views"][0]
+        views.append([(to_first @ np.append(centre, 1.0))[:3], to_first[:3, :3] @ right, to_first[:3, :3] @ up])
+    more = [source.arrays["pixels"] for source in sources[1:]]
+    arrays = {
+        "pixels": first.arrays["pixels"],
+        "views": np.array(views),
+        "more_pixels": np.concatenate([p.ravel() for p in more]),
+        "more_shapes": np.array([p.shape for p in more], np.int64),
+    }
+    name = " + ".join(source.name for source in sources)
+    return Source(name, "image", first.matrix, first.collections, arrays=arrays)

@@ -6,7 +6,7 @@ import bpy
 
 from ..backend_parts import AUTO_MODEL
 from ..scene import blend
-from ..scene.gather import GatherError, Source, gather_file, gather_object
+from ..scene.gather import GatherError, Source, gather_file, gather_object, join_pictures
 from ..scene.latents import LATENT_KEY
 from ..scene.reconstruct import reconstruct_job, reextract_job
 from ..worker.client import BackendError
@@ -29,6 +29,16 @@ def _check_model(source: Source, model: str) -> None:
             f"'{source.name}' is a {source.kind} input but the model '{model}' reads {info.input_kind} input. "
             "Pick a matching model, or Automatic."
         )
+
+
+def _one_object_from_views(sources: list[Source], model: str) -> list[Source]:
+    """Reference images selected together are views of one object (a blueprint's front, side and top) for a model
+    that reads several; a model that reads one picture reconstructs each on its own."""
+    pictures = [source for source in sources if source.kind == "image" and "views" in source.arrays]
+    info = BACKEND.model_info(model) if model != AUTO_MODEL else None
+    if len(pictures) < 2 or (info is not None and info.architecture != "views"):
+        return sources
+    return [source for source in sources if all(source is not p for p in pictures)] + [join_pictures(pictures)]
 
 
 class OCCNET_OT_reconstruct(bpy.types.Operator):
@@ -74,6 +84,7 @@ class OCCNET_OT_reconstruct(bpy.types.Operator):
             return {"CANCELLED"}
         if problems:
             self.report({"WARNING"}, f"Skipped {len(problems)}: " + " ".join(problems))
+        sources = _one_object_from_views(sources, settings.model)
         jobs = [reconstruct_job(source, settings) for source in sources]
         if not bpy.app.background:
             for job in jobs:

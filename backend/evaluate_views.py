@@ -1,0 +1,119 @@
+"""Scoring the views model (`evaluate --views`): the held-out shapes' reference pictures (scripts/render_views.py
+renders them), the baselines a user could get without a network (the visual hull: what the silhouettes alone
+carve; an ellipsoid fitted to one silhouette's width and height), and how well a result's silhouette matches each
+picture it was given."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data.ortho_views import render_view
+from .errors import EmptySurfaceError, OccNetError
+from .inputs.observation import ImageInput
+from .inputs.views import PreparedViews, View, prepare_views
+from .metrics import iou
+from .models.pixel_aligned import CARVE
+from .surface.field import Evaluator
+from .surface.mesh import Mesh
+from .surface.options import ExtractOptions
+from .surface.pipeline import extract_mesh
+
+BASELINES = ("hull", "ellipsoid")
+SILHOUETTE_SAMPLES = 300_000  # surface samples of a result when its silhouette is rendered
+
+
+def stored_pictures(folder: Path, names: list[str]) -> list[tuple[np.ndarray, View]]:
+    """The pictures `names` of a test shape, with their views, as render_views.py wrote them."""
+    index = folder / "views" / "views.json"
+    if not index.is_file():
+        raise OccNetError(
+            f"{folder}: no reference pictures (views/views.json); render them with 'python scripts/render_views.py "
+            f"--data {folder.parent.parent}'."
+        )
+    views = json.loads(index.read_text())
+    if unknown := [n for n in names if n not in views]:
+        raise OccNetError(f"{folder}: no picture {', '.join(unknown)}; it has {', '.join(views)}.")
+    return [(np.asarray(Image.open(folder / "views" / f"{n}.png")), View(**views[n])) for n in names]
+
+
+def as_input(pictures: list[tuple[np.ndarray, View]]) -> ImageInput:
+    (pixels, view), *more = pictures
+    return ImageInput(pixels, view, tuple(more))
+
+
+def baseline_mesh(kind: str, pictures: list[tuple[np.ndarray, View]], size: int, mask_size: int, resolution: int):
+    """The baseline's mesh in the world: `hull` carves the views' box by every silhouette; `ellipsoid` is the
+    ellipsoid in the first view's silhouette box, as deep as the box's shorter side, centred on the picture's
+    plane. None when nothing is left."""
+    prepared = prepare_views(pictures, size, mask_size)
+    field = hull_logits(prepared) if kind == "hull" else ellipsoid_logits(prepared)
+    options = ExtractOptions(resolution=resolution, threshold=0.5, normals=False)
+    try:
+        mesh, _ = extract_mesh(Evaluator(field), options, 0.5)
+    except EmptySurfaceError:
+        return None
+    return mesh.transformed(prepared.frame.as_array(), prepared.frame.scale)
+
+
+def hull_logits(prepared: PreparedViews):
+    """The silhouettes' carving alone, as the views model carves (bilinear masks, CARVE logits)."""
+
+    def logits(points: np.ndarray) -> np.ndarray:
+        inside = np.ones(len(points))
+        for affine, mask in zip(prepared.affines, prepared.masks[:, 0], strict=True):
+            inside = np.minimum(inside, _bilinear(mask, points @ affine[:2, :3].T + affine[:2, 3]))
+        return (CARVE * (2 * inside - 1)).astype(np.float32)
+
+    return logits
+
+
+def ellipsoid_logits(prepared: PreparedViews):
+    """The ellipsoid fitted to the first silhouette's box (semi-axes half its width and height, and half the
+    shorter of those in depth), its logits 0 on its surface."""
+    affine, mask = prepared.affines[0], prepared.masks[0, 0]
+    rows, cols = np.nonzero(mask >= 0.5)
+    m = mask.shape[0]
+    low = np.array([cols.min(), rows.min()]) / m * 2 - 1
+    high = (np.array([cols.max(), rows.max()]) + 1) / m * 2 - 1
+    centre, radii = (low + high) / 2, (high - low) / 2
+    radii = np.append(radii, radii.min())
+
+    def logits(points: np.ndarray) -> np.ndarray:
+        local = points @ affine[:, :3].T + affine[:, 3]
+        local[:, :2] -= centre
+        return (CARVE * (1 - np.sqrt(((local / radii) ** 2).sum(axis=1)))).astype(np.float32)
+
+    return logits
+
+
+def silhouette_iou(mesh: Mesh | None, pictures: list[tuple[np.ndarray, View]]) -> float:
+    """Mean over the pictures of the IoU between each picture's alpha and the result's silhouette rendered in the
+    same view at the same pixels."""
+    if mesh is None or len(mesh.faces) == 0:
+        return 0.0
+    tm = mesh.to_trimesh()
+    points, faces = tm.sample(SILHOUETTE_SAMPLES, return_index=True, seed=0)
+    normals = tm.face_normals[faces]
+    scores = []
+    for pixels, view in pictures:
+        truth = np.asarray(pixels)[:, :, 3] >= 128
+        rendered, _ = render_view(points, normals, view, truth.shape[0])
+        scores.append(iou(rendered[:, :, 3] > 0.5, truth))
+    return float(np.mean(scores))
+
+
+def _bilinear(mask: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """`backend.models.pixel_aligned.bilinear` on one (M, M) mask at grid points (N, 2), in numpy."""
+    m = mask.shape[0]
+    x = np.clip((grid[:, 0] + 1) * m / 2 - 0.5, 0, m - 1)
+    y = np.clip((grid[:, 1] + 1) * m / 2 - 0.5, 0, m - 1)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, m - 1), np.minimum(y0 + 1, m - 1)
+    fx, fy = x - x0, y - y0
+    top = mask[y0, x0] * (1 - fx) + mask[y0, x1] * fx
+    bottom = mask[y1, x0] * (1 - fx) + mask[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy

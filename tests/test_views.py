@@ -1,0 +1,175 @@
+"""Reference images as views (issue 17): pictures placed as Blender's image empties show them, one object matching
+every silhouette, on both engines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from backend.api import interpolate, load_model
+from backend.data.ortho_views import render_view
+from backend.errors import InputError
+from backend.evaluate_views import baseline_mesh, silhouette_iou
+from backend.inputs.observation import ImageInput
+from backend.inputs.views import View, prepare_views
+from backend.metrics import mesh_contains, solid_iou
+from backend.protocol import ProtocolError, ReconstructRequest
+from backend.registry import default_model
+
+PLACE = np.array([2.0, 1.0, 0.5])  # objects stand away from the origin, as in a user's scene
+MODEL_IOU = 0.9  # the issue's floor for a cube and a cylinder from front, side and top
+
+
+def _pictures(mesh: trimesh.Trimesh, names: list[str], size: float = 2.0, pixels: int = 160):
+    """Orthographic renders (RGBA uint8) of a mesh from named views, each picture `size` wide, centred on PLACE."""
+    points, faces = trimesh.sample.sample_surface(mesh, 200_000, seed=0)
+    normals = mesh.face_normals[faces]
+    pictures = []
+    for name in names:
+        axes = View.named(name).axes
+        view = View(tuple(PLACE), tuple(axes[0] * size), tuple(axes[1] * size))
+        rgba, _ = render_view(points, normals, view, pixels)
+        pictures.append(((rgba * 255).round().astype(np.uint8), view))
+    return pictures
+
+
+def _placed(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    mesh = mesh.copy()
+    mesh.apply_translation(PLACE)
+    return mesh
+
+
+def _world_iou(result, truth: trimesh.Trimesh) -> float:
+    return solid_iou((result.vertices, result.faces), (truth.vertices, truth.faces))
+
+
+BOX = _placed(trimesh.creation.box((0.6, 0.3, 0.9)))
+CYLINDER = _placed(trimesh.creation.cylinder(radius=0.3, height=0.8, sections=64))
+L_SHAPE = _placed(
+    trimesh.util.concatenate(
+        [
+            trimesh.creation.box((0.6, 0.3, 0.2), trimesh.transformations.translation_matrix((0.0, 0.0, -0.3))),
+            trimesh.creation.box((0.2, 0.3, 0.6), trimesh.transformations.translation_matrix((-0.2, 0.0, 0.1))),
+        ]
+    )
+)
+
+
+def test_named_views_look_as_blender_shows_them():
+    """Rows: the picture's right, its up, and towards the viewer (Blender's front, right and top views)."""
+    np.testing.assert_allclose(View.named("front").axes, [[1, 0, 0], [0, 0, 1], [0, -1, 0]], atol=1e-12)
+    np.testing.assert_allclose(View.named("side").axes, [[0, 1, 0], [0, 0, 1], [1, 0, 0]], atol=1e-12)
+    np.testing.assert_allclose(View.named("top").axes, [[1, 0, 0], [0, 1, 0], [0, 0, 1]], atol=1e-12)
+    wide = View.named("front", aspect=2.0)
+    assert np.linalg.norm(wide.right) == pytest.approx(1.0) and np.linalg.norm(wide.up) == pytest.approx(0.5)
+    with pytest.raises(InputError, match="Unknown view 'frnt'.*AZ,EL"):
+        View.named("frnt")
+
+
+def test_an_image_empty_is_a_view_of_its_plane():
+    """The picture of an empty turned to face the front, offset and sized as Blender draws it."""
+    matrix = np.eye(4)
+    matrix[:3, :3] = [[1, 0, 0], [0, 0, -1], [0, 1, 0]]  # 90 degrees about X: the picture faces -Y
+    matrix[:3, 3] = (1.0, 2.0, 3.0)
+    view = View.of_matrix(matrix, 2.0, 1.0)
+    np.testing.assert_allclose(view.centre, (1.0, 2.0, 3.0))
+    np.testing.assert_allclose(view.axes, View.named("front").axes, atol=1e-12)
+    corner = View.of_matrix(matrix, 2.0, 1.0, offset=(0.0, 0.0))  # the empty at the picture's lower-left corner
+    np.testing.assert_allclose(corner.centre, (2.0, 2.0, 3.5))
+
+
+def test_three_pictures_frame_the_visual_hull_where_the_object_is():
+    prepared = prepare_views(_pictures(BOX, ["front", "side", "top"]), 64, 128)
+    np.testing.assert_allclose(prepared.frame.as_array(), BOX.bounds.mean(axis=0), atol=0.03)
+    np.testing.assert_allclose(prepared.source["hull_size"], BOX.extents, atol=0.05)
+    assert prepared.images.shape == (3, 4, 64, 64) and prepared.masks.shape == (3, 1, 128, 128)
+
+
+def test_one_picture_is_as_deep_as_it_is_wide_centred_on_its_plane():
+    (pixels, view), *_ = _pictures(BOX, ["front"])
+    prepared = prepare_views([(pixels, view)], 64, 128)
+    assert prepared.frame.center[1] == pytest.approx(PLACE[1], abs=1e-6)  # depth centred on the picture's plane
+    assert prepared.source["hull_size"][1] == pytest.approx(prepared.frame.scale)
+
+
+def test_the_silhouettes_alone_carve_a_box_and_match_every_picture():
+    pictures = _pictures(BOX, ["front", "side", "top"])
+    hull = baseline_mesh("hull", pictures, 64, 128, resolution=128)
+    assert _world_iou(hull, BOX) > 0.95
+    assert silhouette_iou(hull, pictures) > 0.97
+
+
+def test_views_that_disagree_are_refused_with_the_fix():
+    front, side = _pictures(BOX, ["front", "side"])
+    moved = View(tuple(np.asarray(side[1].centre) + (0.0, 0.0, 1.5)), side[1].right, side[1].up)
+    with pytest.raises(InputError, match="share no point.*same place, scale and turn"):
+        prepare_views([front, (side[0], moved)], 64, 128)
+
+
+def test_several_pictures_need_a_view_each():
+    (pixels, view), *_ = _pictures(BOX, ["front"])
+    with pytest.raises(InputError, match="each needs its view"):
+        ImageInput(pixels, None, ((pixels, view),)).pictures()
+
+
+def test_the_protocol_carries_views_with_their_pictures_only():
+    pixels = np.zeros((4, 6, 4), np.uint8)
+    views = np.zeros((2, 3, 3))
+    more = np.zeros((5, 5, 4), np.uint8)
+    request = ReconstructRequest(
+        model="auto", pixels=pixels, views=views, more_pixels=more.ravel(), more_shapes=np.array([more.shape])
+    )
+    assert [p.shape for p in request.pictures()] == [(4, 6, 4), (5, 5, 4)]
+    with pytest.raises(ProtocolError, match="'views' comes only with 'pixels'"):
+        ReconstructRequest(model="auto", points=np.zeros((3, 3), np.float32), views=views[:1])
+    with pytest.raises(ProtocolError, match=r"'views' must be \(2, 3, 3\)"):
+        ReconstructRequest(
+            model="auto", pixels=pixels, views=views[:1], more_pixels=more.ravel(), more_shapes=np.array([more.shape])
+        )
+
+
+# --- the shipped views model ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def views_model():
+    return load_model(default_model("image"), "cpu")
+
+
+@pytest.mark.parametrize("shape", [BOX, CYLINDER], ids=["box", "cylinder"])
+def test_front_side_and_top_pictures_give_the_object_in_its_place(views_model, shape):
+    pictures = _pictures(shape, ["front", "side", "top"])
+    (pixels, view), *more = pictures
+    result = views_model.reconstruct(ImageInput(pixels, view, tuple(more)), resolution=64)
+    assert _world_iou(result.mesh, shape) >= MODEL_IOU
+    assert result.stats["input"]["views"] == 3
+
+
+def test_one_front_picture_gives_its_outline_exactly(views_model):
+    pictures = _pictures(L_SHAPE, ["front"])
+    (pixels, view), *_ = pictures
+    result = views_model.reconstruct(ImageInput(pixels, view), resolution=128)
+    assert silhouette_iou(result.mesh, pictures) >= 0.97
+    inside = mesh_contains(result.mesh.vertices, result.mesh.faces, np.array([PLACE + (0.2, 0.0, 0.1)]))
+    assert not inside[0]  # the L's empty corner stays empty
+
+
+def test_both_engines_give_the_same_mesh(views_model):
+    (pixels, view), *more = _pictures(CYLINDER, ["front", "side"])
+    observation = ImageInput(pixels, view, tuple(more))
+    runtime = load_model(default_model("image"), engine="runtime")
+    a = views_model.reconstruct(observation, resolution=128).mesh
+    b = runtime.reconstruct(observation, resolution=128).mesh
+    assert solid_iou((a.vertices, a.faces), (b.vertices, b.faces)) >= 0.99
+
+
+def test_blending_two_view_results_reproduces_its_ends(views_model):
+    a = views_model.encode(ImageInput(*_pictures(BOX, ["front"])[0]))
+    b = views_model.encode(ImageInput(*_pictures(CYLINDER, ["front"])[0]))
+    ends = [views_model.extract(x, resolution=64).mesh for x in (a, b)]
+    for t, end in ((0.0, ends[0]), (1.0, ends[1])):
+        blended = views_model.extract(interpolate(a, b, t), resolution=64).mesh
+        assert solid_iou((blended.vertices, blended.faces), (end.vertices, end.faces)) >= 0.95
+    middle = views_model.extract(interpolate(a, b, 0.5), resolution=64).mesh
+    assert 0.05 < solid_iou((middle.vertices, middle.faces), (ends[0].vertices, ends[0].faces)) < 0.99
