@@ -17,6 +17,8 @@ from stock_blender import blender_ext, run_in_stock_blender
 
 import backend
 import build
+from backend.inputs.observation import ImageInput
+from backend.inputs.views import View
 from backend.metrics import solid_iou
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,6 +198,7 @@ def test_stock_blender_reconstructs_blends_and_cancels_on_the_bundled_runtime(ex
     disc = ((yy - 48) ** 2 + (xx - 60) ** 2 < 900).astype(np.uint8)
     pixels = np.dstack([np.full((96, 128, 3), 180, np.uint8), 255 * disc])
     Image.fromarray(pixels).save(tmp_path / "picture.png")
+    top_view = ImageInput(pixels, View.named("top", aspect=128 / 96))  # an unturned empty: seen from above
     report = run_in_stock_blender(STOCK_BLENDER_SESSION, [str(extension_zip), str(tmp_path)], tmp_path)
     print(f"\nfirst Reconstruct in a fresh stock Blender, install included: {report['first_click_seconds']:.1f} s")
     assert report["engine"] == "runtime" and report["panel"] == "Ready: Built-in CPU runtime"
@@ -206,10 +209,10 @@ def test_stock_blender_reconstructs_blends_and_cancels_on_the_bundled_runtime(ex
     def mesh(name):
         return results[name + "_vertices"].astype(np.float64), results[name + "_faces"]
 
-    # The same meshes as the PyTorch backend's, in the source's place (the image result: at the empty, upright).
+    # The same meshes as the PyTorch backend's, in the source's place (the image result: in the empty's frame).
     expected = {
         "scan": load_model(default_model("pointcloud"), "cpu").reconstruct(scan, resolution=64).mesh,
-        "picture": load_model(default_model("image"), "cpu").reconstruct(pixels, resolution=64).mesh,
+        "picture": load_model(default_model("image"), "cpu").reconstruct(top_view, resolution=64).mesh,
     }
     for name, place in (("scan", np.diag([1.0, 1, 1, 1])), ("picture", np.diag([2.0, 2, 2, 1]))):
         place[:3, 3] = {"scan": (2.0, -1.0, 0.5), "picture": (0.0, 3.0, 1.0)}[name]

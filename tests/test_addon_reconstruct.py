@@ -10,12 +10,14 @@ import time
 import bpy
 import numpy as np
 import pytest
+import trimesh
 from blender_scenes import (
     held_out,
     image_empty,
     image_empty_of,
     is_closed,
     link,
+    other_iou,
     scan_of,
     select,
     vertex_cloud,
@@ -25,12 +27,16 @@ from blender_scenes import (
 from mathutils import Euler, Matrix, Vector
 from PIL import Image
 
+from backend.data.ortho_views import render_view
 from backend.data.procedural import shape_mesh
+from backend.inputs.views import View
+from backend.metrics import solid_iou
 
 # Held-out sofa, 3,000 noisy points, resolution 64: the default model scores 0.81 outside Blender. (Its weak spot
 # is thin-walled open containers such as the mugs, 0.37: docs/MODELS.md.)
 POINTCLOUD_IOU = 0.72
-IMAGE_IOU = 0.5  # held-out mug, one 128 px render; the image model's test mean is 0.67
+IMAGE_IOU = 0.5  # held-out mug, one 128 px render; onet-image's test mean inside its 12 families is 0.67
+VIEWS_IOU = 0.9  # a box from front, side and top reference images (issue 17's floor)
 MUG = ("mug", 0)
 SOFA = ("sofa", 6)
 
@@ -89,12 +95,14 @@ def test_mesh_with_faces_is_sampled_on_its_surface(blender):
     assert score > POINTCLOUD_IOU, score
 
 
-def test_image_empty_reconstructs_upright_at_its_place(blender, tmp_path):
+def test_a_one_picture_model_reconstructs_upright_at_the_empty(blender, tmp_path):
+    """onet-image (one global code, upright objects of its 12 families) ignores the empty's turn."""
     shape = held_out(*MUG)
     empty = image_empty("photo", shape, tmp_path, size=2.0)
     empty.location, empty.rotation_euler = (0.0, 4.0, 1.0), (1.5708, 0.0, 0.3)
     bpy.context.view_layer.update()
     select(empty)
+    bpy.context.scene.occnet.model = "onet-image"
     assert bpy.ops.occnet.reconstruct() == {"FINISHED"}
     result = bpy.data.objects["photo.occnet"]
     assert result.occnet.model == "onet-image"
@@ -120,8 +128,34 @@ def test_a_photo_without_alpha_is_masked_by_its_backdrop_and_says_so(blender, tm
     result = bpy.data.objects["photo_rgb.occnet"]
     assert "No alpha channel" in result.occnet.input_summary and "covers" in result.occnet.input_summary
     assert "alpha channel keeps" in bpy.data.objects["cutout.occnet"].occnet.input_summary
-    placement = np.array(Matrix.Scale(2.0, 4))
-    assert world_iou(result, shape, placement) > IMAGE_IOU
+    assert other_iou(result, bpy.data.objects["cutout.occnet"]) > 0.9
+
+
+def test_front_side_and_top_image_empties_become_one_object_in_place(blender, tmp_path):
+    """A blueprint: reference images of a box, each as Add > Image > Reference places it in Blender's front, right
+    and top views (behind the object), selected together: one object that fits every silhouette, where the box is."""
+    place = np.array([2.0, 1.0, 0.5])
+    box = trimesh.creation.box((0.6, 0.3, 0.9))
+    box.apply_translation(place)
+    points, faces = trimesh.sample.sample_surface(box, 200_000, seed=0)
+    empties = []
+    for name, rotation in (("front", (90, 0, 0)), ("side", (90, 0, 90)), ("top", (0, 0, 0))):
+        axes = View.named(name).axes
+        rgba, _ = render_view(
+            points, box.face_normals[faces], View(tuple(place), *(tuple(a * 2.0) for a in axes[:2])), 160
+        )
+        Image.fromarray((rgba * 255).round().astype(np.uint8)).save(tmp_path / f"{name}.png")
+        empty = image_empty_of(name, tmp_path / f"{name}.png", size=2.0)
+        empty.location = tuple(place - 1.5 * axes[2])  # behind the object, seen from the view's side
+        empty.rotation_euler = tuple(np.radians(rotation))
+        empties.append(empty)
+    select(*empties)
+    before = set(bpy.data.objects.keys())
+    assert bpy.ops.occnet.reconstruct() == {"FINISHED"}
+    (name,) = set(bpy.data.objects.keys()) - before
+    result = bpy.data.objects[name]
+    assert "3 reference images" in result.occnet.input_summary
+    assert solid_iou(world_mesh(result), (box.vertices, box.faces)) >= VIEWS_IOU
 
 
 def test_image_file_path_lands_at_the_cursor(blender, tmp_path):
