@@ -4,7 +4,9 @@ carries, the input file types, the atomic writing of outputs and the colour tran
 try:  # inside the installed extension, backend/ is a sibling package
     from ..backend import protocol
     from ..backend.colors import neighbour_colors
+    from ..backend.errors import InputError
     from ..backend.formats import LATENT_MARKER, SUPPORTED, input_kind, read_ply_header
+    from ..backend.inputs.views import View
     from ..backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
     from ..backend.registry import MODELS_PATH_ENV
     from ..backend.surface.options import (
@@ -17,7 +19,9 @@ try:  # inside the installed extension, backend/ is a sibling package
 except ImportError:  # a source checkout, where both halves are top-level packages
     from backend import protocol
     from backend.colors import neighbour_colors
+    from backend.errors import InputError
     from backend.formats import LATENT_MARKER, SUPPORTED, input_kind, read_ply_header
+    from backend.inputs.views import View
     from backend.outputs import atomic_write, is_partial, same_file, terminate_as_interrupt
     from backend.registry import MODELS_PATH_ENV
     from backend.surface.options import (
@@ -54,6 +58,8 @@ read_message = protocol.read_message
 write_message = protocol.write_message
 
 __all__ = [
+    "InputError",
+    "View",
     "AUTO_MODEL",
     "DEFAULT_RESOLUTION",
     "ExtractOptions",

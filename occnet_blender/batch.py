@@ -2,6 +2,7 @@
 
     blender --background --python occnet_blender/batch.py -- --input scans/ photo.png --out meshes/
     python occnet_blender/batch.py -- --input scans/ --out meshes/        (bpy installed as a module)
+    ... -- --input front.png side.png top.png --view front side top --out meshes/   (views of one object)
 
 Each input (point clouds, meshes, images, saved latents; folders expand) becomes a mesh file in --out (named by
 output_names) and, with --save-blend, an object in a .blend that holds the results and nothing else, each with its
@@ -31,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: the folder above holds occnet_
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
+from mathutils import Matrix  # noqa: E402
 
 from occnet_blender.backend_parts import (  # noqa: E402
     AUTO_MODEL,
@@ -40,8 +42,11 @@ from occnet_blender.backend_parts import (  # noqa: E402
     RESOLUTIONS,
     SUPPORTED,
     ExtractOptions,
+    InputError,
     OptionsError,
+    View,
     atomic_write,
+    input_kind,
     is_partial,
     same_file,
     terminate_as_interrupt,
@@ -68,6 +73,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="occnet_blender/batch.py", description=__doc__.splitlines()[0])
     parser.add_argument("--input", nargs="+", default=[], type=Path, help="files or folders to reconstruct")
     parser.add_argument("--out", required=True, type=Path, help="folder for the meshes")
+    parser.add_argument(
+        "--view",
+        nargs="+",
+        metavar="VIEW",
+        help="the --input images are views of one object, one view each (front, side, top, back, left, bottom or "
+        "AZ,EL in degrees): placed as reference images are in those views, centred, at one scale (a pixel is the "
+        "same size in each); one mesh, named after the first image",
+    )
     parser.add_argument("--model", default=AUTO_MODEL, help="model name or .safetensors path (default: by input)")
     parser.add_argument(
         "--resolution",
@@ -101,6 +114,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("give --input and/or --interpolate A B")
     if args.steps < 2:
         parser.error("--steps must be at least 2")
+    if args.view:
+        if len(args.view) != len(args.input) or any(p.is_dir() or input_kind(p) != "image" for p in args.input):
+            parser.error(f"--view: give one image file per view ({len(args.input)} inputs, {len(args.view)} views)")
+        for name in args.view:
+            try:
+                View.named(name)
+            except InputError as exc:
+                parser.error(f"--view: {exc}")
     if args.save_blend and args.save_blend.suffix.lower() != ".blend":
         name = args.save_blend
         parser.error(f"--save-blend {name}: Blender files end in .blend; name it {name.stem}.blend")
@@ -240,6 +261,35 @@ def reconstruct(path: Path, model: str) -> bpy.types.Object:
     return addon.worker.jobs.JOBS.run_now(addon.scene.reconstruct.reconstruct_job(source, settings, model))
 
 
+def reconstruct_views(paths: list[Path], views: list[str], model: str) -> bpy.types.Object:
+    """Images of one object, each placed as Add > Image > Reference places a picture in its view (centred on the
+    origin, the first's longer side one unit, every pixel that size), then reconstructed together as the panel
+    does for image empties selected together; the empties are removed again."""
+    empties, unit = [], None
+    for path, name in zip(paths, views, strict=True):
+        image = bpy.data.images.load(str(path.resolve()))
+        unit = unit or 1.0 / max(image.size)
+        empty = bpy.data.objects.new(path.stem, None)
+        empty.empty_display_type, empty.data = "IMAGE", image
+        empty.empty_display_size = max(image.size) * unit
+        rotation = Matrix(View.named(name).axes.T.tolist()).to_4x4()  # columns: right, up, towards the viewer
+        empty.matrix_world = rotation
+        bpy.context.scene.collection.objects.link(empty)
+        empties.append(empty)
+    try:
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        gather = addon.scene.gather
+        source = gather.join_pictures([gather.gather_object(empty, depsgraph) for empty in empties])
+        source.name = paths[0].stem
+        settings = bpy.context.scene.occnet
+        return addon.worker.jobs.JOBS.run_now(addon.scene.reconstruct.reconstruct_job(source, settings, model))
+    finally:
+        for empty in empties:
+            image = empty.data
+            bpy.data.objects.remove(empty)
+            bpy.data.images.remove(image)
+
+
 def read_latent(path: Path):
     """A saved latent's (frame, code), or None when the file is not one (a damaged .npz is left to the worker,
     whose message says what is wrong with it). numpy only: the add-on never imports the backend's readers."""
@@ -345,10 +395,18 @@ def main(argv: list[str]) -> int:
         read = f"; {obj.occnet.input_summary}" if obj.occnet.input_summary else ""
         return f"{target} ({len(obj.data.vertices)} vertices, {len(obj.data.polygons)} faces, {obj.occnet.model}{read})"
 
+    def views_one(paths: list[Path]):
+        obj = reconstruct_views(paths, args.view, model)
+        target = targets[paths[0]]
+        export(obj, target)
+        return f"{target} ({len(obj.data.vertices)} vertices, {obj.occnet.model}; {obj.occnet.input_summary})"
+
     interrupted = False
     try:
         with terminate_as_interrupt():  # Ctrl-C or a pipeline's SIGTERM: no temporary file stays behind
-            for path in inputs:
+            if args.view:
+                attempt(" + ".join(map(str, inputs)), lambda: views_one(inputs))
+            for path in [] if args.view else inputs:
                 attempt(str(path), lambda path=path: one(path))
             if args.interpolate:
                 steps = [targets[step] for step in range(args.steps)]

@@ -273,3 +273,30 @@ sys.path.insert(0, ".")
 from occnet_blender import batch
 print(*[p.name for p in batch.expand([Path(sys.argv[1])])])
 """
+
+
+def test_batch_reconstructs_a_blueprint_of_views_as_one_object(tmp_path):
+    """Front, side and top pictures of a box given with --view: one mesh where the pictures place it (centred on
+    the origin, the first picture's longer side one unit), and a view name the batch cannot read is refused."""
+    from PIL import Image
+
+    from backend.data.ortho_views import render_view
+    from backend.inputs.views import View
+    from backend.metrics import solid_iou
+
+    box = trimesh.creation.box((0.3, 0.15, 0.45))
+    points, faces = trimesh.sample.sample_surface(box, 200_000, seed=0)
+    paths = []
+    for name in ("front", "side", "top"):
+        axes = View.named(name).axes
+        rgba, _ = render_view(points, box.face_normals[faces], View((0, 0, 0), tuple(axes[0]), tuple(axes[1])), 128)
+        paths.append(tmp_path / f"box_{name}.png")
+        Image.fromarray((rgba * 255).round().astype(np.uint8)).save(paths[-1])
+    out = tmp_path / "out"
+    done = _batch("--input", *map(str, paths), "--view", "front", "side", "top", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 reference images" in done.stdout
+    mesh = trimesh.load(out / "box_front.obj", force="mesh")
+    assert solid_iou((mesh.vertices, mesh.faces), (box.vertices, box.faces)) >= 0.85
+    refused = _batch("--input", *map(str, paths), "--view", "front", "side", "sky", "--out", str(out))
+    assert refused.returncode == 2 and "Unknown view 'sky'" in refused.stderr

@@ -262,6 +262,8 @@ def _model_files_in(*folders: str) -> list[str]:
 def _describe(model: ModelInfo) -> str:
     if model.architecture == "attention":
         latent = "feature planes plus features on every input point"
+    elif model.architecture == "views":
+        latent = "a feature map and silhouette per picture; select several reference images for one object"
     else:
         latent = " x ".join(str(n) for n in model.latent_shape)
     text = f"Reads {model.input_kind} input, {model.size_mb:.1f} MB, latent {latent}"
