@@ -3,15 +3,15 @@ picture and its meshes' statistics go to docs/ (the README's picture; tests/test
 statistics are what the demo writes, so a stale picture fails the tests).
 
 Inputs: a 10,000-point noisy scan of a real mesh of the held-out split (dm-control's dog skull, in its file's own
-place and orientation; docs/demo/dog_skull_scan.ply), two scans of held-out procedural shapes for a blend, and a
-photo-like render. It runs the add-on's headless batch on them (meshes and out/demo.blend, with a keyframed
-chair-to-sofa blend) and renders the meshes with Blender's Workbench.
+place and orientation; docs/demo/dog_skull_scan.ply), two scans of held-out procedural shapes for a blend, and
+front, side and top reference pictures of another held-out real mesh (docs/demo/part_*.png, rendered by
+scripts/render_views.py). It runs the add-on's headless batch on them (meshes and out/demo.blend, with a keyframed
+chair-to-sofa blend; the pictures with --view, as one object) and renders the meshes with Blender's Workbench.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -19,16 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # occnet_blender/, for the render in bpy
 
 from backend.data.procedural import canonical_shape, shape_id, shape_mesh, surface_samples  # noqa: E402
-from backend.data.render import render  # noqa: E402
 
 OUT = Path("out")
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 REAL_SCAN = DOCS / "demo" / "dog_skull_scan.ply"
+VIEWS = ("front", "side", "top")  # the reference pictures' views, as docs/demo/part_<view>.png
 SCAN_OFFSET = np.array([0.0, 0.0, 0.6])
 SCAN_SCALE = 1.2
 
@@ -39,7 +38,7 @@ def batch(*args: str) -> None:
     subprocess.run([sys.executable, "occnet_blender/batch.py", "--", *args], check=True)
 
 
-def make_inputs(out: Path = OUT) -> tuple[Path, Path, Path, Path]:
+def make_inputs(out: Path = OUT) -> tuple[Path, Path, Path, list[Path]]:
     """Shapes from the test splits: the shipped models never saw them."""
     inputs = out / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
@@ -53,9 +52,15 @@ def make_inputs(out: Path = OUT) -> tuple[Path, Path, Path, Path]:
     sofa = canonical_shape("sofa", int(shape_id("test", 5)))
     sofa_cloud, _ = surface_samples(sofa, shape_mesh(sofa), 3000, rng)
     np.save(inputs / "sofa_scan.npy", sofa_cloud + rng.normal(scale=0.005, size=sofa_cloud.shape))
-    lamp = canonical_shape("lamp", int(shape_id("test", 2)))
-    Image.fromarray(render(lamp, math.radians(30), math.radians(20), 256), "RGBA").save(inputs / "lamp_photo.png")
-    return skull, inputs / "chair_scan.xyz", inputs / "sofa_scan.npy", inputs / "lamp_photo.png"
+    pictures = []
+    for view in VIEWS:
+        pictures.append(inputs / f"part_{view}.png")
+        pictures[-1].write_bytes((DOCS / "demo" / pictures[-1].name).read_bytes())
+    return skull, inputs / "chair_scan.xyz", inputs / "sofa_scan.npy", pictures
+
+
+def reference_batch(pictures: list[Path], out: Path) -> None:
+    batch("--input", *map(str, pictures), "--view", *VIEWS, "--out", str(out))
 
 
 def mesh_stats(out: Path) -> dict[str, dict]:
@@ -74,15 +79,16 @@ def mesh_stats(out: Path) -> dict[str, dict]:
 
 
 def main() -> int:
-    skull, chair, sofa, lamp = make_inputs()
+    skull, chair, sofa, pictures = make_inputs()
     batch(
-        "--input", str(skull), str(lamp),
+        "--input", str(skull),
         "--interpolate", str(chair), str(sofa), "--steps", "5",
         "--out", str(OUT), "--save-blend", str(OUT / "demo.blend"),
     )  # fmt: skip
+    reference_batch(pictures, OUT)
     from render_demo import render_picture
 
-    render_picture(OUT, skull, chair, lamp)
+    render_picture(OUT, skull, chair, pictures)
     (OUT / "demo.json").write_text(json.dumps(mesh_stats(OUT), indent=1) + "\n")
     for name in ("demo.png", "demo.json"):
         shutil.copyfile(OUT / name, DOCS / name)

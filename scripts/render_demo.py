@@ -1,4 +1,5 @@
-"""The README picture: a real scan and a photo beside their reconstructions, and a chair-to-sofa blend."""
+"""The README picture: a real scan and three reference pictures beside their reconstructions, and a chair-to-sofa
+blend."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import bpy
 import numpy as np
 import trimesh
 from mathutils import Matrix
+from PIL import Image
 
 from occnet_blender.scene.meshes import flat_matrix, new_mesh_object
 
@@ -40,7 +42,29 @@ def _points_as_dots(points: np.ndarray, size: float) -> tuple[np.ndarray, np.nda
     return vertices, faces
 
 
-def render_picture(out: Path, scan: Path, blend_from: Path, photo: Path) -> None:
+def _picture_plane(path: Path, location, size: float) -> None:
+    """The picture on a square facing the camera, on white where it is transparent (Workbench draws the texture's
+    colour alone)."""
+    rgba = np.asarray(Image.open(path).convert("RGBA"), np.float64)
+    alpha = rgba[:, :, 3:] / 255.0
+    shown = path.with_name(f"{path.stem}_on_white.png")
+    Image.fromarray((rgba[:, :, :3] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)).save(shown)
+    image = bpy.data.images.load(str(shown.resolve()))
+    plane_mesh = bpy.data.meshes.new(path.stem)
+    h = size / 2
+    plane_mesh.from_pydata([(-h, 0, -h), (h, 0, -h), (h, 0, h), (-h, 0, h)], [], [(0, 1, 2, 3)])
+    plane_mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
+    material = bpy.data.materials.new(path.stem)
+    material.use_nodes = True
+    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    plane = bpy.data.objects.new(path.stem, plane_mesh)
+    plane.data.materials.append(material)
+    plane.location = location
+    bpy.context.scene.collection.objects.link(plane)
+
+
+def render_picture(out: Path, scan: Path, blend_from: Path, pictures: list[Path]) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     cloud = np.asarray(_load(scan).vertices)
@@ -54,20 +78,10 @@ def render_picture(out: Path, scan: Path, blend_from: Path, photo: Path) -> None
     for i, path in enumerate(sorted(out.glob(f"{blend_from.stem}_to_*.obj"))):
         v, f = _load_obj(path)
         _mesh_object(f"blend{i}", v, f, (0.3 + i * 1.05, 0, 0))
-    v, f = _load_obj(out / f"{photo.stem}.obj")
-    _mesh_object("lamp.occnet", v, f, (6.3, 0, 0))
-    image = bpy.data.images.load(str(photo.resolve()))
-    plane_mesh = bpy.data.meshes.new("photo")
-    plane_mesh.from_pydata([(-0.5, 0, -0.5), (0.5, 0, -0.5), (0.5, 0, 0.5), (-0.5, 0, 0.5)], [], [(0, 1, 2, 3)])
-    plane_mesh.uv_layers.new().data.foreach_set("uv", [0, 0, 1, 0, 1, 1, 0, 1])
-    material = bpy.data.materials.new("photo")
-    material.use_nodes = True
-    texture = material.node_tree.nodes.new("ShaderNodeTexImage")
-    texture.image = image
-    plane = bpy.data.objects.new("photo", plane_mesh)
-    plane.data.materials.append(material)
-    plane.location = (5.2, 0, 0.5)
-    scene.collection.objects.link(plane)
+    v, f = _load_obj(out / f"{pictures[0].stem}.obj")
+    _mesh_object("part.occnet", v / float(np.ptp(v, axis=0).max()), f, (6.3, 0, 0))  # shown 1 unit tall or wide
+    for i, path in enumerate(pictures):  # front, side and top, one above the other
+        _picture_plane(path, (5.3, 0, 1.45 - 0.5 * i), 0.46)
 
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
     camera.data.type = "ORTHO"

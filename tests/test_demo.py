@@ -25,12 +25,13 @@ def _assert_same(name: str, now: dict) -> None:
     np.testing.assert_allclose(now["bounds"], then["bounds"], atol=0.02 * size, err_msg=name)
 
 
-def test_the_pictures_scan_and_photo_results_are_what_the_demo_writes_now(tmp_path, monkeypatch):
+def test_the_pictures_scan_and_reference_image_results_are_what_the_demo_writes_now(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
-    skull, _, _, lamp = demo.make_inputs(tmp_path)
-    demo.batch("--input", str(skull), str(lamp), "--out", str(tmp_path))
+    skull, _, _, pictures = demo.make_inputs(tmp_path)
+    demo.batch("--input", str(skull), "--out", str(tmp_path))
+    demo.reference_batch(pictures, tmp_path)
     now = demo.mesh_stats(tmp_path)
-    assert set(now) == {skull.stem, lamp.stem}
+    assert set(now) == {skull.stem, pictures[0].stem}
     for name, stats in now.items():
         _assert_same(name, stats)
 
