@@ -346,6 +346,9 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+BESIDE = ("poisson", "hull", "ellipsoid")  # baselines whose scores a labelled evaluation keeps beside the model's
+
+
 def _score_line(key: str, value) -> str:
     """'val_iou 0.81', or for a labelled evaluation 'real_3000: IoU 0.801 (Poisson 0.790), Chamfer-L1 ..., F@1% ...'."""
     if not isinstance(value, dict):
@@ -353,8 +356,8 @@ def _score_line(key: str, value) -> str:
     parts = []
     for metric, name in (("iou", "IoU"), ("chamfer_l1", "Chamfer-L1"), ("fscore", "F@1%")):
         if metric in value:
-            poisson = f" (Poisson {value[f'poisson_{metric}']})" if f"poisson_{metric}" in value else ""
-            parts.append(f"{name} {value[metric]}{poisson}")
+            beside = [f"{b.capitalize()} {value[f'{b}_{metric}']}" for b in BESIDE if f"{b}_{metric}" in value]
+            parts.append(f"{name} {value[metric]}" + (f" ({', '.join(beside)})" if beside else ""))
     return f"{key}: {', '.join(parts)} on {value.get('shapes', '?')} shapes"
 
 

@@ -142,10 +142,10 @@ def rotate_shape(shape: dict, degrees: float) -> dict:
 
 
 def model_input(model: Model, folder: Path, shape: dict, args: argparse.Namespace, seed: int):
-    if model.config.architecture == "views":
-        if not args.views:
-            raise OccNetError("A views model is scored on reference pictures: name them with --views (front,side,top).")
+    if model.config.input_kind == "image" and args.views:
         return as_input(stored_pictures(folder, args.views.split(",")))
+    if model.config.architecture == "views":
+        raise OccNetError("A views model is scored on reference pictures: name them with --views (front,side,top).")
     if model.config.input_kind == "image":
         views = sorted((folder / "img").glob("*.png"))
         if not 0 <= args.view < len(views):
@@ -202,7 +202,7 @@ def evaluate(args: argparse.Namespace) -> int:
         if baseline is not None and model.config.input_kind == "pointcloud":
             cloud = observation.points if isinstance(observation, PointCloudInput) else observation
             row["poisson"] = score_mesh(baseline(cloud), shape)
-        if model.config.architecture == "views":
+        if args.views and model.config.input_kind == "image":
             pictures = observation.pictures()
             row["silhouette_iou"] = silhouette_iou(mesh, pictures)
             if args.baseline in BASELINES:
@@ -258,10 +258,12 @@ def store_summary(
     evaluation = dict(network.config.evaluation)
     if label:
         summary = {k: round(v, 4) for k, v in results["mean"].items()}
-        if "poisson" in results:
-            summary.update({f"poisson_{k}": round(v, 4) for k, v in results["poisson"]["mean"].items()})
+        for key in ("poisson", "baseline"):
+            if key in results:
+                name = results[key].get("name", key)
+                summary.update({f"{name}_{k}": round(v, 4) for k, v in results[key]["mean"].items()})
         summary.update({"shapes": results["shapes"], "split": f"{results['data']}:{results['split']}"})
-        for key in ("points", "partial", "rotate_x", "with_normals"):
+        for key in ("points", "partial", "rotate_x", "with_normals", "views", "silhouette_iou"):
             if results.get(key):
                 summary[key] = results[key]
         evaluation[label] = summary
