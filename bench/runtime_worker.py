@@ -1,6 +1,7 @@
 """Reconstruct through the two workers, as the add-on does: the built-in CPU runtime's (ONNX Runtime) against
 the PyTorch worker's, each a real process driven by the add-on's client, on the same inputs: a scan of a torus
-for each shipped point-cloud model, a picture for the image model.
+for each shipped point-cloud model, a picture for the image models, and for the views model also front, side
+and top pictures of a box (one object).
 
     python bench/runtime_worker.py [--resolution 128] [--repeat 3] [--threads N]
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import trimesh
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,20 +29,41 @@ sys.path.insert(0, str(ROOT))  # this checkout's backend and add-on, whatever is
 from extract import torus_scan  # noqa: E402
 from hardware import describe  # noqa: E402
 
+from backend.data.ortho_views import render_view  # noqa: E402
+from backend.inputs.views import View  # noqa: E402
 from backend.metrics import solid_iou  # noqa: E402
 from backend.protocol import ReconstructRequest  # noqa: E402
 from backend.surface.options import ExtractOptions  # noqa: E402
 from occnet_blender.worker.client import BackendClient  # noqa: E402
 
-MODELS = ("attention-pointcloud", "triplane-pointcloud", "onet-pointcloud", "onet-image")
+MODELS = ("attention-pointcloud", "triplane-pointcloud", "onet-pointcloud", "onet-image", "views-image")
 
 
 def inputs() -> dict[str, dict[str, np.ndarray]]:
-    """The request's array per input kind: a scan in world units, a picture with a transparent background."""
+    """The request's arrays per input: a scan in world units, a picture with a transparent background (seen from
+    above, as an unturned image empty shows it), three 128 px pictures of a box."""
     yy, xx = np.mgrid[:96, :128]
     disc = ((yy - 48) ** 2 + (xx - 60) ** 2 < 900).astype(np.uint8)
     pixels = np.dstack([np.full((96, 128, 3), 180, np.uint8), 255 * disc])
-    return {"pointcloud": {"points": torus_scan(3000).astype(np.float32)}, "image": {"pixels": pixels}}
+    top = View.named("top", aspect=128 / 96)
+    box = trimesh.creation.box((0.6, 0.3, 0.9))
+    points, faces = trimesh.sample.sample_surface(box, 200_000, seed=0)
+    pictures, views = [], []
+    for name in ("front", "side", "top"):
+        view = View.named(name)
+        rgba, _ = render_view(points, box.face_normals[faces], view, 128)
+        pictures.append((rgba * 255).round().astype(np.uint8))
+        views.append([view.centre, view.right, view.up])
+    return {
+        "pointcloud": {"points": torus_scan(3000).astype(np.float32)},
+        "image": {"pixels": pixels, "views": np.array([[top.centre, top.right, top.up]])},
+        "3 views": {
+            "pixels": pictures[0],
+            "views": np.array(views),
+            "more_pixels": np.concatenate([p.ravel() for p in pictures[1:]]),
+            "more_shapes": np.array([p.shape for p in pictures[1:]]),
+        },
+    }
 
 
 def main() -> None:
@@ -52,8 +75,8 @@ def main() -> None:
     env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
     arrays = inputs()
     print(describe(torch.device("cpu")), f"(this process; OMP_NUM_THREADS {env.get('OMP_NUM_THREADS', 'unset')})")
-    for model in MODELS:
-        kind = "image" if model.endswith("-image") else "pointcloud"
+    cases = [(m, m, "image" if m.endswith("-image") else "pointcloud") for m in MODELS]
+    for label, model, kind in [*cases, ("views-image, 3 views", "views-image", "3 views")]:
         request = ReconstructRequest(
             model=model, **arrays[kind], options=ExtractOptions(resolution=args.resolution, normals=False)
         )
@@ -71,12 +94,12 @@ def main() -> None:
             finally:
                 client.close()
             stages = ", ".join(f"{k} {v:.2f}" for k, v in reply.stats["seconds"].items())
-            print(f"{model} at {args.resolution}, {engine:7s}: {best:.2f} s ({stages}), {len(reply.faces)} faces")
+            print(f"{label} at {args.resolution}, {engine:7s}: {best:.2f} s ({stages}), {len(reply.faces)} faces")
             meshes[engine], seconds[engine] = reply, best
         a, b = meshes.values()
         same = solid_iou((a.vertices, a.faces), (b.vertices, b.faces), 200_000)
         ratio = seconds["runtime"] / seconds["torch"]
-        print(f"{model} at {args.resolution}: runtime / torch time {ratio:.2f}, IoU runtime vs torch {same:.4f}")
+        print(f"{label} at {args.resolution}: runtime / torch time {ratio:.2f}, IoU runtime vs torch {same:.4f}")
 
 
 if __name__ == "__main__":
