@@ -141,8 +141,8 @@ def fit_square(color: np.ndarray, size: int, background: float, mean: float, std
     color = _pad_square(color, background)
     factor = color.shape[0] // (2 * size)
     if factor > 1:  # box averages first: anti-aliased resizing straight from megapixels takes seconds
-        color = _box_mean(color, factor, background)
-    color = _resize(color, size)
+        color = box_mean(color, factor, background)
+    color = resize_square(color, size)
     return np.ascontiguousarray(((color - mean) / std).transpose(2, 0, 1))
 
 
@@ -163,7 +163,7 @@ def _pad_square(color: np.ndarray, background: float) -> np.ndarray:
     )
 
 
-def _box_mean(color: np.ndarray, factor: int, background: float) -> np.ndarray:
+def box_mean(color: np.ndarray, factor: int, background: float) -> np.ndarray:
     """Means of factor x factor blocks, the image first padded at its far sides with the background to whole
     blocks (scikit-image's downscale_local_mean)."""
     h, w = color.shape[:2]
@@ -172,7 +172,7 @@ def _box_mean(color: np.ndarray, factor: int, background: float) -> np.ndarray:
     return blocks.mean(axis=(1, 3), dtype=np.float64).astype(color.dtype)
 
 
-def _resize(color: np.ndarray, size: int) -> np.ndarray:
+def resize_square(color: np.ndarray, size: int) -> np.ndarray:
     """A square (S, S, C) image to (size, size, C) float32, as scikit-image's resize with anti-aliasing and
     bilinear interpolation does it: when shrinking, a Gaussian of sigma (S / size - 1) / 2 first; samples at
     pixel centres, (i + 0.5) * S / size - 0.5; borders mirrored about the edge pixels."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..surface.frame import Frame
-from .image import CROP_MARGIN, _box_mean, _resize, object_mask, to_rgb_and_alpha
+from .image import CROP_MARGIN, box_mean, object_mask, resize_square, to_rgb_and_alpha
 
 HULL_GRID = 48  # the visual hull's box is found on a grid this fine across the region the views allow
 NAMED_VIEWS = {"front": (0.0, 0.0), "back": (180.0, 0.0), "side": (90.0, 0.0), "right": (90.0, 0.0),
@@ -185,8 +185,8 @@ def _shrink(square: np.ndarray, size: int) -> np.ndarray:
     """A square (N, N, K) picture at (size, size, K), anti-aliased as `backend.inputs.image` resizes."""
     factor = square.shape[0] // (2 * size)
     if factor > 1:
-        square = _box_mean(square, factor, 0.0)
-    return _resize(square, size)
+        square = box_mean(square, factor, 0.0)
+    return resize_square(square, size)
 
 
 def hull_box(affines: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
