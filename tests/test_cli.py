@@ -350,3 +350,32 @@ def test_a_coloured_ply_scan_gives_a_coloured_mesh(tiny_model, tmp_path):
     got = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(float)
     nearest = colors[cKDTree(cloud).query(mesh.vertices)[1]]
     assert np.abs(got - nearest).mean() < 6 and np.percentile(np.abs(got - nearest), 95) < 20
+
+
+def test_reference_pictures_with_their_views_become_one_object(tmp_path, capsys):
+    """A blueprint from the command line: front, side and top pictures of a box, one --view each; a count that
+    does not match, or a view given to a scan, is one line naming the fix."""
+    from PIL import Image
+
+    from backend.data.ortho_views import render_view
+    from backend.inputs.views import View
+    from backend.metrics import solid_iou
+
+    box = trimesh.creation.box((0.3, 0.15, 0.45))
+    points, faces = trimesh.sample.sample_surface(box, 200_000, seed=0)
+    names = []
+    for name in ("front", "side", "top"):
+        axes = View.named(name).axes
+        rgba, _ = render_view(points, box.face_normals[faces], View((0, 0, 0), tuple(axes[0]), tuple(axes[1])), 128)
+        Image.fromarray((rgba * 255).round().astype(np.uint8)).save(tmp_path / f"{name}.png")
+        names.append(str(tmp_path / f"{name}.png"))
+    out = tmp_path / "box.obj"
+    status = main(["reconstruct", *names, "--view", "front", "side", "top", "--out", str(out), "--resolution", "64"])
+    assert status == 0 and "3 reference images" in capsys.readouterr().out
+    mesh = trimesh.load(out, force="mesh")
+    assert solid_iou((mesh.vertices, mesh.faces), (box.vertices, box.faces)) >= 0.85
+    status, err, _ = _main(capsys, "reconstruct", *names, "--view", "front", "side", "--out", str(out))
+    assert status == 1 and "Give one --view per image: 3 image(s), 2 view(s)" in _one_line(err)
+    np.savetxt(tmp_path / "scan.xyz", points[:500])
+    status, err, _ = _main(capsys, "reconstruct", str(tmp_path / "scan.xyz"), "--view", "front", "--out", str(out))
+    assert status == 1 and "--view is for images" in _one_line(err)
