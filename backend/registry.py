@@ -12,7 +12,7 @@ from .weights_file import read_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODELS_PATH_ENV = "OCCNET_MODELS_PATH"  # folders of extra models (os.pathsep separated); the add-on sets it
-DEFAULT_MODELS = {"pointcloud": "attention-pointcloud", "image": "onet-image"}  # no voxel model ships
+DEFAULT_MODELS = {"pointcloud": "attention-pointcloud", "image": "views-image"}  # no voxel model ships
 
 
 @dataclass(frozen=True)

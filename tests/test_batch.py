@@ -276,7 +276,7 @@ print(*[p.name for p in batch.expand([Path(sys.argv[1])])])
 
 
 def test_batch_reconstructs_a_blueprint_of_views_as_one_object(tmp_path):
-    """Front, side and top pictures of a box given with --view: one mesh where the pictures place it (centred on
+    """Front, side and top pictures of a cylinder given with --view: one mesh where the pictures place it (centred on
     the origin, the first picture's longer side one unit), and a view name the batch cannot read is refused."""
     from PIL import Image
 
@@ -284,7 +284,7 @@ def test_batch_reconstructs_a_blueprint_of_views_as_one_object(tmp_path):
     from backend.inputs.views import View
     from backend.metrics import solid_iou
 
-    box = trimesh.creation.box((0.3, 0.15, 0.45))
+    box = trimesh.creation.cylinder(radius=0.15, height=0.4, sections=64)
     points, faces = trimesh.sample.sample_surface(box, 200_000, seed=0)
     paths = []
     for name in ("front", "side", "top"):

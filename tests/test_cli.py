@@ -353,7 +353,7 @@ def test_a_coloured_ply_scan_gives_a_coloured_mesh(tiny_model, tmp_path):
 
 
 def test_reference_pictures_with_their_views_become_one_object(tmp_path, capsys):
-    """A blueprint from the command line: front, side and top pictures of a box, one --view each; a count that
+    """A blueprint from the command line: front, side and top pictures of a cylinder, one --view each; a count that
     does not match, or a view given to a scan, is one line naming the fix."""
     from PIL import Image
 
@@ -361,7 +361,7 @@ def test_reference_pictures_with_their_views_become_one_object(tmp_path, capsys)
     from backend.inputs.views import View
     from backend.metrics import solid_iou
 
-    box = trimesh.creation.box((0.3, 0.15, 0.45))
+    box = trimesh.creation.cylinder(radius=0.15, height=0.4, sections=64)
     points, faces = trimesh.sample.sample_surface(box, 200_000, seed=0)
     names = []
     for name in ("front", "side", "top"):

@@ -137,13 +137,18 @@ def views_model():
     return load_model(default_model("image"), "cpu")
 
 
-@pytest.mark.parametrize("shape", [BOX, CYLINDER], ids=["box", "cylinder"])
+# The shipped model rounds a box's edges off: 0.890 at resolution 128 (0.909 at threshold 0.4; the silhouettes
+# alone carve the box exactly, 0.95+ at the same resolution). Strict: a model that passes must lose its mark.
+BOX_NOT_YET = pytest.mark.xfail(strict=True, reason="issue 17: a box from three views scores 0.890 (floor 0.9)")
+
+
+@pytest.mark.parametrize("shape", [pytest.param(BOX, marks=BOX_NOT_YET), CYLINDER], ids=["box", "cylinder"])
 def test_front_side_and_top_pictures_give_the_object_in_its_place(views_model, shape):
     pictures = _pictures(shape, ["front", "side", "top"])
     (pixels, view), *more = pictures
-    result = views_model.reconstruct(ImageInput(pixels, view, tuple(more)), resolution=64)
+    result = views_model.reconstruct(ImageInput(pixels, view, tuple(more)), resolution=128)
+    assert result.stats["input"]["views"] == 3 and silhouette_iou(result.mesh, pictures) >= 0.97
     assert _world_iou(result.mesh, shape) >= MODEL_IOU
-    assert result.stats["input"]["views"] == 3
 
 
 def test_one_front_picture_gives_its_outline_exactly(views_model):
