@@ -13,6 +13,7 @@ from torch import nn
 from .unet import UNet
 
 CARVE = 12.0  # the logit a point gets from the silhouettes alone: +CARVE well inside every one, -CARVE outside one
+DEPTH_SLOPE = 100.0  # a lone picture's depth limit: logits fall this fast per crop half-width beyond it
 DEPTH_FREQUENCIES = (1.0, 2.0, 4.0, 8.0)  # sines and cosines of the depth at these multiples of pi
 
 
@@ -72,7 +73,13 @@ class PixelAlignedDecoder(nn.Module):
         x = torch.cat([read, depth, inside.unsqueeze(-1), angles.sin(), angles.cos()], dim=-1)
         x = self.per_view(self.read(x)).mean(dim=1)
         logits = self.out(F.relu(self.joint(x))).squeeze(-1)
-        return torch.minimum(logits, CARVE * (2.0 * inside.min(dim=1).values - 1.0))
+        carved = torch.minimum(logits, CARVE * (2.0 * inside.min(dim=1).values - 1.0))
+        # one picture bounds no depth: the object reaches as deep as its crop is wide, on both sides of the plane
+        # (the frame's box around an oblique picture holds far more, where the network was never asked)
+        lone = (torch.ones_like(affines[:, :, 0, 0]).sum(dim=1, keepdim=True) == 1).to(depth.dtype)  # (B, 1)
+        limit = 1.0 + 1e6 * (1.0 - lone)
+        reach = DEPTH_SLOPE * (limit.unsqueeze(-1) - depth.squeeze(-1).abs()).min(dim=1).values
+        return torch.minimum(carved, reach)
 
 
 def bilinear(maps: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
