@@ -14,6 +14,7 @@ from .unet import UNet
 
 CARVE = 12.0  # the logit a point gets from the silhouettes alone: +CARVE well inside every one, -CARVE outside one
 DEPTH_SLOPE = 100.0  # a lone picture's depth limit: logits fall this fast per crop half-width beyond it
+SHEET = 0.03  # a lone picture's silhouette is kept as a sheet this thick (in crop half-widths) on its plane
 DEPTH_FREQUENCIES = (1.0, 2.0, 4.0, 8.0)  # sines and cosines of the depth at these multiples of pi
 
 
@@ -79,7 +80,9 @@ class PixelAlignedDecoder(nn.Module):
         lone = (torch.ones_like(affines[:, :, 0, 0]).sum(dim=1, keepdim=True) == 1).to(depth.dtype)  # (B, 1)
         limit = 1.0 + 1e6 * (1.0 - lone)
         reach = DEPTH_SLOPE * (limit.unsqueeze(-1) - depth.squeeze(-1).abs()).min(dim=1).values
-        return torch.minimum(carved, reach)
+        # and every pixel of it shows: where the network leaves a ray empty, the silhouette stays as a thin sheet
+        sheet = torch.minimum(CARVE * (2.0 * inside[:, 0] - 1.0), DEPTH_SLOPE * (SHEET - depth[:, 0, :, 0].abs()))
+        return torch.minimum(torch.maximum(carved, sheet * lone - CARVE * (1.0 - lone)), reach)
 
 
 def bilinear(maps: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
