@@ -3,7 +3,7 @@ the PyTorch worker's, each a real process driven by the add-on's client, on the 
 for each shipped point-cloud model, a picture for the image models, and for the views model also front, side
 and top pictures of a box (one object).
 
-    python bench/runtime_worker.py [--resolution 128] [--repeat 3] [--threads N]
+    python bench/runtime_worker.py [--resolution 128] [--repeat 3] [--threads N] [--models views-image ...]
 
 Per shipped model and worker: seconds per reconstruct request, round trip (the fastest of --repeat, after one
 warm-up that loads the model), the worker's own seconds per stage, faces; then the runtime's time as a ratio of
@@ -71,12 +71,15 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for both workers; 0 leaves it")
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS, help="the shipped models to time")
     args = parser.parse_args()
     env = {"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}
     arrays = inputs()
     print(describe(torch.device("cpu")), f"(this process; OMP_NUM_THREADS {env.get('OMP_NUM_THREADS', 'unset')})")
-    cases = [(m, m, "image" if m.endswith("-image") else "pointcloud") for m in MODELS]
-    for label, model, kind in [*cases, ("views-image, 3 views", "views-image", "3 views")]:
+    cases = [(m, m, "image" if m.endswith("-image") else "pointcloud") for m in args.models]
+    if "views-image" in args.models:
+        cases.append(("views-image, 3 views", "views-image", "3 views"))
+    for label, model, kind in cases:
         request = ReconstructRequest(
             model=model, **arrays[kind], options=ExtractOptions(resolution=args.resolution, normals=False)
         )
