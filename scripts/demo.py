@@ -5,8 +5,9 @@ statistics are what the demo writes, so a stale picture fails the tests).
 Inputs: a 10,000-point noisy scan of a real mesh of the held-out split (dm-control's dog skull, in its file's own
 place and orientation; docs/demo/dog_skull_scan.ply), two scans of held-out procedural shapes for a blend, and
 front, side and top reference pictures of another held-out real mesh (a KUKA iiwa arm link from pybullet's data;
-docs/demo/part_*.png, rendered by scripts/render_views.py). It runs the add-on's headless batch on them (meshes and out/demo.blend, with a keyframed
-chair-to-sofa blend; the pictures with --view, as one object) and renders the meshes with Blender's Workbench.
+docs/demo/part_*.png, rendered by scripts/render_views.py). It runs the add-on's headless batch on them (meshes
+and out/demo.blend, with a keyframed chair-to-sofa blend; the pictures with --view, as one object) and renders the
+meshes with Blender's Workbench.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from backend.runtime.model import load_runtime_model
 from backend.weights_file import read_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("attention-pointcloud", "triplane-pointcloud", "onet-pointcloud", "onet-image")
+SHIPPED = ("attention-pointcloud", "triplane-pointcloud", "onet-pointcloud", "onet-image", "views-image")
 LOGIT_TOLERANCE = 1e-4  # float32 sums in another order; a logit moves the 0.5 surface by far less than a voxel
 # Not in stock Blender, or not bundled: the PyTorch stack, and onnxruntime's declared dependencies, none of which
 # it imports to run a graph (so the extension zips need only its wheel)
@@ -145,6 +145,7 @@ def test_each_shipped_model_has_graphs_that_hold_no_weights():
         pytest.param("onet-image", marks=pytest.mark.slow),
         pytest.param("triplane-pointcloud", marks=pytest.mark.slow),
         pytest.param("attention-pointcloud", marks=pytest.mark.slow),
+        pytest.param("views-image", marks=pytest.mark.slow),
     ],
 )
 def test_the_export_command_reproduces_the_committed_graphs(tmp_path, name, capsys):

@@ -67,7 +67,7 @@ class PixelAlignedDecoder(nn.Module):
         projected = torch.einsum("bvij,btj->bvti", affines[..., :3], queries) + affines[..., 3].unsqueeze(2)
         grid = projected[..., :2].reshape(b * v, t, 2)
         sample = bilinear_by_gather if by_gather else bilinear
-        read = sample(features.flatten(0, 1), grid).reshape(b, v, t, -1)
+        read = sample(features.flatten(0, 1), grid).reshape(b, v, t, features.shape[2])
         inside = sample(masks.flatten(0, 1), grid).reshape(b, v, t)
         depth = projected[..., 2:]
         angles = depth * self.frequencies
