@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .data.ortho_views import render_view
@@ -16,7 +17,7 @@ from .errors import EmptySurfaceError, OccNetError
 from .inputs.observation import ImageInput
 from .inputs.views import PreparedViews, View, prepare_views
 from .metrics import iou
-from .models.pixel_aligned import CARVE
+from .models.pixel_aligned import CARVE, bilinear
 from .surface.field import Evaluator
 from .surface.mesh import Mesh
 from .surface.options import ExtractOptions
@@ -63,10 +64,9 @@ def hull_logits(prepared: PreparedViews):
     """The silhouettes' carving alone, as the views model carves (bilinear masks, CARVE logits)."""
 
     def logits(points: np.ndarray) -> np.ndarray:
-        inside = np.ones(len(points))
-        for affine, mask in zip(prepared.affines, prepared.masks[:, 0], strict=True):
-            inside = np.minimum(inside, _bilinear(mask, points @ affine[:2, :3].T + affine[:2, 3]))
-        return (CARVE * (2 * inside - 1)).astype(np.float32)
+        grid = np.einsum("vij,nj->vni", prepared.affines[:, :2, :3], points) + prepared.affines[:, None, :2, 3]
+        inside = bilinear(torch.from_numpy(prepared.masks), torch.from_numpy(grid.astype(np.float32)))
+        return (CARVE * (2 * inside.amin(dim=0)[:, 0].numpy() - 1)).astype(np.float32)
 
     return logits
 
@@ -104,16 +104,3 @@ def silhouette_iou(mesh: Mesh | None, pictures: list[tuple[np.ndarray, View]]) -
         rendered, _ = render_view(points, normals, view, truth.shape[0])
         scores.append(iou(rendered[:, :, 3] > 0.5, truth))
     return float(np.mean(scores))
-
-
-def _bilinear(mask: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """`backend.models.pixel_aligned.bilinear` on one (M, M) mask at grid points (N, 2), in numpy."""
-    m = mask.shape[0]
-    x = np.clip((grid[:, 0] + 1) * m / 2 - 0.5, 0, m - 1)
-    y = np.clip((grid[:, 1] + 1) * m / 2 - 0.5, 0, m - 1)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    x1, y1 = np.minimum(x0 + 1, m - 1), np.minimum(y0 + 1, m - 1)
-    fx, fy = x - x0, y - y0
-    top = mask[y0, x0] * (1 - fx) + mask[y0, x1] * fx
-    bottom = mask[y1, x0] * (1 - fx) + mask[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy

@@ -26,10 +26,9 @@ from blender_scenes import (
 )
 from mathutils import Euler, Matrix, Vector
 from PIL import Image
+from reference_pictures import pictures_of
 
-from backend.data.ortho_views import render_view
 from backend.data.procedural import shape_mesh
-from backend.inputs.views import View
 from backend.metrics import solid_iou
 
 # Held-out sofa, 3,000 noisy points, resolution 64: the default model scores 0.81 outside Blender. (Its weak spot
@@ -139,15 +138,14 @@ def test_front_side_and_top_image_empties_become_one_object_in_place(blender, tm
     place = np.array([2.0, 1.0, 0.5])
     solid = trimesh.creation.cylinder(radius=0.3, height=0.8, sections=64)
     solid.apply_translation(place)
-    points, faces = trimesh.sample.sample_surface(solid, 200_000, seed=0)
     empties = []
-    for name, rotation in (("front", (90, 0, 0)), ("side", (90, 0, 90)), ("top", (0, 0, 0))):
-        axes = View.named(name).axes
-        view = View(tuple(place), tuple(axes[0] * 2.0), tuple(axes[1] * 2.0))
-        rgba, _ = render_view(points, solid.face_normals[faces], view, 160)
-        Image.fromarray((rgba * 255).round().astype(np.uint8)).save(tmp_path / f"{name}.png")
+    names = ("front", "side", "top")
+    for name, rotation, (pixels, view) in zip(
+        names, ((90, 0, 0), (90, 0, 90), (0, 0, 0)), pictures_of(solid, list(names), place, 2.0, 160), strict=True
+    ):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
         empty = image_empty_of(name, tmp_path / f"{name}.png", size=2.0)
-        empty.location = tuple(place - 1.5 * axes[2])  # behind the object, seen from the view's side
+        empty.location = tuple(place - 1.5 * view.axes[2])  # behind the object, seen from the view's side
         empty.rotation_euler = tuple(np.radians(rotation))
         empties.append(empty)
     select(*empties)

@@ -279,19 +279,15 @@ def test_batch_reconstructs_a_blueprint_of_views_as_one_object(tmp_path):
     """Front, side and top pictures of a cylinder given with --view: one mesh where the pictures place it (centred on
     the origin, the first picture's longer side one unit), and a view name the batch cannot read is refused."""
     from PIL import Image
+    from reference_pictures import pictures_of
 
-    from backend.data.ortho_views import render_view
-    from backend.inputs.views import View
     from backend.metrics import solid_iou
 
     box = trimesh.creation.cylinder(radius=0.15, height=0.4, sections=64)
-    points, faces = trimesh.sample.sample_surface(box, 200_000, seed=0)
     paths = []
-    for name in ("front", "side", "top"):
-        axes = View.named(name).axes
-        rgba, _ = render_view(points, box.face_normals[faces], View((0, 0, 0), tuple(axes[0]), tuple(axes[1])), 128)
+    for name, (pixels, _) in zip(("front", "side", "top"), pictures_of(box, ["front", "side", "top"]), strict=True):
         paths.append(tmp_path / f"box_{name}.png")
-        Image.fromarray((rgba * 255).round().astype(np.uint8)).save(paths[-1])
+        Image.fromarray(pixels).save(paths[-1])
     out = tmp_path / "out"
     done = _batch("--input", *map(str, paths), "--view", "front", "side", "top", "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr

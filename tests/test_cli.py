@@ -356,18 +356,14 @@ def test_reference_pictures_with_their_views_become_one_object(tmp_path, capsys)
     """A blueprint from the command line: front, side and top pictures of a cylinder, one --view each; a count that
     does not match, or a view given to a scan, is one line naming the fix."""
     from PIL import Image
+    from reference_pictures import pictures_of
 
-    from backend.data.ortho_views import render_view
-    from backend.inputs.views import View
     from backend.metrics import solid_iou
 
     box = trimesh.creation.cylinder(radius=0.15, height=0.4, sections=64)
-    points, faces = trimesh.sample.sample_surface(box, 200_000, seed=0)
     names = []
-    for name in ("front", "side", "top"):
-        axes = View.named(name).axes
-        rgba, _ = render_view(points, box.face_normals[faces], View((0, 0, 0), tuple(axes[0]), tuple(axes[1])), 128)
-        Image.fromarray((rgba * 255).round().astype(np.uint8)).save(tmp_path / f"{name}.png")
+    for name, (pixels, _) in zip(("front", "side", "top"), pictures_of(box, ["front", "side", "top"]), strict=True):
+        Image.fromarray(pixels).save(tmp_path / f"{name}.png")
         names.append(str(tmp_path / f"{name}.png"))
     out = tmp_path / "box.obj"
     status = main(["reconstruct", *names, "--view", "front", "side", "top", "--out", str(out), "--resolution", "64"])
@@ -376,6 +372,6 @@ def test_reference_pictures_with_their_views_become_one_object(tmp_path, capsys)
     assert solid_iou((mesh.vertices, mesh.faces), (box.vertices, box.faces)) >= 0.85
     status, err, _ = _main(capsys, "reconstruct", *names, "--view", "front", "side", "--out", str(out))
     assert status == 1 and "Give one --view per image: 3 image(s), 2 view(s)" in _one_line(err)
-    np.savetxt(tmp_path / "scan.xyz", points[:500])
+    np.savetxt(tmp_path / "scan.xyz", box.sample(500))
     status, err, _ = _main(capsys, "reconstruct", str(tmp_path / "scan.xyz"), "--view", "front", "--out", str(out))
     assert status == 1 and "--view is for images" in _one_line(err)

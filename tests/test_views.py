@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from reference_pictures import pictures_of
 
 from backend.api import interpolate, load_model
-from backend.data.ortho_views import render_view
 from backend.errors import InputError
 from backend.evaluate_views import baseline_mesh, silhouette_iou
 from backend.inputs.observation import ImageInput
@@ -22,16 +22,7 @@ MODEL_IOU = 0.9  # the issue's floor for a cube and a cylinder from front, side 
 
 
 def _pictures(mesh: trimesh.Trimesh, names: list[str], size: float = 2.0, pixels: int = 160):
-    """Orthographic renders (RGBA uint8) of a mesh from named views, each picture `size` wide, centred on PLACE."""
-    points, faces = trimesh.sample.sample_surface(mesh, 200_000, seed=0)
-    normals = mesh.face_normals[faces]
-    pictures = []
-    for name in names:
-        axes = View.named(name).axes
-        view = View(tuple(PLACE), tuple(axes[0] * size), tuple(axes[1] * size))
-        rgba, _ = render_view(points, normals, view, pixels)
-        pictures.append(((rgba * 255).round().astype(np.uint8), view))
-    return pictures
+    return pictures_of(mesh, names, PLACE, size, pixels)
 
 
 def _placed(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
