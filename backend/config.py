@@ -146,7 +146,8 @@ class PointLatentLayout:
 @dataclass(frozen=True)
 class ViewLatentLayout:
     """A views latent as one flat float array, one block per view: its affine map (3 x 4, from the canonical frame
-    to the picture's grid and depth), its feature map (C x S x S), its silhouette mask (M x M)."""
+    to the picture's grid and depth), its feature map (C x S x S), its silhouette mask (M x M) and its sheets'
+    weight and depth (2 x M x M, `backend.surface.silhouettes`)."""
 
     features: int
     size: int
@@ -158,21 +159,24 @@ class ViewLatentLayout:
 
     @property
     def per_view(self) -> int:
-        return 12 + self.features * self.size**2 + self.mask_size**2
+        return 12 + self.features * self.size**2 + 3 * self.mask_size**2
 
-    def join(self, affines: np.ndarray, features: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def join(self, affines: np.ndarray, features: np.ndarray, masks: np.ndarray, sheets: np.ndarray) -> np.ndarray:
         views = len(affines)
-        parts = [np.asarray(a, np.float32).reshape(views, -1) for a in (affines, features, masks)]
+        parts = [np.asarray(a, np.float32).reshape(views, -1) for a in (affines, features, masks, sheets)]
         return np.concatenate(parts, axis=1).ravel()
 
-    def split(self, code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """affines (V, 3, 4), features (V, C, S, S), masks (V, 1, M, M) of a flat latent (views, not copies)."""
+    def split(self, code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """affines (V, 3, 4), features (V, C, S, S), masks (V, 1, M, M), sheets (V, 2, M, M) of a flat latent
+        (views, not copies)."""
         rows = np.asarray(code).reshape(-1, self.per_view)
         feature_end = 12 + self.features * self.size**2
+        mask_end = feature_end + self.mask_size**2
         return (
             rows[:, :12].reshape(-1, 3, 4),
             rows[:, 12:feature_end].reshape(-1, self.features, self.size, self.size),
-            rows[:, feature_end:].reshape(-1, 1, self.mask_size, self.mask_size),
+            rows[:, feature_end:mask_end].reshape(-1, 1, self.mask_size, self.mask_size),
+            rows[:, mask_end:].reshape(-1, 2, self.mask_size, self.mask_size),
         )
 
 

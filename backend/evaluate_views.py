@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data.ortho_views import render_view
 from .errors import EmptySurfaceError, OccNetError
 from .inputs.observation import ImageInput
 from .inputs.views import PreparedViews, View, prepare_views
-from .metrics import iou
+from .metrics import iou, ray_crossings
 from .models.pixel_aligned import CARVE, bilinear
 from .surface.field import Evaluator
 from .surface.mesh import Mesh
@@ -24,7 +23,6 @@ from .surface.options import ExtractOptions
 from .surface.pipeline import extract_mesh
 
 BASELINES = ("hull", "ellipsoid")
-SILHOUETTE_SAMPLES = 300_000  # surface samples of a result when its silhouette is rendered
 
 
 def stored_pictures(folder: Path, names: list[str]) -> list[tuple[np.ndarray, View]]:
@@ -91,16 +89,23 @@ def ellipsoid_logits(prepared: PreparedViews):
 
 
 def silhouette_iou(mesh: Mesh | None, pictures: list[tuple[np.ndarray, View]]) -> float:
-    """Mean over the pictures of the IoU between each picture's alpha and the result's silhouette rendered in the
-    same view at the same pixels."""
+    """Mean over the pictures of the IoU between each picture's alpha and the result's silhouette in the same view:
+    the pixels whose centre's ray (along the view) meets the mesh, as a renderer rasterizes."""
     if mesh is None or len(mesh.faces) == 0:
         return 0.0
-    tm = mesh.to_trimesh()
-    points, faces = tm.sample(SILHOUETTE_SAMPLES, return_index=True, seed=0)
-    normals = tm.face_normals[faces]
     scores = []
     for pixels, view in pictures:
         truth = np.asarray(pixels)[:, :, 3] >= 128
-        rendered, _ = render_view(points, normals, view, truth.shape[0])
-        scores.append(iou(rendered[:, :, 3] > 0.5, truth))
+        scores.append(iou(silhouette(mesh, view, truth.shape[0]), truth))
     return float(np.mean(scores))
+
+
+def silhouette(mesh: Mesh, view: View, pixels: int) -> np.ndarray:
+    """(pixels, pixels) bool: which pixels of a square view the mesh covers at their centres (rows down)."""
+    axes = view.axes
+    half = float(np.linalg.norm(view.right)) / 2
+    local = (np.asarray(mesh.vertices, np.float64) - np.asarray(view.centre)) @ axes.T / half
+    centres = (np.arange(pixels) + 0.5) / pixels * 2 - 1
+    y, x = np.meshgrid(-centres, centres, indexing="ij")
+    rays = np.stack([x.ravel(), y.ravel(), np.full(x.size, local[:, 2].min() - 1.0)], axis=1)
+    return (ray_crossings(local, mesh.faces, rays) > 0).reshape(pixels, pixels)

@@ -111,8 +111,8 @@ class _ViewDecoder(nn.Module):
         super().__init__()
         self.decoder = network.decoder
 
-    def forward(self, features, masks, affines, queries):
-        return self.decoder(queries[None], features[None], masks[None], affines[None], by_gather=True)[0]
+    def forward(self, features, masks, sheets, affines, queries):
+        return self.decoder(queries[None], features[None], masks[None], sheets[None], affines[None], by_gather=True)[0]
 
 
 class _PointEncoder(nn.Module):
@@ -287,16 +287,17 @@ def _view_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
     images = torch.rand(2, 4, config.image_size, config.image_size, generator=torch.Generator().manual_seed(0))
     features = torch.zeros(2, config.c_dim, config.image_size, config.image_size)
     masks = torch.zeros(2, 1, config.mask_size, config.mask_size)
+    sheets = torch.zeros(2, 2, config.mask_size, config.mask_size)
     affines = torch.eye(3, 4).repeat(2, 1, 1)
     queries = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) - 0.5
     return {
         "encoder": _export(_ViewEncoder(network), (images,), ["images"], ["features"], ({0: views},)),
         "decoder": _export(
             _ViewDecoder(network),
-            (features, masks, affines, queries),
-            ["features", "masks", "affines", "queries"],
+            (features, masks, sheets, affines, queries),
+            ["features", "masks", "sheets", "affines", "queries"],
             ["logits"],
-            ({0: views}, {0: views}, {0: views}, {0: n}),
+            ({0: views}, {0: views}, {0: views}, {0: views}, {0: n}),
         ),
     }
 

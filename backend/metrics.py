@@ -9,16 +9,21 @@ POINTS_PER_CHUNK = 50_000
 
 
 def mesh_contains(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Which points lie inside a closed mesh: parity of crossings of a ray cast along +Z.
+    """Which points lie inside a closed mesh: parity of crossings of a ray cast along +Z."""
+    return ray_crossings(vertices, faces, points) % 2 == 1
+
+
+def ray_crossings(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """How many of the mesh's triangles a ray cast from each point along +Z crosses.
 
     Triangles are hashed into a 2-D grid over their XY footprint, so each point only tests the
     triangles above its own cell (the approach of the Occupancy Networks evaluation code).
     """
     tri = np.asarray(vertices, np.float64)[np.asarray(faces)]
     points = np.asarray(points, np.float64)
-    inside = np.zeros(len(points), dtype=bool)
+    crossings = np.zeros(len(points), dtype=np.int64)
     if len(tri) == 0 or len(points) == 0:
-        return inside
+        return crossings
     origin = tri[:, :, :2].min(axis=(0, 1))
     cell = max(float((tri[:, :, :2].max(axis=(0, 1)) - origin).max()) / HASH_RESOLUTION, 1e-12)
     lo = np.clip(((tri[:, :, :2].min(axis=1) - origin) / cell).astype(np.int64), 0, HASH_RESOLUTION - 1)
@@ -33,11 +38,11 @@ def mesh_contains(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -
     pair_cells, pair_tris = (cx * HASH_RESOLUTION + cy)[order], tri_of_pair[order]
     for start in range(0, len(points), POINTS_PER_CHUNK):
         chunk = points[start : start + POINTS_PER_CHUNK]
-        inside[start : start + len(chunk)] = _ray_parity(chunk, tri, origin, cell, pair_cells, pair_tris)
-    return inside
+        crossings[start : start + len(chunk)] = _ray_crossings(chunk, tri, origin, cell, pair_cells, pair_tris)
+    return crossings
 
 
-def _ray_parity(points, tri, origin, cell, pair_cells, pair_tris) -> np.ndarray:
+def _ray_crossings(points, tri, origin, cell, pair_cells, pair_tris) -> np.ndarray:
     index = np.floor((points[:, :2] - origin) / cell).astype(np.int64)
     valid = ((index >= 0) & (index < HASH_RESOLUTION)).all(axis=1)
     keys = index[:, 0] * HASH_RESOLUTION + index[:, 1]
@@ -57,8 +62,7 @@ def _ray_parity(points, tri, origin, cell, pair_cells, pair_tris) -> np.ndarray:
     w2 = 1.0 - w0 - w1
     hit = nonzero & (w0 >= 0) & (w1 >= 0) & (w2 > 0)
     z = w0 * a[:, 2] + w1 * b[:, 2] + w2 * c[:, 2]
-    crossings = np.bincount(point_of_pair[hit & (z > p[:, 2])], minlength=len(points))
-    return crossings % 2 == 1
+    return np.bincount(point_of_pair[hit & (z > p[:, 2])], minlength=len(points))
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

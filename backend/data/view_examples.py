@@ -8,6 +8,7 @@ import numpy as np
 
 from ..inputs.image import CROP_MARGIN
 from ..inputs.views import View, grid_affine, hull_box
+from ..surface.silhouettes import plain_sheets
 from .ortho_views import render_view
 
 AXIS_VIEWS = ((0.0, 0.0), (90.0, 0.0), (0.0, 90.0))  # front, side, top: a blueprint's views
@@ -43,8 +44,8 @@ def view_example(
     pixels: int,
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """Pictures (V, 4, S, S), masks (V, 1, S, S) and affines (V, 3, 4) from the shape's frame, as the network reads
-    them (`backend.inputs.views.PreparedViews`)."""
+    """Pictures (V, 4, S, S), masks (V, 1, S, S), sheets (V, 2, S, S) and affines (V, 3, 4) from the shape's frame,
+    as the network reads them (`backend.inputs.views.PreparedViews`; the sheets before any are found)."""
     surface = np.asarray(surface, np.float64)
     pictures, affines = [], []
     for azimuth, elevation in directions:
@@ -62,4 +63,10 @@ def view_example(
     else:  # from the middle of the visual hull
         low, high = hull_box(list(affines), list(masks))
         affines[:, 2, 3] = -(affines[:, 2, :3] @ ((low + high) / 2))
-    return {"images": np.stack(pictures), "masks": masks[:, None], "affines": affines.astype(np.float32)}
+    masks = masks[:, None].astype(np.float32)
+    return {
+        "images": np.stack(pictures),
+        "masks": masks,
+        "sheets": plain_sheets(masks),
+        "affines": affines.astype(np.float32),
+    }

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..colors import with_input_colors
-from ..config import ModelConfig, PointLatentLayout
+from ..config import ModelConfig, PointLatentLayout, ViewLatentLayout
 from ..inputs import Observation
 from ..inputs.neighbours import NearestWithin
 from ..surface.field import CancelCheck, Evaluator, Progress
@@ -23,6 +23,7 @@ from ..surface.latent import Latent, check_latent
 from ..surface.mesh import Mesh
 from ..surface.options import ExtractOptions
 from ..surface.pipeline import ExtractStats, Stages, extract_mesh
+from ..surface.silhouettes import find_sheets
 
 Field = Any
 """An engine's own field: a callable from canonical points (N, 3) to logits (N,), in the engine's tensors (torch
@@ -66,6 +67,19 @@ def latent_field(engine: Engine, latent: Latent) -> Field:
         return engine.field(latent.code)
     fields = [(weight, engine.field(part.code)) for weight, part in latent.parts]
     return lambda points: sum(weight * field(points) for weight, field in fields)
+
+
+def with_found_sheets(engine: Engine, code: np.ndarray) -> np.ndarray:
+    """A views code of several pictures with the sheets that keep their every silhouette pixel, found by driving
+    the engine's own field of the code as encoded (`backend.surface.silhouettes`); one picture's code as it is."""
+    layout = ViewLatentLayout.of(engine.config)
+    affines, features, masks, _ = layout.split(code)
+    if len(affines) == 1:
+        return code
+    threshold = engine.config.threshold
+    evaluate = engine.evaluator(engine.field(code), None, None)
+    sheets = find_sheets(affines, masks, evaluate, float(np.log(threshold / (1 - threshold))))
+    return layout.join(affines, features, masks, sheets)
 
 
 @dataclass(frozen=True)

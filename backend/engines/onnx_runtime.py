@@ -19,6 +19,7 @@ from ..runtime.model import RuntimeModel, load_runtime_model
 from ..surface.field import POINTS_PER_BATCH, CancelCheck, Evaluator, Logits, Progress
 from ..surface.latent import Latent
 from ..surface.pipeline import Stages
+from .base import with_found_sheets
 
 
 class RuntimeEngine:
@@ -35,8 +36,11 @@ class RuntimeEngine:
 
     def encode(self, observation: Observation, seed: int = 0) -> Latent:
         prepared, frame, source = network_input(observation, self.config, seed)
+        code = self.model.encode(prepared)
+        if isinstance(prepared, PreparedViews):
+            code = with_found_sheets(self, code)
         blends_by_field = isinstance(prepared, PointAttentionInput | PreparedViews)
-        return Latent(self.model.encode(prepared), self.name, frame, blends_by_field=blends_by_field, source=source)
+        return Latent(code, self.name, frame, blends_by_field=blends_by_field, source=source)
 
     def field(self, code: np.ndarray) -> Logits:
         return self.model.field(code)

@@ -21,6 +21,8 @@ from ..models.occnet import PointLatent, ViewLatent
 from ..registry import ModelEntry, find_model
 from ..surface.field import CancelCheck, Progress
 from ..surface.latent import Latent
+from ..surface.silhouettes import plain_sheets
+from .base import with_found_sheets
 from .torch_stages import TorchEvaluator, TorchField, TorchStages
 
 VIEW_ARRAYS = ("images", "masks", "affines")  # what the views network's encoder reads of `PreparedViews`
@@ -47,10 +49,12 @@ class TorchEngine:
             code = PointLatentLayout.of(self.config).join(planes, prepared.unit, prepared.points, features)
             return Latent(code, self.name, frame, blends_by_field=True, source=source)
         if isinstance(prepared, PreparedViews):
+            sheets = plain_sheets(prepared.masks)
             arrays = {k: torch.from_numpy(getattr(prepared, k))[None].to(self.device) for k in VIEW_ARRAYS}
+            arrays["sheets"] = torch.from_numpy(sheets)[None].to(self.device)
             features = self.network.encode(arrays).features[0].float().cpu().numpy()
-            code = ViewLatentLayout.of(self.config).join(prepared.affines, features, prepared.masks)
-            return Latent(code, self.name, frame, blends_by_field=True, source=source)
+            code = ViewLatentLayout.of(self.config).join(prepared.affines, features, prepared.masks, sheets)
+            return Latent(with_found_sheets(self, code), self.name, frame, blends_by_field=True, source=source)
         code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]
         return Latent(code.float().cpu().numpy(), self.name, frame, source=source)
 
@@ -58,8 +62,10 @@ class TorchEngine:
         code = np.asarray(code, dtype=np.float32)
         if self.config.architecture == "views":
             arrays = ViewLatentLayout.of(self.config).split(code)
-            affines, features, masks = (torch.from_numpy(np.ascontiguousarray(a))[None].to(self.device) for a in arrays)
-            latent = ViewLatent(features, masks, affines)
+            affines, features, masks, sheets = (
+                torch.from_numpy(np.ascontiguousarray(a))[None].to(self.device) for a in arrays
+            )
+            latent = ViewLatent(features, masks, sheets, affines)
             return lambda points: self.network.decode(points[None].float(), latent)[0]
         if self.config.architecture != "attention":
             code = torch.from_numpy(code.reshape(self.config.latent_shape)).to(self.device)[None]

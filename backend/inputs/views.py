@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..surface.frame import Frame
+from ..surface.silhouettes import mask_at
 from .image import CROP_MARGIN, box_mean, object_mask, resize_square, to_rgb_and_alpha
 
 HULL_GRID = 48  # the visual hull's box is found on a grid this fine across the region the views allow
@@ -202,7 +203,7 @@ def hull_box(affines: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.nda
     grid = np.stack(np.meshgrid(*steps, indexing="ij"), axis=-1).reshape(-1, 3)
     inside = np.ones(len(grid), bool)
     for affine, mask in zip(affines, masks, strict=True):
-        inside &= _mask_at(mask, grid @ affine[:2, :3].T + affine[:2, 3]) >= 0.5
+        inside &= mask_at(mask, grid @ affine[:2, :3].T + affine[:2, 3]) >= 0.5
     if not inside.any():
         raise InputError(DISAGREE)
     cell = (high - low) / (HULL_GRID - 1)
@@ -226,17 +227,6 @@ def _slab_box(slabs: list[tuple[np.ndarray, float, float]]) -> tuple[np.ndarray,
         raise InputError(DISAGREE)
     corners = np.array(corners)
     return corners.min(axis=0), corners.max(axis=0)
-
-
-def _mask_at(mask: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """The mask's value at grid coordinates (N, 2) in [-1, 1] (x across, y down), nearest pixel, 0 outside."""
-    m = mask.shape[0]
-    cols = np.floor((grid[:, 0] + 1) / 2 * m).astype(np.int64)
-    rows = np.floor((grid[:, 1] + 1) / 2 * m).astype(np.int64)
-    inside = (cols >= 0) & (cols < m) & (rows >= 0) & (rows < m)
-    values = np.zeros(len(grid), np.float32)
-    values[inside] = mask[rows[inside], cols[inside]]
-    return values
 
 
 def _length(vector) -> float:

@@ -34,11 +34,13 @@ class PointLatent:
 
 @dataclass
 class ViewLatent:
-    """A views latent: each view's pixel features (B, V, C, S, S), silhouette masks (B, V, 1, M, M) and affine maps
-    (B, V, 3, 4) from the canonical frame to its grid and depth."""
+    """A views latent: each view's pixel features (B, V, C, S, S), silhouette masks (B, V, 1, M, M), the sheets
+    that keep every silhouette pixel (B, V, 2, M, M; `backend.surface.silhouettes`) and affine maps (B, V, 3, 4)
+    from the canonical frame to its grid and depth."""
 
     features: torch.Tensor
     masks: torch.Tensor
+    sheets: torch.Tensor
     affines: torch.Tensor
 
 
@@ -46,8 +48,8 @@ class OccupancyNetwork(nn.Module):
     """encode(observation) -> latent; decode(points, latent) -> occupancy logits.
 
     A latent is (B, *config.latent_shape) for the global and triplane models, a `PointLatent` for point attention,
-    a `ViewLatent` for views, whose observation is a dict of images (B, V, 4, S, S), masks (B, V, 1, M, M) and
-    affines (B, V, 3, 4) (`backend.inputs.views.PreparedViews`).
+    a `ViewLatent` for views, whose observation is a dict of images (B, V, 4, S, S), masks (B, V, 1, M, M), sheets
+    (B, V, 2, M, M) and affines (B, V, 3, 4) (`backend.inputs.views.PreparedViews`).
     Point attention's observation is a dict of tensors (`backend.data.point_inputs` makes it): plane_points,
     points, normals, has_normals, neighbours, coarse_neighbours, parents, unit; its decoder also takes each query's
     neighbours.
@@ -76,7 +78,7 @@ class OccupancyNetwork(nn.Module):
         if self.config.architecture == "views":
             images = observation["images"]
             features = self.encoder(images.flatten(0, 1)).unflatten(0, images.shape[:2])
-            return ViewLatent(features, observation["masks"], observation["affines"])
+            return ViewLatent(features, observation["masks"], observation["sheets"], observation["affines"])
         if self.config.architecture != "attention":
             return self.encoder(observation)
         planes = self.encoder(observation["plane_points"])
@@ -102,7 +104,7 @@ class OccupancyNetwork(nn.Module):
         """Occupancy logits of points (B, T, 3) given latents; point attention also needs each query's neighbours
         at each level: (indices (B, T, k), which exist (B, T, k)), as `backend.inputs.neighbours.within` finds."""
         if isinstance(code, ViewLatent):
-            return self.decoder(points, code.features, code.masks, code.affines)
+            return self.decoder(points, code.features, code.masks, code.sheets, code.affines)
         if not isinstance(code, PointLatent):
             return self.decoder(points, code)
         if neighbours is None or len(neighbours) != LEVELS:

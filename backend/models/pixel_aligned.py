@@ -14,7 +14,7 @@ from .unet import UNet
 
 CARVE = 12.0  # the logit a point gets from the silhouettes alone: +CARVE well inside every one, -CARVE outside one
 DEPTH_SLOPE = 100.0  # a lone picture's depth limit: logits fall this fast per crop half-width beyond it
-SHEET = 0.03  # a lone picture's silhouette is kept as a sheet this thick (in crop half-widths) on its plane
+SHEET = 0.03  # a silhouette's sheet (`backend.surface.silhouettes`) is this thick, in crop half-widths
 DEPTH_FREQUENCIES = (1.0, 2.0, 4.0, 8.0)  # sines and cosines of the depth at these multiples of pi
 
 
@@ -42,8 +42,9 @@ class _Block(nn.Module):
 
 
 class PixelAlignedDecoder(nn.Module):
-    """Logits (B, T) of queries (B, T, 3) given V views' features (B, V, C, S, S), masks (B, V, 1, M, M) and affine
-    maps (B, V, 3, 4) from the queries' frame to each view's grid coordinates and depth (`backend.inputs.views`)."""
+    """Logits (B, T) of queries (B, T, 3) given V views' features (B, V, C, S, S), masks (B, V, 1, M, M), sheets
+    (B, V, 2, M, M: weight and depth, `backend.surface.silhouettes`) and affine maps (B, V, 3, 4) from the queries'
+    frame to each view's grid coordinates and depth (`backend.inputs.views`)."""
 
     def __init__(self, features: int, hidden: int, blocks: int) -> None:
         super().__init__()
@@ -58,6 +59,7 @@ class PixelAlignedDecoder(nn.Module):
         queries: torch.Tensor,
         features: torch.Tensor,
         masks: torch.Tensor,
+        sheets: torch.Tensor,
         affines: torch.Tensor,
         by_gather: bool = False,
     ) -> torch.Tensor:
@@ -68,21 +70,23 @@ class PixelAlignedDecoder(nn.Module):
         grid = projected[..., :2].reshape(b * v, t, 2)
         sample = bilinear_by_gather if by_gather else bilinear
         read = sample(features.flatten(0, 1), grid).reshape(b, v, t, features.shape[2])
-        inside = sample(masks.flatten(0, 1), grid).reshape(b, v, t)
+        silhouettes = sample(torch.cat([masks, sheets], dim=2).flatten(0, 1), grid).reshape(b, v, t, 3)
+        inside, weight, sheet_depth = silhouettes.unbind(-1)
         depth = projected[..., 2:]
         angles = depth * self.frequencies
         x = torch.cat([read, depth, inside.unsqueeze(-1), angles.sin(), angles.cos()], dim=-1)
         x = self.per_view(self.read(x)).mean(dim=1)
         logits = self.out(F.relu(self.joint(x))).squeeze(-1)
-        carved = torch.minimum(logits, CARVE * (2.0 * inside.min(dim=1).values - 1.0))
+        carve = CARVE * (2.0 * inside.min(dim=1).values - 1.0)
+        # where a silhouette pixel would show nothing, its sheet keeps it
+        sheet = torch.minimum(CARVE * (2.0 * weight - 1.0), DEPTH_SLOPE * (SHEET - (depth[..., 0] - sheet_depth).abs()))
+        kept = torch.minimum(torch.maximum(logits, sheet.max(dim=1).values), carve)
         # one picture bounds no depth: the object reaches as deep as its crop is wide, on both sides of the plane
         # (the frame's box around an oblique picture holds far more, where the network was never asked)
         lone = (torch.ones_like(affines[:, :, 0, 0]).sum(dim=1, keepdim=True) == 1).to(depth.dtype)  # (B, 1)
         limit = 1.0 + 1e6 * (1.0 - lone)
         reach = DEPTH_SLOPE * (limit.unsqueeze(-1) - depth.squeeze(-1).abs()).min(dim=1).values
-        # and every pixel of it shows: where the network leaves a ray empty, the silhouette stays as a thin sheet
-        sheet = torch.minimum(CARVE * (2.0 * inside[:, 0] - 1.0), DEPTH_SLOPE * (SHEET - depth[:, 0, :, 0].abs()))
-        return torch.minimum(torch.maximum(carved, sheet * lone - CARVE * (1.0 - lone)), reach)
+        return torch.minimum(kept, reach)
 
 
 def bilinear(maps: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

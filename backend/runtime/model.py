@@ -22,6 +22,7 @@ from ..inputs.attention import PointAttentionInput
 from ..inputs.neighbours import LEVELS, RADIUS, Candidates, level_size, level_unit
 from ..inputs.views import PreparedViews
 from ..registry import find_model
+from ..surface.silhouettes import plain_sheets
 from ..weights_file import read_config, read_header
 from .graphs import META_HEADER_SHA256, META_STAGE, graph_path, header_digest, stages
 
@@ -68,7 +69,8 @@ class RuntimeModel:
         config = self.config
         if isinstance(observation, PreparedViews):
             features = self._session("encoder").run(None, {"images": observation.images})[0]
-            return ViewLatentLayout.of(config).join(observation.affines, features, observation.masks)
+            masks = observation.masks
+            return ViewLatentLayout.of(config).join(observation.affines, features, masks, plain_sheets(masks))
         if isinstance(observation, PointAttentionInput):
             arrays = observation.arrays()
             session = self._session("encoder")
@@ -103,7 +105,8 @@ class RuntimeModel:
         if problem := self.config.latent_size_problem(np.asarray(code).size):
             raise InputError(f"The latent does not fit model '{self.name}' ({problem}).")
         arrays = ViewLatentLayout.of(self.config).split(np.asarray(code, np.float32))
-        fixed = dict(zip(("affines", "features", "masks"), (np.ascontiguousarray(a) for a in arrays), strict=True))
+        names = ("affines", "features", "masks", "sheets")
+        fixed = dict(zip(names, (np.ascontiguousarray(a) for a in arrays), strict=True))
         session = self._session("decoder")
         chunk = max(1024, self.chunk // len(fixed["affines"]))
 

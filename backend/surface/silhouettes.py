@@ -1,0 +1,96 @@
+"""Every pixel of every reference picture shows in the result. Carving keeps the result inside each silhouette; the
+sheets here keep it from falling short of one. A sheet is a thin plate across the silhouette pixels it covers, at
+a depth of its own per pixel, which the views decoder adds to the network's field (and carves like it):
+
+- a lone picture's sheet covers its whole silhouette, on the picture's plane (depth is the network's guess there);
+- with several pictures, a pixel gets one where the network leaves its ray (nearly) empty, at the depth along the
+  ray where the network came closest to filling it: the rim of a rounded part, a strut the network thinned away.
+
+numpy only: both engines find the same sheets by driving their own field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..config import BOX_SIZE
+
+RAY_SAMPLES = 64  # depths sampled along each silhouette pixel's ray across the frame's box
+FILLED_SAMPLES = 2  # a ray with fewer samples above the threshold is empty: too thin to survive marching cubes
+
+
+def mask_at(mask: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The mask's value at grid coordinates (N, 2) in [-1, 1] (x across, y down), nearest pixel, 0 outside."""
+    m = mask.shape[0]
+    cols = np.floor((grid[:, 0] + 1) / 2 * m).astype(np.int64)
+    rows = np.floor((grid[:, 1] + 1) / 2 * m).astype(np.int64)
+    inside = (cols >= 0) & (cols < m) & (rows >= 0) & (rows < m)
+    values = np.zeros(len(grid), np.float32)
+    values[inside] = mask[rows[inside], cols[inside]]
+    return values
+
+
+def plain_sheets(masks: np.ndarray) -> np.ndarray:
+    """(V, 2, M, M) sheets (weight, depth) of masks (V, 1, M, M) before the network is asked: a lone picture's
+    whole silhouette on its plane; none for several."""
+    sheets = np.zeros((len(masks), 2, *masks.shape[2:]), np.float32)
+    if len(masks) == 1:
+        sheets[0, 0] = masks[0, 0]
+    return sheets
+
+
+def find_sheets(
+    affines: np.ndarray, masks: np.ndarray, field: Callable[[np.ndarray], np.ndarray], threshold_logit: float
+) -> np.ndarray:
+    """(V, 2, M, M) sheets of several pictures: each silhouette pixel whose ray the field (the network's, with no
+    sheets) leaves empty gets weight 1 and, as every silhouette pixel, the depth of its ray's highest logit.
+    Samples outside the frame's box or another silhouette are carved anyway and are not asked."""
+    views, m = len(masks), masks.shape[-1]
+    sheets = np.zeros((views, 2, m, m), np.float32)
+    centres = (np.arange(m) + 0.5) / m * 2 - 1
+    corners = np.stack(np.meshgrid(*[[-BOX_SIZE / 2, BOX_SIZE / 2]] * 3, indexing="ij"), -1).reshape(-1, 3)
+    for v in range(views):
+        rows, cols = np.nonzero(masks[v, 0] >= 0.5)
+        if len(rows) == 0:
+            continue
+        linear, offset = affines[v, :, :3].astype(np.float64), affines[v, :, 3].astype(np.float64)
+        reach = corners @ linear[2] + offset[2]
+        depths = np.linspace(reach.min(), reach.max(), RAY_SAMPLES)
+        grid = np.stack(np.broadcast_arrays(centres[cols, None], centres[rows, None], depths[None, :]), -1)
+        points = ((grid.reshape(-1, 3) - offset) @ np.linalg.inv(linear).T).astype(np.float32)
+        asked = (np.abs(points) <= BOX_SIZE / 2).all(axis=1)
+        for u in range(views):
+            if u != v:
+                seen = points[asked] @ affines[u, :2, :3].T + affines[u, :2, 3]
+                asked[asked] = mask_at(masks[u, 0], seen) >= 0.5
+        logits = np.full(len(points), -np.inf, np.float32)
+        logits[asked] = field(points[asked])
+        logits = logits.reshape(len(rows), RAY_SAMPLES)
+        empty = (logits > threshold_logit).sum(axis=1) < FILLED_SAMPLES
+        sheets[v, 0, rows, cols] = empty & np.isfinite(logits.max(axis=1))
+        sheets[v, 1, rows, cols] = depths[logits.argmax(axis=1)]
+        sheets[v] = _widened(sheets[v])
+    return sheets
+
+
+def _widened(sheet: np.ndarray) -> np.ndarray:
+    """A sheet (2, M, M) one pixel wider all round, at its neighbours' mean depth, and that depth carried one pixel
+    further: a pixel's sheet then survives a grid coarser than the picture, and stays flat to its edge where the
+    depth is read between pixels (a steep plate is thinner than it looks)."""
+    weight, depth = sheet[0].copy(), sheet[1].copy()
+    for ring in range(2):
+        total, count = np.zeros_like(depth), np.zeros_like(depth)
+        padded_weight, padded_depth = np.pad(weight, 1), np.pad(depth, 1)
+        m = weight.shape[0]
+        for dy in range(3):
+            for dx in range(3):
+                w = padded_weight[dy : dy + m, dx : dx + m]
+                total += w * padded_depth[dy : dy + m, dx : dx + m]
+                count += w
+        grown = (weight == 0) & (count > 0)
+        depth[grown] = total[grown] / count[grown]
+        if ring == 0:
+            weight[grown] = 1.0
+    return np.stack([weight, depth])
