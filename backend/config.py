@@ -50,6 +50,7 @@ class ModelConfig:
     directions: int = 6  # attention: directions per point whose projections tell a neighbour's side
     density_gate: bool = False  # attention: scale what queries read by the cloud's density (`DensityGate`)
     threshold: float = 0.2
+    views_shift: float = 0.0  # views: added to the network's logit given several pictures (calibrated on validation)
     image_background: float = 1.0
     image_mean: float = 0.5
     image_std: float = 0.5

@@ -35,7 +35,12 @@ INT_RANGES = {
     "unet_filters": (1, 512),
     "n_points": (1, 1_000_000),
 }
-FLOAT_RANGES = {"threshold": (0.0, 1.0), "image_background": (0.0, 1.0), "image_mean": (-10.0, 10.0)}
+FLOAT_RANGES = {
+    "threshold": (0.0, 1.0),
+    "views_shift": (-10.0, 10.0),
+    "image_background": (0.0, 1.0),
+    "image_mean": (-10.0, 10.0),
+}
 
 
 def read_header(path: str | Path) -> tuple[dict, bytes]:

@@ -60,7 +60,9 @@ class OccupancyNetwork(nn.Module):
         self.config = config
         self.encoder = _build_encoder(config)
         if config.architecture == "views":
-            self.decoder = PixelAlignedDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks)
+            self.decoder = PixelAlignedDecoder(
+                config.c_dim, config.decoder_hidden, config.decoder_blocks, config.views_shift
+            )
         elif config.architecture in ("triplane", "attention"):
             extra = LEVELS * config.read_values if config.architecture == "attention" else 0
             self.decoder = LocalDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks, extra)

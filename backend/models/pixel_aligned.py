@@ -46,8 +46,11 @@ class PixelAlignedDecoder(nn.Module):
     (B, V, 2, M, M: weight and depth, `backend.surface.silhouettes`) and affine maps (B, V, 3, 4) from the queries'
     frame to each view's grid coordinates and depth (`backend.inputs.views`)."""
 
-    def __init__(self, features: int, hidden: int, blocks: int) -> None:
+    def __init__(self, features: int, hidden: int, blocks: int, several_shift: float = 0.0) -> None:
+        """`several_shift`: added to the network's logit given several pictures, the calibration that matches its
+        threshold to the one it is given with one (`ModelConfig.views_shift`)."""
         super().__init__()
+        self.several_shift = several_shift
         self.read = nn.Linear(features + 2 + 2 * len(DEPTH_FREQUENCIES), hidden)
         self.per_view = nn.Sequential(*(_Block(hidden) for _ in range(blocks // 2)))
         self.joint = nn.Sequential(*(_Block(hidden) for _ in range(blocks - blocks // 2)))
@@ -76,14 +79,14 @@ class PixelAlignedDecoder(nn.Module):
         angles = depth * self.frequencies
         x = torch.cat([read, depth, inside.unsqueeze(-1), angles.sin(), angles.cos()], dim=-1)
         x = self.per_view(self.read(x)).mean(dim=1)
-        logits = self.out(F.relu(self.joint(x))).squeeze(-1)
+        lone = (torch.ones_like(affines[:, :, 0, 0]).sum(dim=1, keepdim=True) == 1).to(depth.dtype)  # (B, 1)
+        logits = self.out(F.relu(self.joint(x))).squeeze(-1) + self.several_shift * (1.0 - lone)
         carve = CARVE * (2.0 * inside.min(dim=1).values - 1.0)
         # where a silhouette pixel would show nothing, its sheet keeps it
         sheet = torch.minimum(CARVE * (2.0 * weight - 1.0), DEPTH_SLOPE * (SHEET - (depth[..., 0] - sheet_depth).abs()))
         kept = torch.minimum(torch.maximum(logits, sheet.max(dim=1).values), carve)
         # one picture bounds no depth: the object reaches as deep as its crop is wide, on both sides of the plane
         # (the frame's box around an oblique picture holds far more, where the network was never asked)
-        lone = (torch.ones_like(affines[:, :, 0, 0]).sum(dim=1, keepdim=True) == 1).to(depth.dtype)  # (B, 1)
         limit = 1.0 + 1e6 * (1.0 - lone)
         reach = DEPTH_SLOPE * (limit.unsqueeze(-1) - depth.squeeze(-1).abs()).min(dim=1).values
         return torch.minimum(kept, reach)
