@@ -14,7 +14,7 @@ from PIL import Image
 
 from .errors import EmptySurfaceError, OccNetError
 from .inputs.observation import ImageInput
-from .inputs.views import PreparedViews, View, prepare_views
+from .inputs.views import PreparedViews, View, grid_affine, prepare_views
 from .metrics import iou, ray_crossings
 from .models.pixel_aligned import CARVE, bilinear
 from .surface.field import Evaluator
@@ -102,10 +102,9 @@ def silhouette_iou(mesh: Mesh | None, pictures: list[tuple[np.ndarray, View]]) -
 
 def silhouette(mesh: Mesh, view: View, pixels: int) -> np.ndarray:
     """(pixels, pixels) bool: which pixels of a square view the mesh covers at their centres (rows down)."""
-    axes = view.axes
-    half = float(np.linalg.norm(view.right)) / 2
-    local = (np.asarray(mesh.vertices, np.float64) - np.asarray(view.centre)) @ axes.T / half
+    affine = grid_affine(view)
+    local = np.asarray(mesh.vertices, np.float64) @ affine[:, :3].T + affine[:, 3]
     centres = (np.arange(pixels) + 0.5) / pixels * 2 - 1
-    y, x = np.meshgrid(-centres, centres, indexing="ij")
+    y, x = np.meshgrid(centres, centres, indexing="ij")
     rays = np.stack([x.ravel(), y.ravel(), np.full(x.size, local[:, 2].min() - 1.0)], axis=1)
     return (ray_crossings(local, mesh.faces, rays) > 0).reshape(pixels, pixels)

@@ -76,9 +76,8 @@ def with_found_sheets(engine: Engine, code: np.ndarray) -> np.ndarray:
     affines, features, masks, _ = layout.split(code)
     if len(affines) == 1:
         return code
-    threshold = engine.config.threshold
     evaluate = engine.evaluator(engine.field(code), None, None)
-    sheets = find_sheets(affines, masks, evaluate, float(np.log(threshold / (1 - threshold))))
+    sheets = find_sheets(affines, masks, evaluate, ExtractOptions().threshold_logit(engine.config.threshold))
     return layout.join(affines, features, masks, sheets)
 
 

@@ -80,10 +80,10 @@ def _widened(sheet: np.ndarray) -> np.ndarray:
     further: a pixel's sheet then survives a grid coarser than the picture, and stays flat to its edge where the
     depth is read between pixels (a steep plate is thinner than it looks)."""
     weight, depth = sheet[0].copy(), sheet[1].copy()
+    m = weight.shape[0]
     for ring in range(2):
         total, count = np.zeros_like(depth), np.zeros_like(depth)
         padded_weight, padded_depth = np.pad(weight, 1), np.pad(depth, 1)
-        m = weight.shape[0]
         for dy in range(3):
             for dx in range(3):
                 w = padded_weight[dy : dy + m, dx : dx + m]
