@@ -263,7 +263,7 @@ def store_summary(
                 name = results[key].get("name", key)
                 summary.update({f"{name}_{k}": round(v, 4) for k, v in results[key]["mean"].items()})
         summary.update({"shapes": results["shapes"], "split": f"{results['data']}:{results['split']}"})
-        for key in ("points", "partial", "rotate_x", "with_normals", "views", "silhouette_iou"):
+        for key in ("points", "partial", "rotate_x", "with_normals", "views", "silhouette_iou", "silhouette_iou_min"):
             if results.get(key):
                 summary[key] = results[key]
         evaluation[label] = summary

@@ -23,7 +23,7 @@ from ..surface.latent import Latent, check_latent
 from ..surface.mesh import Mesh
 from ..surface.options import ExtractOptions
 from ..surface.pipeline import ExtractStats, Stages, extract_mesh
-from ..surface.silhouettes import find_sheets
+from ..surface.silhouettes import find_sheets, sheet_points
 
 Field = Any
 """An engine's own field: a callable from canonical points (N, 3) to logits (N,), in the engine's tensors (torch
@@ -101,6 +101,15 @@ def input_scan(config: ModelConfig, latent: Latent) -> InputScan | None:
     return InputScan(np.ascontiguousarray(points), unit)
 
 
+def silhouette_seeds(config: ModelConfig, latent: Latent) -> np.ndarray | None:
+    """Where a views latent's sheets lie, one point per silhouette pixel (`backend.surface.silhouettes`), so the
+    extraction finds every part a picture shows however thin; None for other models and for blends."""
+    if config.architecture != "views" or latent.parts:
+        return None
+    affines, _, masks, sheets = ViewLatentLayout.of(config).split(np.asarray(latent.code, np.float32))
+    return sheet_points(affines, masks, sheets)
+
+
 def extract(
     engine: Engine,
     latent: Latent,
@@ -121,6 +130,7 @@ def extract(
         progress,
         stats,
         input_scan(config, latent),
+        silhouette_seeds(config, latent),
     )
     return mesh.transformed(latent.frame.as_array(), latent.frame.scale), stats
 

@@ -96,16 +96,19 @@ def extract_mesh(
     progress: Progress | None = None,
     stats: ExtractStats | None = None,
     scan: Scan | None = None,
+    seeds: np.ndarray | None = None,
 ) -> tuple[Mesh, ExtractStats]:
     """Mesh of the level set {sigmoid(logits) = threshold} in the canonical frame (threshold None in the options is
     `model_threshold`). `mesh_normals`: normals from the faces, for fields too costly to probe four times a vertex.
-    `scan`: the input cloud, which seeds MISE (`mise_grid`) and which the vertices move onto (`snap_to_scan`)."""
+    `scan`: the input cloud, which the vertices move onto (`snap_to_scan`). `seeds`: points the surface passes
+    near, where MISE (`mise_grid`) looks whatever its coarse grid shows; the scan's points when not given."""
     stages = stages or Stages()
     stages.refuse(options)
     stats = stats or ExtractStats()
     tau = options.threshold_logit(model_threshold)
     if options.use_mise:
-        seeds = None if scan is None else scan.points
+        if seeds is None and scan is not None:
+            seeds = scan.points
         values = stats.timed("evaluate", progress, mise_grid, evaluate, options.resolution, tau, seeds)
     else:
         values = stats.timed("evaluate", progress, dense_grid, evaluate, options.resolution)

@@ -55,11 +55,10 @@ def find_sheets(
         rows, cols = np.nonzero(masks[v, 0] >= 0.5)
         if len(rows) == 0:
             continue
-        linear, offset = affines[v, :, :3].astype(np.float64), affines[v, :, 3].astype(np.float64)
-        reach = corners @ linear[2] + offset[2]
+        reach = corners @ affines[v, 2, :3] + affines[v, 2, 3]
         depths = np.linspace(reach.min(), reach.max(), RAY_SAMPLES)
         grid = np.stack(np.broadcast_arrays(centres[cols, None], centres[rows, None], depths[None, :]), -1)
-        points = ((grid.reshape(-1, 3) - offset) @ np.linalg.inv(linear).T).astype(np.float32)
+        points = _in_frame(affines[v], grid.reshape(-1, 3))
         asked = (np.abs(points) <= BOX_SIZE / 2).all(axis=1)
         for u in range(views):
             if u != v:
@@ -73,6 +72,26 @@ def find_sheets(
         sheets[v, 1, rows, cols] = depths[logits.argmax(axis=1)]
         sheets[v] = _widened(sheets[v])
     return sheets
+
+
+def sheet_points(affines: np.ndarray, masks: np.ndarray, sheets: np.ndarray) -> np.ndarray:
+    """(N, 3) points in the frame where every silhouette pixel's sheet lies: its centre at the sheet's depth (a lone
+    picture's plane; with several, the depth of the ray's highest logit). They seed the extraction's search
+    (`backend.surface.mise`), which a part thinner than its coarse cells (a strut one pixel wide) would escape."""
+    m = masks.shape[-1]
+    centres = (np.arange(m) + 0.5) / m * 2 - 1
+    points = []
+    for v in range(len(masks)):
+        rows, cols = np.nonzero(masks[v, 0] >= 0.5)
+        grid = np.stack([centres[cols], centres[rows], sheets[v, 1, rows, cols]], axis=1)
+        points.append(_in_frame(affines[v], grid))
+    return np.concatenate(points)
+
+
+def _in_frame(affine: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(N, 3) float32 frame points of grid coordinates and depths (N, 3) of the view whose affine map is given."""
+    linear, offset = affine[:, :3].astype(np.float64), affine[:, 3].astype(np.float64)
+    return ((grid - offset) @ np.linalg.inv(linear).T).astype(np.float32)
 
 
 def _widened(sheet: np.ndarray) -> np.ndarray:
