@@ -139,7 +139,15 @@ def test_sheets_keep_the_rays_a_field_leaves_empty_at_its_likeliest_depth():
     spacing = np.abs(affines[0, 2, :3]).sum() * BOX_SIZE / (RAY_SAMPLES - 1)  # samples across the frame's box
     np.testing.assert_allclose(sheets[0, 1][inside], expected, atol=spacing)
     full = find_sheets(affines, masks, lambda points: np.full(len(points), 5.0, np.float32), 0.0)
-    assert not full[:, 0].any()
+    for view in range(len(masks)):  # a full field leaves only the rim to sheets (widened by one pixel)
+        silhouette = masks[view, 0] >= 0.5
+        deep = silhouette.copy()
+        for _ in range(2):
+            padded = np.pad(deep, 1)
+            deep &= padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        assert deep.sum() > 0.5 * silhouette.sum()
+        assert (full[view, 0][silhouette & ~np.pad(silhouette, 1)[1:-1, 2:]] == 1).all()  # the right-hand rim
+        assert not full[view, 0][deep].any()
 
 
 def test_views_that_disagree_are_refused_with_the_fix():

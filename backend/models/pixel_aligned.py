@@ -82,8 +82,10 @@ class PixelAlignedDecoder(nn.Module):
         lone = (torch.ones_like(affines[:, :, 0, 0]).sum(dim=1, keepdim=True) == 1).to(depth.dtype)  # (B, 1)
         logits = self.out(F.relu(self.joint(x))).squeeze(-1) + self.several_shift * (1.0 - lone)
         carve = CARVE * (2.0 * inside.min(dim=1).values - 1.0)
-        # where a silhouette pixel would show nothing, its sheet keeps it
-        sheet = torch.minimum(CARVE * (2.0 * weight - 1.0), DEPTH_SLOPE * (SHEET - (depth[..., 0] - sheet_depth).abs()))
+        # where a silhouette pixel would show nothing, its sheet keeps it; its peak is the carving's, so the two
+        # surfaces meet at the silhouette's edge (a lower peak pulls the extracted rim a fraction of a cell inward)
+        off_sheet = (depth[..., 0] - sheet_depth).abs()
+        sheet = torch.minimum(CARVE * (2.0 * weight - 1.0), CARVE / SHEET * (SHEET - off_sheet))
         kept = torch.minimum(torch.maximum(logits, sheet.max(dim=1).values), carve)
         # one picture bounds no depth: the object reaches as deep as its crop is wide, on both sides of the plane
         # (the frame's box around an oblique picture holds far more, where the network was never asked)

@@ -3,8 +3,12 @@ sheets here keep it from falling short of one. A sheet is a thin plate across th
 a depth of its own per pixel, which the views decoder adds to the network's field (and carves like it):
 
 - a lone picture's sheet covers its whole silhouette, on the picture's plane (depth is the network's guess there);
-- with several pictures, a pixel gets one where the network leaves its ray (nearly) empty, at the depth along the
-  ray where the network came closest to filling it: the rim of a rounded part, a strut the network thinned away.
+- with several pictures, a pixel gets one where the network leaves its ray (nearly) empty, and every pixel of the
+  silhouette's rim does, at the depth along the ray where the network came closest to filling it: a strut the
+  network thinned away, the rim of a rounded part, an edge whose ray the network fills too thinly across for the
+  extraction grid to see.
+
+A sheet's logit peaks at the carving's (`CARVE`), so its surface meets the carving's at the silhouette's edge.
 
 numpy only: both engines find the same sheets by driving their own field.
 """
@@ -44,9 +48,9 @@ def plain_sheets(masks: np.ndarray) -> np.ndarray:
 def find_sheets(
     affines: np.ndarray, masks: np.ndarray, field: Callable[[np.ndarray], np.ndarray], threshold_logit: float
 ) -> np.ndarray:
-    """(V, 2, M, M) sheets of several pictures: each silhouette pixel whose ray the field (the network's, with no
-    sheets) leaves empty gets weight 1 and, as every silhouette pixel, the depth of its ray's highest logit.
-    Samples outside the frame's box or another silhouette are carved anyway and are not asked."""
+    """(V, 2, M, M) sheets of several pictures: each silhouette pixel on the rim or whose ray the field (the
+    network's, with no sheets) leaves empty gets weight 1 and, as every silhouette pixel, the depth of its ray's
+    highest logit. Samples outside the frame's box or another silhouette are carved anyway and are not asked."""
     views, m = len(masks), masks.shape[-1]
     sheets = np.zeros((views, 2, m, m), np.float32)
     centres = (np.arange(m) + 0.5) / m * 2 - 1
@@ -68,7 +72,8 @@ def find_sheets(
         logits[asked] = field(points[asked])
         logits = logits.reshape(len(rows), RAY_SAMPLES)
         empty = (logits > threshold_logit).sum(axis=1) < FILLED_SAMPLES
-        sheets[v, 0, rows, cols] = empty & np.isfinite(logits.max(axis=1))
+        kept = empty | _rim(masks[v, 0] >= 0.5)[rows, cols]
+        sheets[v, 0, rows, cols] = kept & np.isfinite(logits.max(axis=1))
         sheets[v, 1, rows, cols] = depths[logits.argmax(axis=1)]
         sheets[v] = _widened(sheets[v])
     return sheets
@@ -92,6 +97,13 @@ def _in_frame(affine: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """(N, 3) float32 frame points of grid coordinates and depths (N, 3) of the view whose affine map is given."""
     linear, offset = affine[:, :3].astype(np.float64), affine[:, 3].astype(np.float64)
     return ((grid - offset) @ np.linalg.inv(linear).T).astype(np.float32)
+
+
+def _rim(silhouette: np.ndarray) -> np.ndarray:
+    """The silhouette's pixels (M, M bool) with a pixel beside them (not across a corner) outside it."""
+    padded = np.pad(silhouette, 1)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return silhouette & ~interior
 
 
 def _widened(sheet: np.ndarray) -> np.ndarray:
