@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from backend.engines.base import InputScan
 from backend.errors import OccNetError
 from backend.surface.field import Evaluator
 from backend.surface.mesh import Mesh
@@ -69,3 +70,26 @@ def test_dropping_keeps_each_vertex_its_normal_and_colour():
 def test_a_share_outside_0_to_1_is_refused_with_the_range(share):
     with pytest.raises(OccNetError, match="between 0 .* and 1"):
         ExtractOptions(min_piece=share)
+
+
+def test_a_piece_no_input_point_lies_near_goes_however_large_and_a_scanned_one_stays():
+    """The field of a dense scan can make a blob in the empty middle of a shape (a knot's); the scan saw no surface
+    there. A smaller piece the scan did see stays."""
+
+    def field(points: np.ndarray) -> np.ndarray:
+        body = _ball(points, [0.0, 0.0, 0.0], 0.2)
+        seen = _ball(points, [0.35, 0.0, 0.0], 0.05)  # small, scanned
+        unseen = _ball(points, [-0.3, 0.2, 0.0], 0.1)  # larger than the share, never scanned
+        return 60.0 * np.maximum(np.maximum(body, seen), unseen)
+
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(6000, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    scan_points = np.concatenate([0.2 * directions[:5000], [0.35, 0.0, 0.0] + 0.05 * directions[5000:]])
+    scan = InputScan(scan_points.astype(np.float32), 0.01)
+    options = ExtractOptions(resolution=64, snap=False)
+    raw, _ = extract_mesh(Evaluator(field), ExtractOptions(resolution=64, snap=False, min_piece=0), 0.5, scan=scan)
+    cleaned, stats = extract_mesh(Evaluator(field), options, 0.5, scan=scan)
+    assert _pieces(raw) == 3 and _pieces(cleaned) == 2 and stats.as_dict()["pieces_dropped"] == 1
+    assert cleaned.vertices[:, 0].max() > 0.39  # the scanned piece (x up to 0.4) stays
+    assert cleaned.vertices[:, 1].max() < 0.25  # the unseen one (y up to 0.3) is gone

@@ -1,12 +1,16 @@
 """Dropping the loose crumbs and blobs a reconstruction leaves beside the object: connected pieces whose surface
-is a small share of the largest piece's. A handle or a thin leg joined to the object is part of its piece, so it
-stays; a separate piece of furniture in a room is far above the share, so it stays. numpy only (both engines)."""
+is a small share of the largest piece's, and pieces that no input point lies near (a blob the field made in the
+empty middle of a knot). A handle or a thin leg joined to the object is part of its piece, so it stays; a separate
+piece of furniture in a room is far above the share and was scanned, so it stays. numpy only (both engines)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .mesh import Mesh
+from .snap import Scan
+
+SUPPORT_REACH = 1.0  # spacings: a piece with no vertex this near an input point shows nothing the scan saw
 
 
 def piece_labels(faces: np.ndarray, vertex_count: int) -> np.ndarray:
@@ -39,14 +43,34 @@ def drop_small_pieces(mesh: Mesh, share: float) -> tuple[Mesh, int]:
     pieces, index = np.unique(face_piece, return_inverse=True)
     piece_area = np.bincount(index, area, len(pieces))
     keep_piece = piece_area >= share * piece_area.max()
-    if keep_piece.all():
+    return _kept(mesh, keep_piece[index]), int((~keep_piece).sum())
+
+
+def drop_unsupported_pieces(mesh: Mesh, scan: Scan) -> tuple[Mesh, int]:
+    """The mesh (canonical frame, as the scan) without the pieces none of whose vertices lie within SUPPORT_REACH
+    spacings of the scan, and how many went: every surface a scan saw has its points beside it, so such a piece was
+    invented between them."""
+    if not len(mesh.faces):
         return mesh, 0
-    keep_face = keep_piece[index]
+    labels = piece_labels(mesh.faces, len(mesh.vertices))
+    _, near = scan.nearest(mesh.vertices.astype(np.float32), 1, SUPPORT_REACH * scan.unit)
+    supported = np.zeros(len(mesh.vertices), dtype=bool)
+    np.logical_or.at(supported, labels, near[:, 0])
+    if not supported.any():  # nothing near the scan at all: not a blob beside the object, leave it to the user
+        return mesh, 0
+    face_piece = labels[mesh.faces[:, 0]]
+    dropped = len(np.unique(face_piece[~supported[face_piece]]))
+    return _kept(mesh, supported[face_piece]), dropped
+
+
+def _kept(mesh: Mesh, keep_face: np.ndarray) -> Mesh:
+    """The mesh of the faces kept, without the vertices only the others used."""
+    if keep_face.all():
+        return mesh
     used = np.zeros(len(mesh.vertices), dtype=bool)
     used[mesh.faces[keep_face].ravel()] = True
     renumber = np.cumsum(used) - 1
     faces = renumber[mesh.faces[keep_face]]
     normals = None if mesh.normals is None else mesh.normals[used]
     colors = None if mesh.colors is None else mesh.colors[used]
-    kept = Mesh(mesh.vertices[used], faces, normals, colors)
-    return kept, int((~keep_piece).sum())
+    return Mesh(mesh.vertices[used], faces, normals, colors)

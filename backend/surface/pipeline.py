@@ -20,7 +20,7 @@ from .marching import marching_cubes
 from .mesh import Mesh
 from .mise import dense_grid, mise_grid
 from .options import ExtractOptions, OptionsError
-from .pieces import drop_small_pieces
+from .pieces import drop_small_pieces, drop_unsupported_pieces
 from .snap import Scan, snap_to_scan
 
 NORMAL_STEP = 0.1  # finite-difference step for normals, in cells of the extraction grid
@@ -113,7 +113,7 @@ def extract_mesh(
     else:
         values = stats.timed("evaluate", progress, dense_grid, evaluate, options.resolution)
     evaluate.check_cancel()
-    mesh = stats.timed("mesh", progress, surface_mesh, values, tau, options.min_piece, stats)
+    mesh = stats.timed("mesh", progress, surface_mesh, values, tau, options.min_piece, stats, scan)
     if options.faces:
         mesh = stats.timed("simplify", progress, stages.simplify, mesh, options.faces)
     if options.refine_steps:
@@ -130,9 +130,16 @@ def extract_mesh(
     return mesh, stats
 
 
-def surface_mesh(values: np.ndarray, threshold_logit: float, min_piece: float, stats: ExtractStats) -> Mesh:
-    """The grid's surface without its crumbs (pieces below `min_piece` of the largest's area), counted in stats."""
-    mesh, dropped = drop_small_pieces(grid_to_mesh(values, threshold_logit), min_piece)
+def surface_mesh(
+    values: np.ndarray, threshold_logit: float, min_piece: float, stats: ExtractStats, scan: Scan | None = None
+) -> Mesh:
+    """The grid's surface without its crumbs (pieces below `min_piece` of the largest's area) and, given the scan,
+    without the pieces no input point supports, counted in stats; `min_piece` 0 keeps every piece."""
+    mesh = grid_to_mesh(values, threshold_logit)
+    if scan is not None and min_piece > 0:
+        mesh, dropped = drop_unsupported_pieces(mesh, scan)
+        stats.pieces_dropped += dropped
+    mesh, dropped = drop_small_pieces(mesh, min_piece)
     stats.pieces_dropped += dropped
     return mesh
 
