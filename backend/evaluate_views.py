@@ -21,6 +21,7 @@ from .surface.field import Evaluator
 from .surface.mesh import Mesh
 from .surface.options import ExtractOptions
 from .surface.pipeline import extract_mesh
+from .surface.silhouettes import pixel_centres
 
 BASELINES = ("hull", "ellipsoid")
 
@@ -104,7 +105,7 @@ def silhouette(mesh: Mesh, view: View, pixels: int) -> np.ndarray:
     """(pixels, pixels) bool: which pixels of a square view the mesh covers at their centres (rows down)."""
     affine = grid_affine(view)
     local = np.asarray(mesh.vertices, np.float64) @ affine[:, :3].T + affine[:, 3]
-    centres = (np.arange(pixels) + 0.5) / pixels * 2 - 1
+    centres = pixel_centres(pixels)
     y, x = np.meshgrid(centres, centres, indexing="ij")
     rays = np.stack([x.ravel(), y.ravel(), np.full(x.size, local[:, 2].min() - 1.0)], axis=1)
     return (ray_crossings(local, mesh.faces, rays) > 0).reshape(pixels, pixels)

@@ -25,6 +25,11 @@ RAY_SAMPLES = 64  # depths sampled along each silhouette pixel's ray across the 
 FILLED_SAMPLES = 2  # a ray with fewer samples above the threshold is empty: too thin to survive marching cubes
 
 
+def pixel_centres(m: int) -> np.ndarray:
+    """(m,) grid coordinates in [-1, 1] of the centres of a square picture's m pixels along either side."""
+    return (np.arange(m) + 0.5) / m * 2 - 1
+
+
 def mask_at(mask: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """The mask's value at grid coordinates (N, 2) in [-1, 1] (x across, y down), nearest pixel, 0 outside."""
     m = mask.shape[0]
@@ -53,10 +58,11 @@ def find_sheets(
     highest logit. Samples outside the frame's box or another silhouette are carved anyway and are not asked."""
     views, m = len(masks), masks.shape[-1]
     sheets = np.zeros((views, 2, m, m), np.float32)
-    centres = (np.arange(m) + 0.5) / m * 2 - 1
+    centres = pixel_centres(m)
     corners = np.stack(np.meshgrid(*[[-BOX_SIZE / 2, BOX_SIZE / 2]] * 3, indexing="ij"), -1).reshape(-1, 3)
     for v in range(views):
-        rows, cols = np.nonzero(masks[v, 0] >= 0.5)
+        silhouette = masks[v, 0] >= 0.5
+        rows, cols = np.nonzero(silhouette)
         if len(rows) == 0:
             continue
         reach = corners @ affines[v, 2, :3] + affines[v, 2, 3]
@@ -72,7 +78,7 @@ def find_sheets(
         logits[asked] = field(points[asked])
         logits = logits.reshape(len(rows), RAY_SAMPLES)
         empty = (logits > threshold_logit).sum(axis=1) < FILLED_SAMPLES
-        kept = empty | _rim(masks[v, 0] >= 0.5)[rows, cols]
+        kept = empty | _rim(silhouette)[rows, cols]
         sheets[v, 0, rows, cols] = kept & np.isfinite(logits.max(axis=1))
         sheets[v, 1, rows, cols] = depths[logits.argmax(axis=1)]
         sheets[v] = _widened(sheets[v])
@@ -83,8 +89,7 @@ def sheet_points(affines: np.ndarray, masks: np.ndarray, sheets: np.ndarray) -> 
     """(N, 3) points in the frame where every silhouette pixel's sheet lies: its centre at the sheet's depth (a lone
     picture's plane; with several, the depth of the ray's highest logit). They seed the extraction's search
     (`backend.surface.mise`), which a part thinner than its coarse cells (a strut one pixel wide) would escape."""
-    m = masks.shape[-1]
-    centres = (np.arange(m) + 0.5) / m * 2 - 1
+    centres = pixel_centres(masks.shape[-1])
     points = []
     for v in range(len(masks)):
         rows, cols = np.nonzero(masks[v, 0] >= 0.5)
