@@ -49,6 +49,8 @@ class ModelConfig:
     read_values: int = 16  # attention: values a query reads from each level's neighbours
     directions: int = 6  # attention: directions per point whose projections tell a neighbour's side
     density_gate: bool = False  # attention: scale what queries read by the cloud's density (`DensityGate`)
+    orient_normals: bool = False  # attention: a cloud without normals is read twice, the second time with normals
+    # its first reading's field orients (`backend.inputs.normals`)
     threshold: float = 0.2
     views_shift: float = 0.0  # views: added to the network's logit given several pictures (calibrated on validation)
     image_background: float = 1.0
@@ -212,7 +214,11 @@ def preset(name: str, input_kind: str = "pointcloud") -> ModelConfig:
         )
     if name == "attention-small":
         return dataclasses.replace(
-            preset("triplane-small"), architecture="attention", n_points=100_000, density_gate=True
+            preset("triplane-small"),
+            architecture="attention",
+            n_points=100_000,
+            density_gate=True,
+            orient_normals=True,
         )
     if name in ("triplane-small", "triplane"):
         small = ModelConfig(

@@ -94,7 +94,8 @@ class ProtocolError(Exception):
 def input_summary(stats: dict) -> str | None:
     """In words, what the model read of its input, from a reply's stats: their "input" entry holds, for models
     that read every point, points (in the source), used, dropped (non-finite or stray) and, when a cloud was above
-    the model's cap, thinned_to and cap; for images, the mask's rule (`backend.inputs.image.object_mask`). None for
+    the model's cap, thinned_to and cap, and normals ("given", "none", or "estimated" with normals_share, the share
+    of points given one); for images, the mask's rule (`backend.inputs.image.object_mask`). None for
     models that draw a fixed number of points."""
     source = stats.get("input")
     if not source:
@@ -123,6 +124,11 @@ def input_summary(stats: dict) -> str | None:
         text = f"Used all {used:,} points." if not dropped else f"Used {used:,} of {points:,} points."
     if dropped:
         text += f" {dropped:,} stray or non-finite point{'s' if dropped != 1 else ''} left out."
+    if source.get("normals") == "estimated":
+        text += (
+            f" The scan has no normals: {source['normals_share']:.0%} of the points got one from the plane of their"
+            " neighbours, turned to the side the model reads as outside (give normals if the scan has them)."
+        )
     return text
 
 

@@ -131,7 +131,12 @@ def test_the_tiny_model_reconstructs_a_held_out_ellipsoid_alike_on_both_engines(
     model = load_model(tiny_attention_model, "cpu")
     result = model.reconstruct(cloud, resolution=128)
     assert _scores(result.mesh, rng, offset) > 0.85
-    assert result.latent.blends_by_field and result.stats["input"] == {"points": 1500, "used": 1500, "dropped": 0}
+    assert result.latent.blends_by_field and result.stats["input"] == {
+        "points": 1500,
+        "used": 1500,
+        "dropped": 0,
+        "normals": "none",
+    }
     runtime = load_model(tiny_attention_model, engine="runtime")
     latent = runtime.encode(PointCloudInput(cloud))
     np.testing.assert_allclose(latent.code, result.latent.code, atol=1e-4)

@@ -8,7 +8,9 @@ and brings the extraction stages it can run (`backend.surface.pipeline.Stages`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,7 +19,9 @@ import numpy as np
 from ..colors import with_input_colors
 from ..config import ModelConfig, PointLatentLayout, ViewLatentLayout
 from ..inputs import Observation
+from ..inputs.attention import PointAttentionInput
 from ..inputs.neighbours import NearestWithin
+from ..inputs.normals import SPARSEST, field_normals
 from ..surface.field import CancelCheck, Evaluator, Progress
 from ..surface.latent import Latent, check_latent
 from ..surface.mesh import Mesh
@@ -79,6 +83,23 @@ def with_found_sheets(engine: Engine, code: np.ndarray) -> np.ndarray:
     evaluate = engine.evaluator(engine.field(code), None, None)
     sheets = find_sheets(affines, masks, evaluate, ExtractOptions().threshold_logit(engine.config.threshold))
     return layout.join(affines, features, masks, sheets)
+
+
+def encode_cloud(
+    engine: Engine, prepared: PointAttentionInput, encode: Callable[[PointAttentionInput], np.ndarray]
+) -> tuple[np.ndarray, dict]:
+    """A point-attention code of a prepared cloud, by the engine's own `encode`, and what became of the input
+    (`PointAttentionInput.summary`). A cloud without normals, for a model that orients them and unless it is
+    sparse, is read twice: its normals found by driving the engine's field of the first reading
+    (`backend.inputs.normals`)."""
+    code = encode(prepared)
+    if prepared.has_normals or not engine.config.orient_normals or prepared.unit > SPARSEST:
+        return code, prepared.summary()
+    evaluate = engine.evaluator(engine.field(code), None, None)
+    normals = field_normals(prepared.points, prepared.neighbours, prepared.unit, evaluate)
+    found = float(np.any(normals != 0, axis=1).mean())
+    oriented = dataclasses.replace(prepared, normals=normals, has_normals=True, estimated=found)
+    return encode(oriented), oriented.summary()
 
 
 @dataclass(frozen=True)

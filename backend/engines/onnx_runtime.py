@@ -19,7 +19,7 @@ from ..runtime.model import RuntimeModel, load_runtime_model
 from ..surface.field import POINTS_PER_BATCH, CancelCheck, Evaluator, Logits, Progress
 from ..surface.latent import Latent
 from ..surface.pipeline import Stages
-from .base import with_found_sheets
+from .base import encode_cloud, with_found_sheets
 
 
 class RuntimeEngine:
@@ -36,7 +36,10 @@ class RuntimeEngine:
 
     def encode(self, observation: Observation, seed: int = 0) -> Latent:
         prepared, frame, source = network_input(observation, self.config, seed)
-        code = self.model.encode(prepared)
+        if isinstance(prepared, PointAttentionInput):
+            code, source = encode_cloud(self, prepared, self.model.encode)
+        else:
+            code = self.model.encode(prepared)
         if isinstance(prepared, PreparedViews):
             code = with_found_sheets(self, code)
         blends_by_field = isinstance(prepared, PointAttentionInput | PreparedViews)

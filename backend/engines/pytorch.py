@@ -22,7 +22,7 @@ from ..registry import ModelEntry, find_model
 from ..surface.field import CancelCheck, Progress
 from ..surface.latent import Latent
 from ..surface.silhouettes import plain_sheets
-from .base import with_found_sheets
+from .base import encode_cloud, with_found_sheets
 from .torch_stages import TorchEvaluator, TorchField, TorchStages
 
 VIEW_ARRAYS = ("images", "masks", "affines")  # what the views network's encoder reads of `PreparedViews`
@@ -43,10 +43,7 @@ class TorchEngine:
     def encode(self, observation: Observation, seed: int = 0) -> Latent:
         prepared, frame, source = network_input(observation, self.config, seed)
         if isinstance(prepared, PointAttentionInput):
-            arrays = {k: torch.as_tensor(v)[None].to(self.device) for k, v in prepared.arrays().items()}
-            encoded = self.network.encode(arrays)
-            planes, features = (t[0].float().cpu().numpy() for t in (encoded.planes, encoded.features))
-            code = PointLatentLayout.of(self.config).join(planes, prepared.unit, prepared.points, features)
+            code, source = encode_cloud(self, prepared, self._encode_points)
             return Latent(code, self.name, frame, blends_by_field=True, source=source)
         if isinstance(prepared, PreparedViews):
             sheets = plain_sheets(prepared.masks)
@@ -57,6 +54,13 @@ class TorchEngine:
             return Latent(with_found_sheets(self, code), self.name, frame, blends_by_field=True, source=source)
         code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]
         return Latent(code.float().cpu().numpy(), self.name, frame, source=source)
+
+    @torch.no_grad()
+    def _encode_points(self, prepared: PointAttentionInput) -> np.ndarray:
+        arrays = {k: torch.as_tensor(v)[None].to(self.device) for k, v in prepared.arrays().items()}
+        encoded = self.network.encode(arrays)
+        planes, features = (t[0].float().cpu().numpy() for t in (encoded.planes, encoded.features))
+        return PointLatentLayout.of(self.config).join(planes, prepared.unit, prepared.points, features)
 
     def field(self, code: np.ndarray) -> TorchField:
         code = np.asarray(code, dtype=np.float32)

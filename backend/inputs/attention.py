@@ -29,10 +29,15 @@ class PointAttentionInput:
     source_points: int  # points in the source, before anything was dropped or thinned
     dropped: int  # non-finite or stray points left out
     cap: int  # the most points the model reads (config.n_points)
+    estimated: float | None = None  # the scan had no normals: the share of points `backend.inputs.normals` gave one
 
     def summary(self) -> dict:
         """What became of the source's points, for the stats a reconstruction reports."""
         summary = {"points": self.source_points, "used": len(self.points), "dropped": self.dropped}
+        if self.estimated is not None:
+            summary.update(normals="estimated", normals_share=round(self.estimated, 3))
+        else:
+            summary["normals"] = "given" if self.has_normals else "none"
         if len(self.points) + self.dropped < self.source_points:
             summary.update(thinned_to=len(self.points), cap=self.cap)
         return summary
