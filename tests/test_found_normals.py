@@ -59,7 +59,7 @@ def test_a_cloud_without_normals_is_read_with_normals_the_model_found_alike_on_b
     orienting_model, tiny_attention_model
 ):
     rng = np.random.default_rng(2)
-    cloud = ellipsoid_surface(AXES, 1500, rng) + [3.0, 1.0, -2.0]
+    cloud = ellipsoid_surface(AXES, 4000, rng) + [3.0, 1.0, -2.0]
     model = load_model(orienting_model, "cpu")
     latent = model.encode(cloud)
     source = latent.source
@@ -67,7 +67,7 @@ def test_a_cloud_without_normals_is_read_with_normals_the_model_found_alike_on_b
     assert "The scan has no normals" in input_summary({"input": source})
     runtime = load_model(orienting_model, engine="runtime").encode(PointCloudInput(cloud))
     np.testing.assert_allclose(runtime.code, latent.code, atol=1e-4)
-    sparse = model.encode(ellipsoid_surface(AXES, 200, rng))  # neighbourhoods too wide to fit planes to
+    sparse = model.encode(ellipsoid_surface(AXES, 1000, rng))  # neighbourhoods too wide to fit planes to
     assert sparse.source["normals"] == "none"
     plain = load_model(tiny_attention_model, "cpu").encode(cloud)  # the same weights, not orienting
     assert plain.source["normals"] == "none"
