@@ -19,10 +19,10 @@ from backend.api import Latent, load_model
 from backend.checkpoint import load_checkpoint, save_checkpoint
 from backend.cli import main
 from backend.config import ModelConfig
+from backend.engines.onnx_runtime import RuntimeEngine
 from backend.errors import InputError, ModelLoadError
 from backend.export_onnx import MAX_EMBEDDED_BYTES
 from backend.inputs import ImageInput, PointCloudInput
-from backend.inputs.network import network_input
 from backend.models import build_model
 from backend.models.triplane import sample_planes, sample_planes_by_gather
 from backend.registry import WEIGHTS_DIR
@@ -49,13 +49,6 @@ def _observation(input_kind: str, seed: int) -> np.ndarray:
     return np.dstack([rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), 255 * disc])
 
 
-def _network_input(model, observation: np.ndarray):
-    """What `Model.encode` feeds the network (what the runtime's encode takes): a canonical-frame array, or point
-    attention's prepared input."""
-    kind = PointCloudInput if model.config.input_kind == "pointcloud" else ImageInput
-    return network_input(kind(observation), model.config)[0]
-
-
 @pytest.fixture(scope="module", params=SHIPPED)
 def pair(request):
     torch.set_num_threads(1)
@@ -72,7 +65,8 @@ def test_codes_match_pytorchs_from_the_same_observation(pair):
     for seed in (0, 1):
         observation = _observation(torch_model.config.input_kind, seed)
         expected = torch_model.encode(observation).code
-        code = runtime.encode(_network_input(torch_model, observation))
+        kind = PointCloudInput if torch_model.config.input_kind == "pointcloud" else ImageInput
+        code = RuntimeEngine(runtime).encode(kind(observation)).code  # the engine: point attention reads twice
         assert code.dtype == np.float32 and torch_model.config.latent_size_problem(code.size) is None
         np.testing.assert_allclose(code, expected, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
 
@@ -201,16 +195,15 @@ class Blocked:
 sys.meta_path.insert(0, Blocked())
 import numpy as np
 from backend.inputs import ImageInput, PointCloudInput
-from backend.inputs.network import network_input
-from backend.runtime.model import load_runtime_model
+from backend.engines.onnx_runtime import load_runtime_engine
 
 data = np.load(sys.argv[1])
 out = {{}}
 for name in {models!r}:
-    model = load_runtime_model(name)
-    kind = PointCloudInput if model.config.input_kind == "pointcloud" else ImageInput
-    out[name + "/code"] = model.encode(network_input(kind(data[name + "/input"]), model.config)[0])
-    out[name + "/logits"] = model.logits(data[name + "/code"], data["points"])
+    engine = load_runtime_engine(name)
+    kind = PointCloudInput if engine.config.input_kind == "pointcloud" else ImageInput
+    out[name + "/code"] = engine.encode(kind(data[name + "/input"])).code
+    out[name + "/logits"] = engine.model.logits(data[name + "/code"], data["points"])
 np.savez(sys.argv[2], **out)
 """
 
