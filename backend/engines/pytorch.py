@@ -55,8 +55,8 @@ class TorchEngine:
         code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]
         return Latent(code.float().cpu().numpy(), self.name, frame, source=source)
 
-    @torch.no_grad()
     def _encode_points(self, prepared: PointAttentionInput) -> np.ndarray:
+        """A point-attention code of a prepared cloud (called within `encode`, without gradients)."""
         arrays = {k: torch.as_tensor(v)[None].to(self.device) for k, v in prepared.arrays().items()}
         encoded = self.network.encode(arrays)
         planes, features = (t[0].float().cpu().numpy() for t in (encoded.planes, encoded.features))
