@@ -36,6 +36,20 @@ def test_normals_point_out_of_the_field_and_lie_along_the_surface():
     assert np.all(np.einsum("nc,nc->n", normals, direction) > 0.98)
 
 
+def test_a_dense_noisy_scan_gets_normals_on_most_of_its_points():
+    """At 60,000 points the noise is a third of a neighbourhood's width: few neighbourhoods lie flat, so the
+    normals are found on a thinned subset and lent to the points that lie on its planes."""
+    rng = np.random.default_rng(4)
+    direction = rng.normal(size=(60000, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    points = (0.4 * direction + rng.normal(scale=0.004, size=direction.shape)).astype(np.float32)
+    normals = _normals(points, _sphere_field)
+    found = np.any(normals != 0, axis=1)
+    assert found.mean() > 0.8
+    along = np.einsum("nc,nc->n", normals, direction)[found]
+    assert along.min() > 0 and np.mean(along > 0.9) > 0.98  # none points in; nearly all lie along the radius
+
+
 def test_a_point_whose_neighbours_do_not_lie_flat_gets_no_normal():
     rng = np.random.default_rng(1)
     sheet = np.c_[rng.uniform(-0.4, 0.4, (2000, 2)), np.zeros(2000)]
