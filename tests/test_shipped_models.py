@@ -123,7 +123,9 @@ def test_image_model_on_held_out_renders():
 # The shipped default does not meet them yet (strict: a model that passes must have its mark removed). Measured
 # on the shipped file without found normals: the knot in 31 pieces, the room's air 26% filled (the previous files:
 # 38 pieces and 35%, 94 pieces and 7%; the triplane before them: 6 pieces, 75%); with the normals it finds, the
-# knot in 13 pieces, its main one bridged (Euler number -18), F@1% 0.83.
+# knot in 13 pieces, its main one bridged (Euler number -18), F@1% 0.83. The room below, read with the normals the
+# model finds (94% of its points), comes out open: IoU 0.92, 0.4% of its air filled after the default cleaning
+# (9.6% as the field comes), but its lamp, a separate piece with 0.57% of the room's surface, goes with the crumbs.
 NOT_YET = pytest.mark.xfail(strict=True, reason="issue 16: not met by the shipped model (numbers above)")
 
 
