@@ -22,16 +22,19 @@ def _sphere_field(points: np.ndarray) -> np.ndarray:
     return 20.0 * (0.4 - np.linalg.norm(points, axis=1))
 
 
+def _sphere_scan(count: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Points on the field's sphere (radius 0.4), and the outward direction at each."""
+    points = ellipsoid_surface(np.full(3, 0.4), count, np.random.default_rng(seed), noise).astype(np.float32)
+    return points, points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
 def _normals(points: np.ndarray, field) -> np.ndarray:
     found = nearest(points)
     return field_normals(points, found, spacing(points, found), field)
 
 
 def test_normals_point_out_of_the_field_and_lie_along_the_surface():
-    rng = np.random.default_rng(0)
-    direction = rng.normal(size=(3000, 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    points = (0.4 * direction).astype(np.float32)
+    points, direction = _sphere_scan(3000, 0.0, seed=0)
     normals = _normals(points, _sphere_field)
     assert np.all(np.einsum("nc,nc->n", normals, direction) > 0.98)
 
@@ -39,10 +42,7 @@ def test_normals_point_out_of_the_field_and_lie_along_the_surface():
 def test_a_dense_noisy_scan_gets_normals_on_most_of_its_points():
     """At 60,000 points the noise is a third of a neighbourhood's width: few neighbourhoods lie flat, so the
     normals are found on a thinned subset and lent to the points that lie on its planes."""
-    rng = np.random.default_rng(4)
-    direction = rng.normal(size=(60000, 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    points = (0.4 * direction + rng.normal(scale=0.004, size=direction.shape)).astype(np.float32)
+    points, direction = _sphere_scan(60000, 0.004, seed=4)
     normals = _normals(points, _sphere_field)
     found = np.any(normals != 0, axis=1)
     assert found.mean() > 0.8

@@ -60,7 +60,7 @@ def _lent_normals(points: np.ndarray, subset: np.ndarray, found: np.ndarray, uni
     normals = found[lenders]
     offsets = points[:, None, :].astype(np.float64) - subset[lenders]
     distance = np.abs(np.einsum("nkc,nkc->nk", offsets, normals))
-    distance[~np.any(normals != 0, axis=2)] = np.inf
+    distance[~np.any(found != 0, axis=1)[lenders]] = np.inf
     best = np.argmin(distance, axis=1)
     rows = np.arange(len(points))
     return normals[rows, best] * (distance[rows, best] < ON_PLANE * unit)[:, None]
