@@ -17,11 +17,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..colors import with_input_colors
-from ..config import ModelConfig, PointLatentLayout, ViewLatentLayout
+from ..config import BOX_SIZE, ModelConfig, PointLatentLayout, ViewLatentLayout
 from ..inputs import Observation
 from ..inputs.attention import PointAttentionInput
 from ..inputs.neighbours import NearestWithin
 from ..inputs.normals import SPARSEST, field_normals
+from ..inputs.open_space import OpenSpace, carving
 from ..surface.field import CancelCheck, Evaluator, Progress
 from ..surface.latent import Latent, check_latent
 from ..surface.mesh import Mesh
@@ -122,6 +123,27 @@ def input_scan(config: ModelConfig, latent: Latent) -> InputScan | None:
     return InputScan(np.ascontiguousarray(points), unit)
 
 
+def open_spaces(engine: Engine, latent: Latent) -> list[OpenSpace]:
+    """The open space of a point-attention latent's scan, or of each end of a blend that weighs it; none for other
+    models and for clouds too sparse for found normals, which tell open space from a partial scan's inside."""
+    config = engine.config
+    if config.architecture != "attention" or not config.orient_normals:
+        return []
+    ends = [part for weight, part in latent.parts if weight > 0] if latent.parts else [latent]
+    spaces = []
+    for end in ends:
+        scan = input_scan(config, end)
+        if scan is None or scan.unit > SPARSEST:
+            return []
+        field = engine.evaluator(engine.field(end.code), None, None)
+
+        def normals(scan: InputScan = scan, field: Evaluator = field) -> tuple[np.ndarray, np.ndarray]:
+            return scan.points, field_normals(scan.points, None, scan.unit, field)
+
+        spaces.append(OpenSpace(scan.points, scan.unit, BOX_SIZE, normals))
+    return spaces
+
+
 def silhouette_seeds(config: ModelConfig, latent: Latent) -> np.ndarray | None:
     """Where a views latent's sheets lie, one point per silhouette pixel (`backend.surface.silhouettes`), so the
     extraction finds every part a picture shows however thin; None for other models and for blends."""
@@ -142,6 +164,9 @@ def extract(
     """The latent's mesh in its source's frame (float64), and the stage times and counts."""
     evaluate = engine.evaluator(latent_field(engine, latent), progress, cancel)
     config = engine.config
+    spaces = open_spaces(engine, latent)
+    if spaces:
+        evaluate.carve = carving(spaces, options.threshold_logit(config.threshold))
     mesh, stats = extract_mesh(
         evaluate,
         options,

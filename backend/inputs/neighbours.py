@@ -35,11 +35,12 @@ except ImportError:  # pragma: no cover - exercised by the runtime tests, which 
     cKDTree = None
 
 
-def nearest(cloud: np.ndarray, k: int = K, queries: np.ndarray | None = None) -> np.ndarray:
+def nearest(cloud: np.ndarray, k: int = K, queries: np.ndarray | None = None, reach: float | None = None) -> np.ndarray:
     """(M, k) int64: the indices of the k nearest points of the cloud to each query (default: to each of its own
     points, each then its own first neighbour), nearest first; a cloud of fewer than k points repeats the
     farthest. Exact on either search (SciPy's tree, or the numpy grid the built-in runtime uses), so both engines
-    agree."""
+    agree. `reach`: about how far the queries' k-th nearest lie, for queries far from the cloud (the grid's cells,
+    which otherwise fit the cloud's own spacing, then hold them; only the numpy search's speed depends on it)."""
     cloud = np.asarray(cloud, dtype=np.float32)
     queries = cloud if queries is None else np.asarray(queries, dtype=np.float32)
     count = min(k, len(cloud))
@@ -49,7 +50,7 @@ def nearest(cloud: np.ndarray, k: int = K, queries: np.ndarray | None = None) ->
     else:
         extent = float((cloud.max(axis=0) - cloud.min(axis=0)).max())
         guess = max(extent * (2.0 * count / len(cloud)) ** 0.5, 1e-9)  # a surface spans about 2 extent^2
-        found = _nearest_on_grid(cloud, queries, count, guess)
+        found = _nearest_on_grid(cloud, queries, count, guess if reach is None else max(guess, reach))
     if count < k:
         found = np.concatenate([found, np.repeat(found[:, -1:], k - count, axis=1)], axis=1)
     return found

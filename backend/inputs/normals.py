@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .neighbours import nearest, spacing
+from .neighbours import K, nearest, spacing
 
 PROBE_STEP = 1.0  # spacings ahead of and behind a point where the field is read
 POOLING_ROUNDS = 3  # rounds of pooling each point's verdict with its neighbours'
@@ -40,17 +40,24 @@ ON_PLANE = 1.0  # how near (in the cloud's own spacings) a point must lie to a l
 
 
 def field_normals(
-    points: np.ndarray, neighbours: np.ndarray, unit: float, logits: Callable[[np.ndarray], np.ndarray]
+    points: np.ndarray, neighbours: np.ndarray | None, unit: float, logits: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
-    """(N, 3) float32 outward unit normals of points (N, 3) in random order (a prepared cloud's), whose k nearest
-    are `neighbours` (N, k), zero where none is found; `unit` is the spacing and `logits` the field read without
-    normals."""
+    """(N, 3) float32 outward unit normals of points (N, 3) in random order (a prepared cloud's), zero where none
+    is found; `neighbours` (N, K) are their K nearest (found here when None: only a cloud at least DENSEST apart
+    reads them), `unit` is the spacing and `logits` the field read without normals."""
     if unit >= DENSEST:
-        return _found_normals(points, neighbours, unit, logits)
-    subset = points[: max(neighbours.shape[1], math.ceil(len(points) * (unit / DENSEST) ** 2))]
-    near = nearest(subset, neighbours.shape[1])
-    found = _found_normals(subset, near, spacing(subset, near), logits)
+        return _found_normals(points, nearest(points, K) if neighbours is None else neighbours, unit, logits)
+    subset, found = _subset_normals(points, unit, logits)
     return _lent_normals(points, subset, found, unit)
+
+
+def _subset_normals(
+    points: np.ndarray, unit: float, logits: Callable[[np.ndarray], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A dense cloud's first points, a subset thinned to DENSEST, and their normals (zero where none is found)."""
+    subset = points[: max(K, math.ceil(len(points) * (unit / DENSEST) ** 2))]
+    near = nearest(subset, K)
+    return subset, _found_normals(subset, near, spacing(subset, near), logits)
 
 
 def _lent_normals(points: np.ndarray, subset: np.ndarray, found: np.ndarray, unit: float) -> np.ndarray:

@@ -12,6 +12,9 @@ Logits = Callable[[np.ndarray], np.ndarray]
 """Occupancy logits of points (N, 3) float32 in the canonical frame, as an (N,) float32 array."""
 Progress = Callable[[str, float], None]
 CancelCheck = Callable[[], bool]
+Carve = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Logits (N,) of points (N, 3) with some set outside, as a field's own evaluation could not tell
+(`backend.inputs.open_space`)."""
 
 POINTS_PER_BATCH = 32_768  # bounded by memory (a decoder's activations), not by speed
 
@@ -32,6 +35,7 @@ class Evaluator:
         self.progress = progress
         self.cancel = cancel
         self.points_evaluated = 0
+        self.carve: Carve | None = None
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel():
@@ -49,7 +53,8 @@ class Evaluator:
         for i in range(0, len(points), self.batch):
             self.check_cancel()
             chunk = np.ascontiguousarray(points[i : i + self.batch], dtype=np.float32)
-            out[i : i + len(chunk)] = self.logits(chunk)
+            values = self.logits(chunk)
+            out[i : i + len(chunk)] = values if self.carve is None else self.carve(chunk, values)
             self.points_evaluated += len(chunk)
             if self.progress is not None:
                 self.progress(stage, start + span * min(1.0, (i + len(chunk)) / len(points)))
