@@ -24,7 +24,7 @@ def _slab_surface(low, high, count, rng):
     return points, normals
 
 
-def _open_room(rng):
+def _open_room(rng, per_slab=30_000):
     """A floor and four walls, open at the top, 0.03 thick, as a scanned room normalised to the unit box."""
     slabs = [
         ((-0.5, -0.5, -0.25), (0.5, 0.5, -0.22)),
@@ -33,7 +33,7 @@ def _open_room(rng):
         ((-0.47, -0.5, -0.22), (0.47, -0.47, 0.25)),
         ((-0.47, 0.47, -0.22), (0.47, 0.5, 0.25)),
     ]
-    parts = [_slab_surface(low, high, 30_000, rng) for low, high in slabs]
+    parts = [_slab_surface(low, high, per_slab, rng) for low, high in slabs]
     return np.concatenate([p for p, _ in parts]), np.concatenate([n for _, n in parts])
 
 
@@ -98,3 +98,16 @@ def test_carving_sets_only_what_the_field_calls_inside_in_every_space(threshold)
     closed, closed_normals = _sphere(20_000, 4)
     both = carving([room, _space(closed, closed_normals)], threshold)  # a blend: open only where both ends are
     assert both(queries, logits).tolist() == logits.tolist()  # the room's air is the sphere's inside
+
+
+def test_the_numpy_search_opens_the_same_cells_as_scipys(monkeypatch):
+    """The built-in runtime has no SciPy: its grid search must give the votes SciPy's tree gives, far or near."""
+    import backend.inputs.neighbours as neighbours
+
+    points, normals = _open_room(np.random.default_rng(5), per_slab=8_000)
+    queries = np.random.default_rng(6).uniform(-0.55, 0.55, (4_000, 3)).astype(np.float32)
+    everything = np.ones(len(queries), bool)
+    with_scipy = _space(points, normals).open(queries, everything)
+    monkeypatch.setattr(neighbours, "cKDTree", None)
+    without = _space(points, normals).open(queries, everything)
+    assert with_scipy.any() and np.array_equal(with_scipy, without)
