@@ -44,7 +44,8 @@ def field_normals(
 ) -> np.ndarray:
     """(N, 3) float32 outward unit normals of points (N, 3) in random order (a prepared cloud's), zero where none
     is found; `neighbours` (N, K) are their K nearest (found here when None: only a cloud at least DENSEST apart
-    reads them), `unit` is the spacing and `logits` the field read without normals."""
+    reads them), `unit` is the spacing and `logits` the field whose emptier side each normal points to (when
+    encoding, the cloud read without normals; when carving open space, the latent's own)."""
     if unit >= DENSEST:
         return _found_normals(points, nearest(points, K) if neighbours is None else neighbours, unit, logits)
     subset, found = _subset_normals(points, unit, logits)
