@@ -123,9 +123,10 @@ def input_scan(config: ModelConfig, latent: Latent) -> InputScan | None:
     return InputScan(np.ascontiguousarray(points), unit)
 
 
-def open_spaces(engine: Engine, latent: Latent) -> list[OpenSpace]:
-    """The open space of a point-attention latent's scan, or of each end of a blend that weighs it; none for other
-    models and for clouds too sparse for found normals, which tell open space from a partial scan's inside."""
+def open_spaces(engine: Engine, latent: Latent, field: Field) -> list[OpenSpace]:
+    """The open space of a point-attention latent's scan (`field` its logits), or of each end of a blend that
+    weighs it; none for other models and for clouds too sparse for found normals, which tell open space from a
+    partial scan's inside. An end's field is built only if its air side is asked about."""
     config = engine.config
     if config.architecture != "attention" or not config.orient_normals:
         return []
@@ -135,10 +136,10 @@ def open_spaces(engine: Engine, latent: Latent) -> list[OpenSpace]:
         scan = input_scan(config, end)
         if scan is None or scan.unit > SPARSEST:
             return []
-        field = engine.evaluator(engine.field(end.code), None, None)
 
-        def normals(scan: InputScan = scan, field: Evaluator = field) -> tuple[np.ndarray, np.ndarray]:
-            return scan.points, field_normals(scan.points, None, scan.unit, field)
+        def normals(scan: InputScan = scan, end: Latent = end) -> tuple[np.ndarray, np.ndarray]:
+            logits = engine.evaluator(field if end is latent else engine.field(end.code), None, None)
+            return scan.points, field_normals(scan.points, None, scan.unit, logits)
 
         spaces.append(OpenSpace(scan.points, scan.unit, BOX_SIZE, normals))
     return spaces
@@ -162,9 +163,10 @@ def extract(
     stats: ExtractStats | None = None,
 ) -> tuple[Mesh, ExtractStats]:
     """The latent's mesh in its source's frame (float64), and the stage times and counts."""
-    evaluate = engine.evaluator(latent_field(engine, latent), progress, cancel)
+    field = latent_field(engine, latent)
+    evaluate = engine.evaluator(field, progress, cancel)
     config = engine.config
-    spaces = open_spaces(engine, latent)
+    spaces = open_spaces(engine, latent, field)
     if spaces:
         evaluate.carve = carving(spaces, options.threshold_logit(config.threshold))
     mesh, stats = extract_mesh(

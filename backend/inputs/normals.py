@@ -48,17 +48,10 @@ def field_normals(
     encoding, the cloud read without normals; when carving open space, the latent's own)."""
     if unit >= DENSEST:
         return _found_normals(points, nearest(points, K) if neighbours is None else neighbours, unit, logits)
-    subset, found = _subset_normals(points, unit, logits)
-    return _lent_normals(points, subset, found, unit)
-
-
-def _subset_normals(
-    points: np.ndarray, unit: float, logits: Callable[[np.ndarray], np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    """A dense cloud's first points, a subset thinned to DENSEST, and their normals (zero where none is found)."""
     subset = points[: max(K, math.ceil(len(points) * (unit / DENSEST) ** 2))]
     near = nearest(subset, K)
-    return subset, _found_normals(subset, near, spacing(subset, near), logits)
+    found = _found_normals(subset, near, spacing(subset, near), logits)
+    return _lent_normals(points, subset, found, unit)
 
 
 def _lent_normals(points: np.ndarray, subset: np.ndarray, found: np.ndarray, unit: float) -> np.ndarray:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..surface.field import Carve
 from .neighbours import nearest
 
 REACH = 3.0  # spacings: space farther than this from every input point is free
@@ -36,15 +37,14 @@ class OpenSpace:
     def __init__(
         self, points: np.ndarray, unit: float, box: float, normals: Callable[[], tuple[np.ndarray, np.ndarray]]
     ) -> None:
-        self.points = np.asarray(points, dtype=np.float32)
         self.normals = normals  # oriented points and their normals (zero where none): the voters
         self.cell = max(unit, box / MAX_CELLS)
         self.low = np.float32(-box / 2 - self.cell)  # a border of cells around the box, all free
         self.size = int(np.ceil(box / self.cell)) + 2
         self.reach = REACH * unit / self.cell  # in cells
-        self.free = _free(self.points, self.low, self.cell, self.size, self.reach)
-        self.reached = _reached(self.free)
-        self.rim = _grown(~self.free, RIM) & self.reached
+        free = _free(np.asarray(points, dtype=np.float32), self.low, self.cell, self.size, self.reach)
+        self.reached = _reached(free)
+        self.rim = _grown(~free, RIM) & self.reached
         self.air = np.zeros(self.reached.shape, dtype=np.int8)  # 1 air, -1 not, 0 not yet asked
         self.voters: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -84,8 +84,8 @@ class OpenSpace:
         return faced
 
 
-def carving(spaces: list[OpenSpace], threshold_logit: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A field's carve (`backend.surface.field.Carve`): points the field calls inside that lie in every one of
+def carving(spaces: list[OpenSpace], threshold_logit: float) -> Carve:
+    """A field's carve: points the field calls inside that lie in every one of
     `spaces` (a blend's ends' with weight, one scan's alone) get OPEN_LOGIT."""
 
     def carve(points: np.ndarray, logits: np.ndarray) -> np.ndarray:
