@@ -93,3 +93,28 @@ def test_a_piece_no_input_point_lies_near_goes_however_large_and_a_scanned_one_s
     assert _pieces(raw) == 3 and _pieces(cleaned) == 2 and stats.as_dict()["pieces_dropped"] == 1
     assert cleaned.vertices[:, 0].max() > 0.39  # the scanned piece (x up to 0.4) stays
     assert cleaned.vertices[:, 1].max() < 0.25  # the unseen one (y up to 0.3) is gone
+
+
+def test_a_small_piece_the_scan_holds_stays_and_a_crumb_beside_a_surface_goes():
+    """A lamp standing apart in a room is under 1% of the room's surface, yet the scan holds its points; a crumb
+    the field leaves beside a wall has none of its own (the wall passes through them)."""
+    lamp, crumb, sparse = [0.45, 0.0, 0.0], [0.0, 0.33, 0.0], [0.0, 0.0, -0.45]
+
+    def field(points: np.ndarray) -> np.ndarray:
+        pieces = [_ball(points, [0.0, 0.0, 0.0], 0.3)] + [_ball(points, c, 0.02) for c in (lamp, crumb, sparse)]
+        return 60.0 * np.max(pieces, axis=0)
+
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(6000, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    on = {"room": 0.3 * directions[:5500], "lamp": lamp + 0.02 * directions[5500:5800]}
+    on["sparse"] = sparse + 0.02 * directions[5800:5850]  # a piece the scan barely saw: 50 points
+    scan = InputScan(np.concatenate(list(on.values())).astype(np.float32), 0.01)
+    options = ExtractOptions(resolution=128, snap=False)
+    raw, _ = extract_mesh(Evaluator(field), ExtractOptions(resolution=128, snap=False, min_piece=0), 0.5, scan=scan)
+    cleaned, stats = extract_mesh(Evaluator(field), options, 0.5, scan=scan)
+    assert _pieces(raw) == 4 and _pieces(cleaned) == 2 and stats.as_dict()["pieces_dropped"] == 2
+    assert cleaned.vertices[:, 0].max() > 0.46  # the lamp stays
+    assert cleaned.vertices[:, 1].max() < 0.32 and cleaned.vertices[:, 2].min() > -0.4  # the crumb and the sparse go
+    without_scan, _ = extract_mesh(Evaluator(field), options, 0.5)
+    assert _pieces(without_scan) == 1  # without a scan every small piece is a crumb, as before

@@ -133,13 +133,14 @@ def extract_mesh(
 def surface_mesh(
     values: np.ndarray, threshold_logit: float, min_piece: float, stats: ExtractStats, scan: Scan | None = None
 ) -> Mesh:
-    """The grid's surface without its crumbs (pieces below `min_piece` of the largest's area) and, given the scan,
-    without the pieces no input point supports, counted in stats; `min_piece` 0 keeps every piece."""
+    """The grid's surface without its crumbs (pieces below `min_piece` of the largest's area, unless the scan holds
+    their points) and, given the scan, without the pieces no input point supports, counted in stats; `min_piece` 0
+    keeps every piece."""
     mesh = grid_to_mesh(values, threshold_logit)
     if scan is not None and min_piece > 0:
         mesh, dropped = drop_unsupported_pieces(mesh, scan)
         stats.pieces_dropped += dropped
-    mesh, dropped = drop_small_pieces(mesh, min_piece)
+    mesh, dropped = drop_small_pieces(mesh, min_piece, scan)
     stats.pieces_dropped += dropped
     return mesh
 
