@@ -46,25 +46,30 @@ def drop_small_pieces(mesh: Mesh, share: float, scan: Scan | None = None) -> tup
     pieces, index = np.unique(face_piece, return_inverse=True)
     piece_area = np.bincount(index, area, len(pieces))
     keep_piece = piece_area >= share * piece_area.max()
-    if scan is not None:
-        for small in np.flatnonzero(~keep_piece):
-            keep_piece[small] = _own_points(mesh.vertices, labels == pieces[small], scan) >= OWN_POINTS
+    if scan is not None and not keep_piece.all():
+        keep_piece[~keep_piece] = _own_points(mesh.vertices, labels, pieces[~keep_piece], scan) >= OWN_POINTS
     return _kept(mesh, keep_piece[index]), int((~keep_piece).sum())
 
 
-def _own_points(vertices: np.ndarray, in_piece: np.ndarray, scan: Scan) -> int:
-    """How many input points lie nearer the piece's vertices than any other vertex: the points a part the scanner
-    saw is made of, where a crumb beside a surface has next to none (the surface passes through its points)."""
-    own = vertices[in_piece]
-    near, found = scan.nearest(own.astype(np.float32), NEAR_POINTS, SUPPORT_REACH * scan.unit)
-    points = scan.points[np.unique(near[found])].astype(np.float64)
-    if not len(points):
-        return 0
+def _own_points(vertices: np.ndarray, labels: np.ndarray, small: np.ndarray, scan: Scan) -> np.ndarray:
+    """For each small piece (its label), how many input points lie nearer its vertices than any other vertex: the
+    points a part the scanner saw is made of, where a crumb beside a surface has next to none (the surface passes
+    through its points)."""
     reach = SUPPORT_REACH * scan.unit
-    low, high = points.min(axis=0) - reach, points.max(axis=0) + reach
-    others = vertices[~in_piece & np.all((vertices >= low) & (vertices <= high), axis=1)].astype(np.float64)
-    to_own = _nearest_distance(points, own.astype(np.float64))
-    return int((to_own < _nearest_distance(points, others)).sum())
+    in_small = np.isin(labels, small)
+    near, found = scan.nearest(vertices[in_small].astype(np.float32), NEAR_POINTS, reach)
+    small_labels = labels[in_small]
+    counts = np.zeros(len(small), dtype=np.int64)
+    for i, label in enumerate(small):
+        mine = small_labels == label
+        points = scan.points[np.unique(near[mine][found[mine]])].astype(np.float64)
+        if not len(points):
+            continue
+        low, high = points.min(axis=0) - reach, points.max(axis=0) + reach
+        others = vertices[(labels != label) & np.all((vertices >= low) & (vertices <= high), axis=1)]
+        own = vertices[in_small][mine].astype(np.float64)
+        counts[i] = (_nearest_distance(points, own) < _nearest_distance(points, others.astype(np.float64))).sum()
+    return counts
 
 
 def _nearest_distance(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
