@@ -64,13 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rotate", action="store_true", help="turn every shape at random and stretch it along its axes")
     p.add_argument("--normals", type=float, default=0.5, help="point attention: share of clouds given with normals")
     p.add_argument(
-        "--gapped-normals",
-        type=float,
-        default=0.0,
-        help="point attention: share of those whose normals come as found ones do, in patches, some missing, a few "
-        "flipped",
-    )
-    p.add_argument(
         "--init",
         help="start from this checkpoint's weights wherever names and shapes match (e.g. point attention from a "
         "trained triplane model); the rest start fresh",
@@ -132,7 +125,6 @@ def train(args: argparse.Namespace) -> int:
         "rotate": args.rotate,
         "stretch": args.stretch if args.rotate else 0.0,
         "normals": args.normals if config.architecture == "attention" else 0.0,
-        "gapped_normals": args.gapped_normals if config.architecture == "attention" else 0.0,
         "init": args.init,
         "fresh_lr_scale": args.fresh_lr_scale if args.init else 1.0,
         "lr": args.lr,
@@ -150,7 +142,6 @@ def train(args: argparse.Namespace) -> int:
         args.rotate,
         args.stretch,
         args.normals if config.architecture == "attention" else 0.0,
-        args.gapped_normals if config.architecture == "attention" else 0.0,
     )
     train_sets = [load_split(root, "train", config, args.categories) for root in args.data]
     train_set = [s for shapes in train_sets for s in shapes]
@@ -344,7 +335,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         )
     if not 0 <= args.stretch < 1:
         raise OccNetError(f"--stretch must lie in [0, 1) (each axis scaled by 1 - S to 1 + S), not {args.stretch}.")
-    for name in ("uniform_fraction", "partial", "outliers", "normals", "gapped_normals"):
+    for name in ("uniform_fraction", "partial", "outliers", "normals"):
         if not 0 <= getattr(args, name) <= 1:
             raise OccNetError(f"--{name.replace('_', '-')} is a share between 0 and 1, not {getattr(args, name)}.")
 

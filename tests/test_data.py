@@ -14,9 +14,8 @@ from PIL import Image
 from backend.data.mesh_folder import prepare_mesh_folder, split_of
 from backend.data.procedural import canonical_shape, occupancy, shape_mesh, surface_samples, write_shape
 from backend.data.render import render
-from backend.data.samplers import distinct_surface, gapped_normals, noisy_cloud, partial_cloud, query_points
+from backend.data.samplers import distinct_surface, noisy_cloud, partial_cloud, query_points
 from backend.data.shapes import CATEGORIES, make_tree
-from backend.inputs.neighbours import nearest
 from backend.metrics import winding_number
 
 RNG = np.random.default_rng(0)
@@ -104,20 +103,6 @@ def test_clouds_hold_each_surface_point_once_as_a_scan_does():
     for count, expected in ((900, 900), (5000, 1000)):  # asking for more than the surface holds gives all of it
         cloud, _ = noisy_cloud(surface, normals, count, 0.0, RNG)
         assert len(np.unique(cloud, axis=0)) == len(cloud) == expected
-
-
-def test_gapped_normals_come_in_patches_as_found_ones_do():
-    """Training normals with found normals' gaps: whole patches dropped (zeros) or turned inward, the rest kept."""
-    surface = np.asarray(trimesh.creation.icosphere(5).vertices, dtype=np.float32)
-    rng = np.random.default_rng(3)
-    gapped = gapped_normals(surface, surface, rng)
-    dot = np.einsum("nc,nc->n", gapped, surface)
-    kept, dropped, flipped = np.isclose(dot, 1, atol=1e-5), ~gapped.any(axis=1), np.isclose(dot, -1, atol=1e-5)
-    assert (kept | dropped | flipped).all() and kept.any() and dropped.any()
-    assert flipped.mean() < 0.2
-    # a point's nearest neighbours mostly share its fate: the gaps are patches (scattered, about half would)
-    near = nearest(surface, 8)
-    assert (dropped[near] == dropped[:, None]).mean() > 0.85
 
 
 def test_mesh_folder_with_a_hole_is_labelled_by_winding_number(tmp_path):

@@ -16,15 +16,7 @@ from ..inputs.attention import PointAttentionInput, prepare_points
 from ..inputs.image import prepare_image
 from ..inputs.neighbours import LEVELS, QueryNeighbours
 from ..inputs.pointcloud import normalize_points
-from .samplers import (
-    distinct_surface,
-    gapped_normals,
-    noisy_cloud,
-    partial_cloud,
-    query_points,
-    random_rotation,
-    stray_points,
-)
+from .samplers import distinct_surface, noisy_cloud, partial_cloud, query_points, random_rotation, stray_points
 from .view_examples import draw_directions, view_example
 
 OUTSIDE_SHARE = 8  # with rotations, one query in this many is drawn where the turned box left no labelled points
@@ -58,7 +50,6 @@ class Sampling:
     rotate: bool = False  # turn each shape at random and stretch it along its axes
     stretch: float = 0.25  # each axis scaled by a factor in [1 - stretch, 1 + stretch]
     normals_fraction: float = 0.0  # point attention: clouds that come with (slightly noisy) normals
-    gapped_fraction: float = 0.0  # of those, the ones whose normals come as found ones do (`gapped_normals`)
 
 
 def load_split(root: str | Path, split: str, config: ModelConfig, categories: list[str] | None = None) -> list[Shape]:
@@ -198,8 +189,6 @@ def _pointcloud_example(
         if rng.random() < sampling.normals_fraction:
             given = cloud_normals / np.maximum(np.linalg.norm(cloud_normals, axis=1, keepdims=True), 1e-9)
             given = given + rng.normal(scale=NORMAL_NOISE, size=given.shape).astype(np.float32)
-            if rng.random() < sampling.gapped_fraction:
-                given = gapped_normals(cloud, given, rng)
         prepared, frame = prepare_points(cloud, given, config, seed)
     else:
         prepared, frame, _ = normalize_points(cloud, config.n_points, seed, thin=config.architecture == "triplane")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..inputs.neighbours import nearest
-
 
 def query_points(
     points: np.ndarray,
@@ -72,20 +70,3 @@ def voxel_centres(resolution: int) -> np.ndarray:
     """Centres of the resolution^3 voxels that tile the unit cube [-0.5, 0.5]^3, in C order."""
     index = np.stack(np.meshgrid(*[np.arange(resolution)] * 3, indexing="ij"), -1).reshape(-1, 3)
     return (index + 0.5) / resolution - 0.5
-
-
-GAP_PATCH = 200  # points per patch of a cloud's normals that are kept, dropped or flipped together
-GAP_COVERAGE = (0.3, 1.0)  # share of patches that keep their normals
-GAP_FLIPPED = (0.0, 0.04)  # share of patches whose normals point the wrong way
-
-
-def gapped_normals(cloud: np.ndarray, normals: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A cloud's normals as found ones come (`backend.inputs.normals`): whole patches without a normal (zeros) and
-    a few patches turned inward, so the model learns to read what it is given and not to trust one side blindly."""
-    count = max(1, len(cloud) // GAP_PATCH)
-    centres = cloud[rng.choice(len(cloud), count, replace=False)]
-    patch = nearest(centres, 1, cloud)[:, 0]
-    keep = rng.random(count) < rng.uniform(*GAP_COVERAGE)
-    flip = rng.random(count) < rng.uniform(*GAP_FLIPPED)
-    sign = np.where(flip, -1.0, 1.0) * keep
-    return (normals * sign[patch, None]).astype(np.float32)
