@@ -161,7 +161,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=MIN_PIECE,
         metavar="SHARE",
-        help=f"drop loose pieces with less surface than this share of the largest (default {MIN_PIECE}; 0 keeps all)",
+        help=f"drop loose pieces with less surface than this share of the largest (default {MIN_PIECE}; 0 keeps all), "
+        "unless 100 of a scan's points lie nearer them than any other surface",
     )
 
 

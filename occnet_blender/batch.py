@@ -95,7 +95,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=float,
         default=MIN_PIECE,
         metavar="SHARE",
-        help=f"drop loose pieces with less surface than this share of the largest (default {MIN_PIECE}; 0 keeps all)",
+        help=f"drop loose pieces with less surface than this share of the largest (default {MIN_PIECE}; 0 keeps all), "
+        "unless 100 of a scan's points lie nearer them than any other surface",
     )
     parser.add_argument(
         "--no-snap", action="store_true", help="leave vertices where the field puts them, off a dense scan's points"
