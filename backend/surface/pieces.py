@@ -57,8 +57,8 @@ def _own_points(vertices: np.ndarray, labels: np.ndarray, small: np.ndarray, sca
     through its points)."""
     reach = SUPPORT_REACH * scan.unit
     in_small = np.isin(labels, small)
-    near, found = scan.nearest(vertices[in_small].astype(np.float32), NEAR_POINTS, reach)
-    small_labels = labels[in_small]
+    small_vertices, small_labels = vertices[in_small].astype(np.float64), labels[in_small]
+    near, found = scan.nearest(small_vertices.astype(np.float32), NEAR_POINTS, reach)
     counts = np.zeros(len(small), dtype=np.int64)
     for i, label in enumerate(small):
         mine = small_labels == label
@@ -67,8 +67,8 @@ def _own_points(vertices: np.ndarray, labels: np.ndarray, small: np.ndarray, sca
             continue
         low, high = points.min(axis=0) - reach, points.max(axis=0) + reach
         others = vertices[(labels != label) & np.all((vertices >= low) & (vertices <= high), axis=1)]
-        own = vertices[in_small][mine].astype(np.float64)
-        counts[i] = (_nearest_distance(points, own) < _nearest_distance(points, others.astype(np.float64))).sum()
+        own = _nearest_distance(points, small_vertices[mine])
+        counts[i] = (own < _nearest_distance(points, others.astype(np.float64))).sum()
     return counts
 
 
