@@ -56,8 +56,9 @@ def _own_points(vertices: np.ndarray, labels: np.ndarray, small: np.ndarray, sca
     points a part the scanner saw is made of, where a crumb beside a surface has next to none (the surface passes
     through its points)."""
     reach = SUPPORT_REACH * scan.unit
+    vertices = vertices.astype(np.float64)
     in_small = np.isin(labels, small)
-    small_vertices, small_labels = vertices[in_small].astype(np.float64), labels[in_small]
+    small_vertices, small_labels = vertices[in_small], labels[in_small]
     near, found = scan.nearest(small_vertices.astype(np.float32), NEAR_POINTS, reach)
     counts = np.zeros(len(small), dtype=np.int64)
     for i, label in enumerate(small):
@@ -68,7 +69,7 @@ def _own_points(vertices: np.ndarray, labels: np.ndarray, small: np.ndarray, sca
         low, high = points.min(axis=0) - reach, points.max(axis=0) + reach
         others = vertices[(labels != label) & np.all((vertices >= low) & (vertices <= high), axis=1)]
         own = _nearest_distance(points, small_vertices[mine])
-        counts[i] = (own < _nearest_distance(points, others.astype(np.float64))).sum()
+        counts[i] = (own < _nearest_distance(points, others)).sum()
     return counts
 
 
