@@ -9,7 +9,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-CONFIG_VERSION = 4  # 2 added the triplane architecture, 3 point attention, 4 views; older files read unchanged
+CONFIG_VERSION = 5  # 2 added the triplane architecture, 3 point attention, 4 views, 5 the views depth head; older
+# files read unchanged
 InputKind = Literal["pointcloud", "image", "voxels"]
 Architecture = Literal["global", "triplane", "attention", "views"]
 INPUT_KINDS: tuple[InputKind, ...] = get_args(InputKind)
@@ -53,6 +54,8 @@ class ModelConfig:
     # its first reading's field orients (`backend.inputs.normals`)
     threshold: float = 0.2
     views_shift: float = 0.0  # views: added to the network's logit given several pictures (calibrated on validation)
+    depth_filters: int = 0  # views: the first level's filters of a depth head that reads a lone picture's front and
+    # back at every pixel (`backend.models.view_depth`; `train-depth` trains it); 0: none, the network guesses depth
     image_background: float = 1.0
     image_mean: float = 0.5
     image_std: float = 0.5
@@ -150,7 +153,7 @@ class PointLatentLayout:
 class ViewLatentLayout:
     """A views latent as one flat float array, one block per view: its affine map (3 x 4, from the canonical frame
     to the picture's grid and depth), its feature map (C x S x S), its silhouette mask (M x M) and its sheets'
-    weight and depth (2 x M x M, `backend.surface.silhouettes`)."""
+    weight, depth and half-thickness (3 x M x M, `backend.surface.silhouettes`)."""
 
     features: int
     size: int
@@ -162,7 +165,7 @@ class ViewLatentLayout:
 
     @property
     def per_view(self) -> int:
-        return 12 + self.features * self.size**2 + 3 * self.mask_size**2
+        return 12 + self.features * self.size**2 + 4 * self.mask_size**2
 
     def join(self, affines: np.ndarray, features: np.ndarray, masks: np.ndarray, sheets: np.ndarray) -> np.ndarray:
         views = len(affines)
@@ -170,7 +173,7 @@ class ViewLatentLayout:
         return np.concatenate(parts, axis=1).ravel()
 
     def split(self, code: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """affines (V, 3, 4), features (V, C, S, S), masks (V, 1, M, M), sheets (V, 2, M, M) of a flat latent
+        """affines (V, 3, 4), features (V, C, S, S), masks (V, 1, M, M), sheets (V, 3, M, M) of a flat latent
         (views, not copies)."""
         rows = np.asarray(code).reshape(-1, self.per_view)
         feature_end = 12 + self.features * self.size**2
@@ -179,7 +182,7 @@ class ViewLatentLayout:
             rows[:, :12].reshape(-1, 3, 4),
             rows[:, 12:feature_end].reshape(-1, self.features, self.size, self.size),
             rows[:, feature_end:mask_end].reshape(-1, 1, self.mask_size, self.mask_size),
-            rows[:, mask_end:].reshape(-1, 2, self.mask_size, self.mask_size),
+            rows[:, mask_end:].reshape(-1, 3, self.mask_size, self.mask_size),
         )
 
 

@@ -23,7 +23,9 @@ Point attention (architecture "attention") runs as three:
 Views (architecture "views"):
 
     NAME.encoder.onnx   images (V, 4, S, S) float32 (`backend.inputs.views.PreparedViews`) -> features (V, C, S, S)
-    NAME.decoder.onnx   features, masks (V, 1, M, M), affines (V, 3, 4) and queries (N, 3) -> logits (N,)
+                        and, for a model with a depth head, depths (V, 2, S, S): each picture's front and back
+    NAME.decoder.onnx   features, masks (V, 1, M, M), sheets (V, 3, M, M), affines (V, 3, 4) and queries (N, 3) ->
+                        logits (N,)
 
 N and the other sizes are dynamic. The graphs hold no weights: every initializer that is a checkpoint tensor is
 ONNX external data pointing at its bytes inside the `.safetensors` file (same name, dtype, shape; safetensors stores raw
@@ -94,14 +96,18 @@ class _Decoder(nn.Module):
 
 
 class _ViewEncoder(nn.Module):
-    """Views: V pictures -> V feature maps ('encoder.*')."""
+    """Views: V pictures -> V feature maps ('encoder.*'), and with a depth head each one's front and back depths
+    ('depth.*')."""
 
     def __init__(self, network: OccupancyNetwork) -> None:
         super().__init__()
         self.encoder = network.encoder
+        self.depth = getattr(network, "depth", None)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.depth is None:
+            return self.encoder(images)
+        return self.encoder(images), self.depth(images)
 
 
 class _ViewDecoder(nn.Module):
@@ -287,11 +293,12 @@ def _view_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
     images = torch.rand(2, 4, config.image_size, config.image_size, generator=torch.Generator().manual_seed(0))
     features = torch.zeros(2, config.c_dim, config.image_size, config.image_size)
     masks = torch.zeros(2, 1, config.mask_size, config.mask_size)
-    sheets = torch.zeros(2, 2, config.mask_size, config.mask_size)
+    sheets = torch.zeros(2, 3, config.mask_size, config.mask_size)
+    outputs = ["features", "depths"] if config.depth_filters else ["features"]
     affines = torch.eye(3, 4).repeat(2, 1, 1)
     queries = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) - 0.5
     return {
-        "encoder": _export(_ViewEncoder(network), (images,), ["images"], ["features"], ({0: views},)),
+        "encoder": _export(_ViewEncoder(network), (images,), ["images"], outputs, ({0: views},)),
         "decoder": _export(
             _ViewDecoder(network),
             (features, masks, sheets, affines, queries),

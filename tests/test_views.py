@@ -17,7 +17,7 @@ from backend.inputs.views import View, prepare_views
 from backend.metrics import mesh_contains, solid_iou
 from backend.protocol import ProtocolError, ReconstructRequest
 from backend.registry import default_model
-from backend.surface.silhouettes import RAY_SAMPLES, find_sheets, plain_sheets
+from backend.surface.silhouettes import RAY_SAMPLES, SHEET, find_sheets, first_sheets, plain_sheets
 
 PLACE = np.array([2.0, 1.0, 0.5])  # objects stand away from the origin, as in a user's scene
 MODEL_IOU = 0.9  # the floor for a cube and a cylinder from front, side and top
@@ -122,7 +122,23 @@ def test_a_lone_picture_keeps_its_whole_silhouette_on_its_plane_and_several_wait
     lone = plain_sheets(masks)
     np.testing.assert_array_equal(lone[0, 0], masks[0, 0])
     np.testing.assert_array_equal(lone[0, 1], 0.0)
-    assert not plain_sheets(np.repeat(masks, 2, axis=0)).any()
+    np.testing.assert_array_equal(lone[0, 2], SHEET)  # a plate
+    assert not plain_sheets(np.repeat(masks, 2, axis=0))[:, :2].any()
+
+
+def test_a_lone_picture_read_by_a_depth_head_is_as_deep_as_read_and_never_thinner_than_a_plate():
+    masks = np.zeros((1, 1, 8, 8), np.float32)
+    masks[0, 0, 2:5, 3:6] = 1.0
+    depths = np.zeros((1, 2, 4, 4), np.float32)
+    depths[0, 0], depths[0, 1] = 0.5, -0.3  # front and back: 0.8 deep, its middle 0.1 towards the viewer
+    depths[0, :, 0, 0] = 0.0  # one pixel read as no depth at all
+    sheets = first_sheets(masks, depths)
+    np.testing.assert_array_equal(sheets[0, 0], masks[0, 0])  # the whole silhouette
+    np.testing.assert_allclose(sheets[0, 1, 4:, 4:], 0.1, atol=1e-6)
+    np.testing.assert_allclose(sheets[0, 2, 4:, 4:], 0.4, atol=1e-6)
+    assert sheets[0, 2, 0, 0] == np.float32(SHEET)
+    several = np.repeat(masks, 2, axis=0)
+    np.testing.assert_array_equal(first_sheets(several, None), plain_sheets(several))
 
 
 def test_sheets_keep_the_rays_a_field_leaves_empty_at_its_likeliest_depth():

@@ -25,6 +25,14 @@ def draw_directions(count: int, rng: np.random.Generator) -> list[tuple[float, f
     return [(float(rng.uniform(0, 360)), float(rng.uniform(*ELEVATIONS))) for _ in range(count)]
 
 
+def draw_look(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """A picture's colour, light direction (in the view's frame) and ambient share: a reference render's grey or a
+    random colour, under a random light."""
+    colour = np.full(3, 0.75) if rng.random() < GREY_SHARE else rng.uniform(0.15, 1.0, 3)
+    light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.2, 1.0)])
+    return colour, light, float(rng.uniform(0.1, 0.5))
+
+
 def framed_view(points: np.ndarray, azimuth: float, elevation: float, pixels: int) -> View:
     """The square view from a direction that frames the points as `backend.inputs.views` crops a picture: the
     object's extent and CROP_MARGIN of it on each side, about two pixels more."""
@@ -44,15 +52,13 @@ def view_example(
     pixels: int,
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """Pictures (V, 4, S, S), masks (V, 1, S, S), sheets (V, 2, S, S) and affines (V, 3, 4) from the shape's frame,
+    """Pictures (V, 4, S, S), masks (V, 1, S, S), sheets (V, 3, S, S) and affines (V, 3, 4) from the shape's frame,
     as the network reads them (`backend.inputs.views.PreparedViews`; the sheets before any are found)."""
     surface = np.asarray(surface, np.float64)
     pictures, affines = [], []
     for azimuth, elevation in directions:
         view = framed_view(surface, azimuth, elevation, pixels)
-        colour = np.full(3, 0.75) if rng.random() < GREY_SHARE else rng.uniform(0.15, 1.0, 3)
-        light = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0.2, 1.0)])
-        rgba, _ = render_view(surface, normals, view, pixels, colour, light, float(rng.uniform(0.1, 0.5)))
+        rgba, _ = render_view(surface, normals, view, pixels, *draw_look(rng))
         pictures.append(rgba.transpose(2, 0, 1))
         affines.append(grid_affine(view))
     affines = np.stack(affines)

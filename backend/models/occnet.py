@@ -17,6 +17,7 @@ from .pixel_aligned import PixelAlignedDecoder, ViewEncoder
 from .point_attention import DensityGate, NeighbourAttention, PointFeatures
 from .pointnet import ResnetPointNet
 from .triplane import sample_planes
+from .view_depth import ViewDepth
 from .voxel_cnn import VoxelEncoder
 
 
@@ -35,7 +36,7 @@ class PointLatent:
 @dataclass
 class ViewLatent:
     """A views latent: each view's pixel features (B, V, C, S, S), silhouette masks (B, V, 1, M, M), the sheets
-    that keep every silhouette pixel (B, V, 2, M, M; `backend.surface.silhouettes`) and affine maps (B, V, 3, 4)
+    that keep every silhouette pixel (B, V, 3, M, M; `backend.surface.silhouettes`) and affine maps (B, V, 3, 4)
     from the canonical frame to its grid and depth."""
 
     features: torch.Tensor
@@ -49,7 +50,8 @@ class OccupancyNetwork(nn.Module):
 
     A latent is (B, *config.latent_shape) for the global and triplane models, a `PointLatent` for point attention,
     a `ViewLatent` for views, whose observation is a dict of images (B, V, 4, S, S), masks (B, V, 1, M, M), sheets
-    (B, V, 2, M, M) and affines (B, V, 3, 4) (`backend.inputs.views.PreparedViews`).
+    (B, V, 3, M, M) and affines (B, V, 3, 4) (`backend.inputs.views.PreparedViews`); a views model with a depth
+    head (`depth`) reads a lone picture's depth with it.
     Point attention's observation is a dict of tensors (`backend.data.point_inputs` makes it): plane_points,
     points, normals, has_normals, neighbours, coarse_neighbours, parents, unit; its decoder also takes each query's
     neighbours.
@@ -61,8 +63,10 @@ class OccupancyNetwork(nn.Module):
         self.encoder = _build_encoder(config)
         if config.architecture == "views":
             self.decoder = PixelAlignedDecoder(
-                config.c_dim, config.decoder_hidden, config.decoder_blocks, config.views_shift
+                config.c_dim, config.decoder_hidden, config.decoder_blocks, config.views_shift, config.depth_filters > 0
             )
+            if config.depth_filters:
+                self.depth = ViewDepth(config.depth_filters, config.unet_depth)
         elif config.architecture in ("triplane", "attention"):
             extra = LEVELS * config.read_values if config.architecture == "attention" else 0
             self.decoder = LocalDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks, extra)

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..surface.silhouettes import SHEET
 from .unet import UNet
 
 CARVE = 12.0  # the logit a point gets from the silhouettes alone: +CARVE well inside every one, -CARVE outside one
 DEPTH_SLOPE = 100.0  # a lone picture's depth limit: logits fall this fast per crop half-width beyond it
-SHEET = 0.03  # a silhouette's sheet (`backend.surface.silhouettes`) is this thick, in crop half-widths
 DEPTH_FREQUENCIES = (1.0, 2.0, 4.0, 8.0)  # sines and cosines of the depth at these multiples of pi
 
 
@@ -43,14 +43,19 @@ class _Block(nn.Module):
 
 class PixelAlignedDecoder(nn.Module):
     """Logits (B, T) of queries (B, T, 3) given V views' features (B, V, C, S, S), masks (B, V, 1, M, M), sheets
-    (B, V, 2, M, M: weight and depth, `backend.surface.silhouettes`) and affine maps (B, V, 3, 4) from the queries'
-    frame to each view's grid coordinates and depth (`backend.inputs.views`)."""
+    (B, V, 3, M, M: weight, depth and half-thickness, `backend.surface.silhouettes`) and affine maps (B, V, 3, 4)
+    from the queries' frame to each view's grid coordinates and depth (`backend.inputs.views`)."""
 
-    def __init__(self, features: int, hidden: int, blocks: int, several_shift: float = 0.0) -> None:
+    def __init__(
+        self, features: int, hidden: int, blocks: int, several_shift: float = 0.0, lone_by_sheet: bool = False
+    ) -> None:
         """`several_shift`: added to the network's logit given several pictures, the calibration that matches its
-        threshold to the one it is given with one (`ModelConfig.views_shift`)."""
+        threshold to the one it is given with one (`ModelConfig.views_shift`). `lone_by_sheet`: a lone picture's
+        result is its sheet alone, as deep as a depth head read it (`backend.models.view_depth`), not the network's
+        guess."""
         super().__init__()
         self.several_shift = several_shift
+        self.lone_by_sheet = lone_by_sheet
         self.read = nn.Linear(features + 2 + 2 * len(DEPTH_FREQUENCIES), hidden)
         self.per_view = nn.Sequential(*(_Block(hidden) for _ in range(blocks // 2)))
         self.joint = nn.Sequential(*(_Block(hidden) for _ in range(blocks - blocks // 2)))
@@ -73,19 +78,21 @@ class PixelAlignedDecoder(nn.Module):
         grid = projected[..., :2].reshape(b * v, t, 2)
         sample = bilinear_by_gather if by_gather else bilinear
         read = sample(features.flatten(0, 1), grid).reshape(b, v, t, features.shape[2])
-        silhouettes = sample(torch.cat([masks, sheets], dim=2).flatten(0, 1), grid).reshape(b, v, t, 3)
-        inside, weight, sheet_depth = silhouettes.unbind(-1)
+        silhouettes = sample(torch.cat([masks, sheets], dim=2).flatten(0, 1), grid).reshape(b, v, t, 4)
+        inside, weight, sheet_depth, sheet_half = silhouettes.unbind(-1)
         depth = projected[..., 2:]
         angles = depth * self.frequencies
         x = torch.cat([read, depth, inside.unsqueeze(-1), angles.sin(), angles.cos()], dim=-1)
         x = self.per_view(self.read(x)).mean(dim=1)
         lone = (torch.ones_like(affines[:, :, 0, 0]).sum(dim=1, keepdim=True) == 1).to(depth.dtype)  # (B, 1)
         logits = self.out(F.relu(self.joint(x))).squeeze(-1) + self.several_shift * (1.0 - lone)
+        if self.lone_by_sheet:
+            logits = torch.where(lone > 0, torch.full_like(logits, -CARVE), logits)
         carve = CARVE * (2.0 * inside.min(dim=1).values - 1.0)
         # where a silhouette pixel would show nothing, its sheet keeps it; its peak is the carving's, so the two
         # surfaces meet at the silhouette's edge (a lower peak pulls the extracted rim a fraction of a cell inward)
         off_sheet = (depth[..., 0] - sheet_depth).abs()
-        sheet = torch.minimum(CARVE * (2.0 * weight - 1.0), CARVE / SHEET * (SHEET - off_sheet))
+        sheet = torch.minimum(CARVE * (2.0 * weight - 1.0), CARVE / SHEET * (sheet_half - off_sheet))
         kept = torch.minimum(torch.maximum(logits, sheet.max(dim=1).values), carve)
         # one picture bounds no depth: the object reaches as deep as its crop is wide, on both sides of the plane
         # (the frame's box around an oblique picture holds far more, where the network was never asked)

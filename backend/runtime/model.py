@@ -22,7 +22,7 @@ from ..inputs.attention import PointAttentionInput
 from ..inputs.neighbours import LEVELS, RADIUS, Candidates, level_size, level_unit
 from ..inputs.views import PreparedViews
 from ..registry import find_model
-from ..surface.silhouettes import plain_sheets
+from ..surface.silhouettes import first_sheets
 from ..weights_file import read_config, read_header
 from .graphs import META_HEADER_SHA256, META_STAGE, graph_path, header_digest, stages
 
@@ -68,9 +68,10 @@ class RuntimeModel:
         `PreparedViews`, to their flat latents."""
         config = self.config
         if isinstance(observation, PreparedViews):
-            features = self._session("encoder").run(None, {"images": observation.images})[0]
+            features, *depths = self._session("encoder").run(None, {"images": observation.images})
             masks = observation.masks
-            return ViewLatentLayout.of(config).join(observation.affines, features, masks, plain_sheets(masks))
+            sheets = first_sheets(masks, depths[0] if depths else None)
+            return ViewLatentLayout.of(config).join(observation.affines, features, masks, sheets)
         if isinstance(observation, PointAttentionInput):
             arrays = observation.arrays()
             session = self._session("encoder")

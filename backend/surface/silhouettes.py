@@ -2,13 +2,16 @@
 sheets here keep it from falling short of one. A sheet is a thin plate across the silhouette pixels it covers, at
 a depth of its own per pixel, which the views decoder adds to the network's field (and carves like it):
 
-- a lone picture's sheet covers its whole silhouette, on the picture's plane (depth is the network's guess there);
+- a lone picture's sheet covers its whole silhouette: with a depth head (`backend.models.view_depth`), as deep as
+  the head reads each pixel's front and back (the result's whole depth: one picture's network reads depth too
+  poorly to add to it); without one, a plate on the picture's plane, and the network's guess does the rest;
 - with several pictures, a pixel gets one where the network leaves its ray (nearly) empty, and every pixel of the
   silhouette's rim does, at the depth along the ray where the network came closest to filling it: a strut the
   network thinned away, the rim of a rounded part, an edge whose ray the network fills too thinly across for the
   extraction grid to see.
 
-A sheet's logit peaks at the carving's (`CARVE`), so its surface meets the carving's at the silhouette's edge.
+A sheet is stored per pixel as its weight, its middle's depth and its half-thickness (at least a plate's, SHEET).
+Its logit peaks at the carving's (`CARVE`), so its surface meets the carving's at the silhouette's edge.
 
 numpy only: both engines find the same sheets by driving their own field.
 """
@@ -21,6 +24,7 @@ import numpy as np
 
 from ..config import BOX_SIZE
 
+SHEET = 0.03  # a plate's half-thickness, in crop half-widths: the thinnest sheet, which marching cubes still sees
 RAY_SAMPLES = 64  # depths sampled along each silhouette pixel's ray across the frame's box
 FILLED_SAMPLES = 2  # a ray with fewer samples above the threshold is empty: too thin to survive marching cubes
 
@@ -42,22 +46,48 @@ def mask_at(mask: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def plain_sheets(masks: np.ndarray) -> np.ndarray:
-    """(V, 2, M, M) sheets (weight, depth) of masks (V, 1, M, M) before the network is asked: a lone picture's
-    whole silhouette on its plane; none for several."""
-    sheets = np.zeros((len(masks), 2, *masks.shape[2:]), np.float32)
+    """(V, 3, M, M) sheets (weight, depth, half-thickness) of masks (V, 1, M, M) before the network is asked: a
+    lone picture's whole silhouette as a plate on its plane; none for several."""
+    sheets = np.zeros((len(masks), 3, *masks.shape[2:]), np.float32)
+    sheets[:, 2] = SHEET
     if len(masks) == 1:
         sheets[0, 0] = masks[0, 0]
     return sheets
 
 
+def first_sheets(masks: np.ndarray, depths: np.ndarray | None) -> np.ndarray:
+    """(V, 3, M, M) sheets of masks (V, 1, M, M) as encoded, before any are found: a lone picture's from its depth
+    head's front and back depths (1, 2, S, S; `backend.models.view_depth`) when the model has one, the whole
+    silhouette, each pixel as deep as read there and never thinner than a plate; otherwise `plain_sheets`."""
+    if depths is None or len(masks) != 1:
+        return plain_sheets(masks)
+    front, back = (_resized(d, masks.shape[-1]) for d in depths[0])
+    sheets = plain_sheets(masks)
+    sheets[0, 1] = (front + back) / 2
+    sheets[0, 2] = np.maximum((front - back) / 2, SHEET)
+    return sheets
+
+
+def _resized(image: np.ndarray, m: int) -> np.ndarray:
+    """A square map (S, S) resampled bilinearly to (m, m), pixel centres to pixel centres (as torch's
+    interpolate without aligned corners), edges held."""
+    s = image.shape[0]
+    at = np.clip((np.arange(m) + 0.5) * s / m - 0.5, 0, s - 1)
+    low = np.floor(at).astype(np.int64)
+    high = np.minimum(low + 1, s - 1)
+    frac = at - low
+    rows = image[low] * (1 - frac)[:, None] + image[high] * frac[:, None]
+    return (rows[:, low] * (1 - frac) + rows[:, high] * frac).astype(np.float32)
+
+
 def find_sheets(
     affines: np.ndarray, masks: np.ndarray, field: Callable[[np.ndarray], np.ndarray], threshold_logit: float
 ) -> np.ndarray:
-    """(V, 2, M, M) sheets of several pictures: each silhouette pixel on the rim or whose ray the field (the
+    """(V, 3, M, M) sheets of several pictures: each silhouette pixel on the rim or whose ray the field (the
     network's, with no sheets) leaves empty gets weight 1 and, as every silhouette pixel, the depth of its ray's
     highest logit. Samples outside the frame's box or another silhouette are carved anyway and are not asked."""
     views, m = len(masks), masks.shape[-1]
-    sheets = np.zeros((views, 2, m, m), np.float32)
+    sheets = plain_sheets(masks)
     centres = pixel_centres(m)
     corners = np.stack(np.meshgrid(*[[-BOX_SIZE / 2, BOX_SIZE / 2]] * 3, indexing="ij"), -1).reshape(-1, 3)
     for v in range(views):
@@ -81,7 +111,7 @@ def find_sheets(
         kept = empty | _rim(silhouette)[rows, cols]
         sheets[v, 0, rows, cols] = kept & np.isfinite(logits.max(axis=1))
         sheets[v, 1, rows, cols] = depths[logits.argmax(axis=1)]
-        sheets[v] = _widened(sheets[v])
+        sheets[v, :2] = _widened(sheets[v, :2])
     return sheets
 
 
