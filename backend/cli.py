@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import __version__, evaluate, train, train_depth
+from . import __version__, evaluate, train, train_thickness
 from .api import Latent, Model, interpolate, load_model
 from .data.mesh_folder import prepare_mesh_folder
 from .data.procedural import DEFAULT_COUNTS, generate
@@ -100,11 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_arguments(training)
     training.set_defaults(run=train.train)
 
-    depth = sub.add_parser(
-        "train-depth", help="add a depth head to a views model, for one picture (see backend/train_depth.py)"
+    thickness = sub.add_parser(
+        "train-thickness",
+        help="add a head that judges one picture's depth to a views model (backend/train_thickness.py)",
     )
-    train_depth.add_arguments(depth)
-    depth.set_defaults(run=train_depth.train_depth)
+    train_thickness.add_arguments(thickness)
+    thickness.set_defaults(run=train_thickness.train_thickness)
 
     scoring = sub.add_parser("evaluate", help="IoU, Chamfer-L1, normal consistency, F-score on a held-out split")
     evaluate.add_arguments(scoring)

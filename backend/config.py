@@ -9,7 +9,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-CONFIG_VERSION = 5  # 2 added the triplane architecture, 3 point attention, 4 views, 5 the views depth head; older
+CONFIG_VERSION = 5  # 2 added the triplane architecture, 3 point attention, 4 views, 5 the views thickness head; older
 # files read unchanged
 InputKind = Literal["pointcloud", "image", "voxels"]
 Architecture = Literal["global", "triplane", "attention", "views"]
@@ -54,8 +54,8 @@ class ModelConfig:
     # its first reading's field orients (`backend.inputs.normals`)
     threshold: float = 0.2
     views_shift: float = 0.0  # views: added to the network's logit given several pictures (calibrated on validation)
-    depth_filters: int = 0  # views: the first level's filters of a depth head that reads a lone picture's front and
-    # back at every pixel (`backend.models.view_depth`; `train-depth` trains it); 0: none, the network guesses depth
+    thickness_width: int = 0  # views: the width of a head that judges how thick a lone picture's object is
+    # (`backend.models.thickness`; `train-thickness` adds it); 0: none, the network guesses a lone picture's depth
     image_background: float = 1.0
     image_mean: float = 0.5
     image_std: float = 0.5

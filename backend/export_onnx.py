@@ -23,7 +23,8 @@ Point attention (architecture "attention") runs as three:
 Views (architecture "views"):
 
     NAME.encoder.onnx   images (V, 4, S, S) float32 (`backend.inputs.views.PreparedViews`) -> features (V, C, S, S)
-                        and, for a model with a depth head, depths (V, 2, S, S): each picture's front and back
+                        and, for a model with a thickness head, thickness (V, T): each picture's scores of the
+                        thickness scales (`backend.surface.silhouettes.THICKNESS_SCALES`)
     NAME.decoder.onnx   features, masks (V, 1, M, M), sheets (V, 3, M, M), affines (V, 3, 4) and queries (N, 3) ->
                         logits (N,)
 
@@ -96,18 +97,18 @@ class _Decoder(nn.Module):
 
 
 class _ViewEncoder(nn.Module):
-    """Views: V pictures -> V feature maps ('encoder.*'), and with a depth head each one's front and back depths
-    ('depth.*')."""
+    """Views: V pictures -> V feature maps ('encoder.*'), and with a thickness head each one's scores of the
+    thickness scales ('thickness.*')."""
 
     def __init__(self, network: OccupancyNetwork) -> None:
         super().__init__()
         self.encoder = network.encoder
-        self.depth = getattr(network, "depth", None)
+        self.thickness = getattr(network, "thickness", None)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if self.depth is None:
+        if self.thickness is None:
             return self.encoder(images)
-        return self.encoder(images), self.depth(images)
+        return self.encoder(images), self.thickness(images)
 
 
 class _ViewDecoder(nn.Module):
@@ -294,7 +295,7 @@ def _view_graphs(network: OccupancyNetwork) -> dict[str, onnx.ModelProto]:
     features = torch.zeros(2, config.c_dim, config.image_size, config.image_size)
     masks = torch.zeros(2, 1, config.mask_size, config.mask_size)
     sheets = torch.zeros(2, 3, config.mask_size, config.mask_size)
-    outputs = ["features", "depths"] if config.depth_filters else ["features"]
+    outputs = ["features", "thickness"] if config.thickness_width else ["features"]
     affines = torch.eye(3, 4).repeat(2, 1, 1)
     queries = torch.rand(64, 3, generator=torch.Generator().manual_seed(0)) - 0.5
     return {

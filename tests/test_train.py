@@ -20,7 +20,7 @@ from commands import run_cli
 from fitting import TINY_ATTENTION, ellipsoid_surface, point_attention_batch
 
 from backend.checkpoint import load_checkpoint, read_config, save_checkpoint
-from backend.config import ModelConfig
+from backend.config import ModelConfig, preset
 from backend.data.mesh_folder import split_of
 from backend.evaluate import load_test_shape
 from backend.inputs.attention import prepare_points
@@ -366,3 +366,26 @@ def test_a_new_layer_on_a_trained_model_starts_as_the_identity_and_learns_faster
     read = torch.ones(2, 1, new.density.scale.out_features)
     sparse, dense = new.density(read, torch.tensor([0.2, 0.02]))[:, 0, 0]
     assert sparse > 1.0 > dense  # a sparse cloud's reads scaled up, a dense one's down: the spacing is seen
+
+
+def test_a_thickness_head_learns_on_a_frozen_views_model_and_a_lone_picture_then_reads_by_it(
+    tiny_data, untrained_image_model, tmp_path
+):
+    views = build_model(preset("views-small", "image")).eval()
+    source = save_checkpoint(views, tmp_path / "views.safetensors")
+    out = tmp_path / "thick"
+    args = ["train-thickness", "--model", source, "--data", tiny_data, "--out", out, "--pictures", "2"]
+    done = run_cli(*args, "--epochs", "2", "--batch", "4", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    assert "validation IoU" in done.stdout
+    judged = load_checkpoint(out / "best.safetensors")
+    assert judged.config.thickness_width == 32 and judged.config.training["thickness"]["pictures"] == 2
+    before, after = views.state_dict(), judged.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)  # the network itself stays as trained
+    assert any(name.startswith("thickness.") for name in after)
+    with open(out / "log.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+    again = run_cli(*args)
+    assert again.returncode != 0 and "--overwrite" in again.stderr.strip().splitlines()[-1]
+    wrong = run_cli("train-thickness", "--model", untrained_image_model, "--data", tiny_data, "--out", tmp_path / "x")
+    assert wrong.returncode != 0 and "a thickness head is for a views model" in wrong.stderr.strip().splitlines()[-1]

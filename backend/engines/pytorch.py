@@ -49,9 +49,9 @@ class TorchEngine:
             arrays = {k: torch.from_numpy(getattr(prepared, k))[None].to(self.device) for k in VIEW_ARRAYS}
             arrays["sheets"] = torch.from_numpy(plain_sheets(prepared.masks))[None].to(self.device)
             features = self.network.encode(arrays).features[0].float().cpu().numpy()
-            lone_depth = self.config.depth_filters and len(prepared.masks) == 1
-            depths = self.network.depth(arrays["images"][0]).float().cpu().numpy() if lone_depth else None
-            sheets = first_sheets(prepared.masks, depths)
+            judged = self.config.thickness_width and len(prepared.masks) == 1
+            thickness = self.network.thickness(arrays["images"][0]).float().cpu().numpy() if judged else None
+            sheets = first_sheets(prepared.masks, thickness)
             code = ViewLatentLayout.of(self.config).join(prepared.affines, features, prepared.masks, sheets)
             return Latent(with_found_sheets(self, code), self.name, frame, blends_by_field=True, source=source)
         code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]

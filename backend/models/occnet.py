@@ -16,8 +16,8 @@ from .local_pointnet import LocalPoolPointNet
 from .pixel_aligned import PixelAlignedDecoder, ViewEncoder
 from .point_attention import DensityGate, NeighbourAttention, PointFeatures
 from .pointnet import ResnetPointNet
+from .thickness import ThicknessHead
 from .triplane import sample_planes
-from .view_depth import ViewDepth
 from .voxel_cnn import VoxelEncoder
 
 
@@ -50,8 +50,8 @@ class OccupancyNetwork(nn.Module):
 
     A latent is (B, *config.latent_shape) for the global and triplane models, a `PointLatent` for point attention,
     a `ViewLatent` for views, whose observation is a dict of images (B, V, 4, S, S), masks (B, V, 1, M, M), sheets
-    (B, V, 3, M, M) and affines (B, V, 3, 4) (`backend.inputs.views.PreparedViews`); a views model with a depth
-    head (`depth`) reads a lone picture's depth with it.
+    (B, V, 3, M, M) and affines (B, V, 3, 4) (`backend.inputs.views.PreparedViews`); a views model with a
+    thickness head (`thickness`) judges a lone picture's depth with it.
     Point attention's observation is a dict of tensors (`backend.data.point_inputs` makes it): plane_points,
     points, normals, has_normals, neighbours, coarse_neighbours, parents, unit; its decoder also takes each query's
     neighbours.
@@ -63,10 +63,14 @@ class OccupancyNetwork(nn.Module):
         self.encoder = _build_encoder(config)
         if config.architecture == "views":
             self.decoder = PixelAlignedDecoder(
-                config.c_dim, config.decoder_hidden, config.decoder_blocks, config.views_shift, config.depth_filters > 0
+                config.c_dim,
+                config.decoder_hidden,
+                config.decoder_blocks,
+                config.views_shift,
+                config.thickness_width > 0,
             )
-            if config.depth_filters:
-                self.depth = ViewDepth(config.depth_filters, config.unet_depth)
+            if config.thickness_width:
+                self.thickness = ThicknessHead(config.thickness_width)
         elif config.architecture in ("triplane", "attention"):
             extra = LEVELS * config.read_values if config.architecture == "attention" else 0
             self.decoder = LocalDecoder(config.c_dim, config.decoder_hidden, config.decoder_blocks, extra)

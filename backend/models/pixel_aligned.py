@@ -51,8 +51,8 @@ class PixelAlignedDecoder(nn.Module):
     ) -> None:
         """`several_shift`: added to the network's logit given several pictures, the calibration that matches its
         threshold to the one it is given with one (`ModelConfig.views_shift`). `lone_by_sheet`: a lone picture's
-        result is its sheet alone, as deep as a depth head read it (`backend.models.view_depth`), not the network's
-        guess."""
+        result is its sheet alone, the silhouette inflated as thick as a thickness head judged it
+        (`backend.models.thickness`), not the network's guess."""
         super().__init__()
         self.several_shift = several_shift
         self.lone_by_sheet = lone_by_sheet

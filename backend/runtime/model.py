@@ -68,9 +68,9 @@ class RuntimeModel:
         `PreparedViews`, to their flat latents."""
         config = self.config
         if isinstance(observation, PreparedViews):
-            features, *depths = self._session("encoder").run(None, {"images": observation.images})
+            features, *thickness = self._session("encoder").run(None, {"images": observation.images})
             masks = observation.masks
-            sheets = first_sheets(masks, depths[0] if depths else None)
+            sheets = first_sheets(masks, thickness[0] if thickness else None)
             return ViewLatentLayout.of(config).join(observation.affines, features, masks, sheets)
         if isinstance(observation, PointAttentionInput):
             arrays = observation.arrays()

@@ -2,9 +2,9 @@
 sheets here keep it from falling short of one. A sheet is a thin plate across the silhouette pixels it covers, at
 a depth of its own per pixel, which the views decoder adds to the network's field (and carves like it):
 
-- a lone picture's sheet covers its whole silhouette: with a depth head (`backend.models.view_depth`), as deep as
-  the head reads each pixel's front and back (the result's whole depth: one picture's network reads depth too
-  poorly to add to it); without one, a plate on the picture's plane, and the network's guess does the rest;
+- a lone picture's sheet covers its whole silhouette: with a thickness head (`backend.models.thickness`), inflated
+  round and scaled as the head reads the picture, the result's whole depth; without one, a plate on the picture's
+  plane, and the network's guess does the rest;
 - with several pictures, a pixel gets one where the network leaves its ray (nearly) empty, and every pixel of the
   silhouette's rim does, at the depth along the ray where the network came closest to filling it: a strut the
   network thinned away, the rim of a rounded part, an edge whose ray the network fills too thinly across for the
@@ -25,6 +25,7 @@ import numpy as np
 from ..config import BOX_SIZE
 
 SHEET = 0.03  # a plate's half-thickness, in crop half-widths: the thinnest sheet, which marching cubes still sees
+THICKNESS_SCALES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 25))  # what a thickness head picks among
 RAY_SAMPLES = 64  # depths sampled along each silhouette pixel's ray across the frame's box
 FILLED_SAMPLES = 2  # a ray with fewer samples above the threshold is empty: too thin to survive marching cubes
 
@@ -55,29 +56,39 @@ def plain_sheets(masks: np.ndarray) -> np.ndarray:
     return sheets
 
 
-def first_sheets(masks: np.ndarray, depths: np.ndarray | None) -> np.ndarray:
-    """(V, 3, M, M) sheets of masks (V, 1, M, M) as encoded, before any are found: a lone picture's from its depth
-    head's front and back depths (1, 2, S, S; `backend.models.view_depth`) when the model has one, the whole
-    silhouette, each pixel as deep as read there and never thinner than a plate; otherwise `plain_sheets`."""
-    if depths is None or len(masks) != 1:
-        return plain_sheets(masks)
-    front, back = (_resized(d, masks.shape[-1]) for d in depths[0])
+def first_sheets(masks: np.ndarray, thickness: np.ndarray | None) -> np.ndarray:
+    """(V, 3, M, M) sheets of masks (V, 1, M, M) as encoded, before any are found: a lone picture's from a thickness
+    head's logits (1, len(THICKNESS_SCALES); `backend.models.thickness`) when the model has one, its silhouette
+    inflated round and scaled by the scale scored highest, never thinner than a plate; otherwise `plain_sheets`."""
     sheets = plain_sheets(masks)
-    sheets[0, 1] = (front + back) / 2
-    sheets[0, 2] = np.maximum((front - back) / 2, SHEET)
+    if thickness is not None and len(masks) == 1:
+        scale = THICKNESS_SCALES[int(np.argmax(thickness[0]))]
+        sheets[0, 2] = np.maximum(scale * inflation(masks[0, 0]), SHEET)
     return sheets
 
 
-def _resized(image: np.ndarray, m: int) -> np.ndarray:
-    """A square map (S, S) resampled bilinearly to (m, m), pixel centres to pixel centres (as torch's
-    interpolate without aligned corners), edges held."""
-    s = image.shape[0]
-    at = np.clip((np.arange(m) + 0.5) * s / m - 0.5, 0, s - 1)
-    low = np.floor(at).astype(np.int64)
-    high = np.minimum(low + 1, s - 1)
-    frac = at - low
-    rows = image[low] * (1 - frac)[:, None] + image[high] * frac[:, None]
-    return (rows[:, low] * (1 - frac) + rows[:, high] * frac).astype(np.float32)
+def inflation(mask: np.ndarray) -> np.ndarray:
+    """(M, M) half-thickness, in crop half-widths, of a silhouette (M, M mask) inflated round: at a pixel d from the
+    outside, sqrt(d (2 r - d)), r the deepest pixel's d; a disc becomes a ball, a strip a cylinder (the profile of
+    Igarashi et al.'s Teddy)."""
+    m = mask.shape[0]
+    inside = mask >= 0.5
+    padded = np.pad(inside, 1)
+    outside_rim = ~padded & (
+        np.roll(padded, 1, 0) | np.roll(padded, -1, 0) | np.roll(padded, 1, 1) | np.roll(padded, -1, 1)
+    )
+    edge = np.argwhere(outside_rim).astype(np.float64) - 1.0
+    cells = np.argwhere(inside).astype(np.float64)
+    distance = np.zeros((m, m))
+    if len(cells) == 0:
+        return distance
+    nearest = np.empty(len(cells))
+    for start in range(0, len(cells), 2048):
+        block = cells[start : start + 2048]
+        nearest[start : start + 2048] = np.sqrt(((block[:, None, :] - edge[None]) ** 2).sum(-1).min(axis=1))
+    distance[inside] = nearest * 2.0 / m
+    deepest = distance.max()
+    return np.sqrt(np.clip(distance * (2 * deepest - distance), 0.0, None))
 
 
 def find_sheets(
