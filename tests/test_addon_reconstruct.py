@@ -127,9 +127,11 @@ def test_a_photo_without_alpha_is_masked_by_its_backdrop_and_says_so(blender, tm
     result = bpy.data.objects["photo_rgb.occnet"]
     assert "No alpha channel" in result.occnet.input_summary and "covers" in result.occnet.input_summary
     assert "alpha channel keeps" in bpy.data.objects["cutout.occnet"].occnet.input_summary
-    # the same object from the same silhouette (0.873: the mask's soft edge differs from alpha's, and one picture's
-    # depth is the network's guess); a picture masked wrongly (a slab of the whole frame) scores far below
-    assert other_iou(result, bpy.data.objects["cutout.occnet"]) > 0.8
+    # the same object from nearly the same silhouette (0.73): the backdrop's flood cannot reach the background the
+    # mug's handle encloses, so the photo's mask fills that hole (421 pixels of 7,335), and the round inflation of
+    # a lone picture, as deep as the silhouette's widest part, comes out a fifth deeper (0.873 when the network
+    # guessed the depth); a picture masked wrongly (a slab of the whole frame) scores far below
+    assert other_iou(result, bpy.data.objects["cutout.occnet"]) > 0.65
 
 
 def test_front_side_and_top_image_empties_become_one_object_in_place(blender, tmp_path):

@@ -1,9 +1,9 @@
 """How thick a lone picture's object is. One picture shows no depth, and the pixel-aligned network, asked point by
 point, learned little beyond an average thickness: on held-out meshes its one-picture results scored below the
 silhouette merely inflated round (`backend.surface.silhouettes.inflation`). So a lone picture's result is that
-inflation, and this head picks how far to scale it: a small CNN reads the picture (outline and shading) and
+inflation, and this head judges how far to scale it: a small CNN reads the picture (outline and shading) and
 scores each of THICKNESS_SCALES, trained towards the scales that gave each training picture's shape its best IoU
-(`backend.train_thickness`)."""
+(`backend.train_thickness`); `backend.surface.silhouettes.judged_scale` turns the scores into one scale."""
 
 from __future__ import annotations
 

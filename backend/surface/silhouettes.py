@@ -59,12 +59,20 @@ def plain_sheets(masks: np.ndarray) -> np.ndarray:
 def first_sheets(masks: np.ndarray, thickness: np.ndarray | None) -> np.ndarray:
     """(V, 3, M, M) sheets of masks (V, 1, M, M) as encoded, before any are found: a lone picture's from a thickness
     head's logits (1, len(THICKNESS_SCALES); `backend.models.thickness`) when the model has one, its silhouette
-    inflated round and scaled by the scale scored highest, never thinner than a plate; otherwise `plain_sheets`."""
+    inflated round and scaled by `judged_scale`, never thinner than a plate; otherwise `plain_sheets`."""
     sheets = plain_sheets(masks)
     if thickness is not None and len(masks) == 1:
-        scale = THICKNESS_SCALES[int(np.argmax(thickness[0]))]
-        sheets[0, 2] = np.maximum(scale * inflation(masks[0, 0]), SHEET)
+        sheets[0, 2] = np.maximum(judged_scale(thickness[0]) * inflation(masks[0, 0]), SHEET)
     return sheets
+
+
+def judged_scale(logits: np.ndarray) -> float:
+    """The scale a thickness head's logits (len(THICKNESS_SCALES),) judge: the scales' geometric mean weighted by
+    the logits' softmax. Unlike the top-scored scale it moves smoothly with the picture, so a picture and the same
+    one masked a pixel differently come out alike (their top scales were three steps, 41%, apart on a held-out
+    mug), and it scores as well (held-out front pictures 0.384 against 0.379, validation 0.365 against 0.367)."""
+    weights = np.exp(logits - logits.max())
+    return float(np.exp(weights @ np.log(THICKNESS_SCALES) / weights.sum()))
 
 
 def inflation(mask: np.ndarray) -> np.ndarray:
@@ -83,9 +91,9 @@ def inflation(mask: np.ndarray) -> np.ndarray:
     if len(cells) == 0:
         return distance
     nearest = np.empty(len(cells))
-    for start in range(0, len(cells), 2048):
-        block = cells[start : start + 2048]
-        nearest[start : start + 2048] = np.sqrt(((block[:, None, :] - edge[None]) ** 2).sum(-1).min(axis=1))
+    for start in range(0, len(cells), 512):  # a ragged outline's thousands of edge pixels stay in memory
+        block = cells[start : start + 512]
+        nearest[start : start + 512] = np.sqrt(((block[:, None, :] - edge[None]) ** 2).sum(-1).min(axis=1))
     distance[inside] = nearest * 2.0 / m
     deepest = distance.max()
     return np.sqrt(np.clip(distance * (2 * deepest - distance), 0.0, None))
