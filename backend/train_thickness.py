@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +26,13 @@ from .config import ModelConfig
 from .data.dataset import Shape, load_split
 from .data.thickness_examples import thickness_example
 from .errors import OccNetError
+from .inputs.views import PreparedViews
 from .metrics import iou
 from .models import OccupancyNetwork, build_model
 from .models.occnet import ViewLatent
 from .outputs import atomic_write
 from .registry import find_model
+from .surface.options import ExtractOptions
 from .surface.silhouettes import first_sheets
 
 RUN_FILES = ("last.safetensors", "best.safetensors", "log.csv")
@@ -72,10 +73,10 @@ def train_thickness(args: argparse.Namespace) -> int:
     model = _with_head(trained, config)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    pictures, targets = _pictures(load_split_all(args.data, "train", config), args.pictures, config, rng)
+    pictures, targets = _pictures(_shapes(args.data, "train", config), args.pictures, config, rng)
     validation = [
-        (shape, example[0])
-        for shape in load_split_all(args.data, "val", config)
+        _Validation.of(model, shape, example[0])
+        for shape in _shapes(args.data, "val", config)
         if (example := thickness_example(shape, config.image_size, config.mask_size, rng)) is not None
     ]
     out.mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,7 @@ def train_thickness(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_split_all(roots: list[str], split: str, config: ModelConfig) -> list[Shape]:
+def _shapes(roots: list[str], split: str, config: ModelConfig) -> list[Shape]:
     return [shape for root in roots for shape in load_split(root, split, config)]
 
 
@@ -143,22 +144,43 @@ def _pictures(
     return torch.from_numpy(np.stack(pictures)), torch.from_numpy(np.stack(targets))
 
 
-@torch.no_grad()
-def _validate(model: OccupancyNetwork, validation: list) -> float:
-    """Mean IoU of the lone-picture result, as the model decodes it, on each validation shape's uniform points."""
-    model.eval()
-    threshold = math.log(model.config.threshold / (1 - model.config.threshold))
-    scores = []
-    for shape, prepared in validation:
-        images = torch.from_numpy(prepared.images)
-        latent = ViewLatent(
-            model.encoder(images)[None],
-            torch.from_numpy(prepared.masks)[None],
-            torch.from_numpy(first_sheets(prepared.masks, model.thickness(images).numpy()))[None],
-            torch.from_numpy(prepared.affines)[None],
-        )
+@dataclass
+class _Validation:
+    """One validation shape's picture and what stays fixed while the head learns: the frozen network's features,
+    and the shape's uniform points in the picture's frame with their labels."""
+
+    prepared: PreparedViews
+    features: torch.Tensor
+    points: torch.Tensor
+    labels: np.ndarray
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: OccupancyNetwork, shape: Shape, prepared: PreparedViews) -> _Validation:
         points = np.asarray(shape.points[: shape.n_uniform][:VAL_POINTS], np.float64)
         canonical = (points - np.asarray(prepared.frame.center)) / prepared.frame.scale
-        logits = model.decode(torch.from_numpy(canonical.astype(np.float32))[None], latent)[0].numpy()
-        scores.append(iou(logits > threshold, shape.labels[: shape.n_uniform][:VAL_POINTS]))
+        return cls(
+            prepared,
+            model.encoder(torch.from_numpy(prepared.images))[None],
+            torch.from_numpy(canonical.astype(np.float32))[None],
+            shape.labels[: shape.n_uniform][:VAL_POINTS],
+        )
+
+
+@torch.no_grad()
+def _validate(model: OccupancyNetwork, validation: list[_Validation]) -> float:
+    """Mean IoU of the lone-picture result, as the model decodes it, on each validation shape's uniform points."""
+    model.eval()
+    threshold = ExtractOptions().threshold_logit(model.config.threshold)
+    scores = []
+    for shape in validation:
+        prepared = shape.prepared
+        thickness = model.thickness(torch.from_numpy(prepared.images)).numpy()
+        latent = ViewLatent(
+            shape.features,
+            torch.from_numpy(prepared.masks)[None],
+            torch.from_numpy(first_sheets(prepared.masks, thickness))[None],
+            torch.from_numpy(prepared.affines)[None],
+        )
+        scores.append(iou(model.decode(shape.points, latent)[0].numpy() > threshold, shape.labels))
     return float(np.mean(scores)) if scores else 0.0

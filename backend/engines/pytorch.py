@@ -21,7 +21,7 @@ from ..models.occnet import PointLatent, ViewLatent
 from ..registry import ModelEntry, find_model
 from ..surface.field import CancelCheck, Progress
 from ..surface.latent import Latent
-from ..surface.silhouettes import first_sheets, plain_sheets
+from ..surface.silhouettes import first_sheets
 from .base import encode_cloud, with_found_sheets
 from .torch_stages import TorchEvaluator, TorchField, TorchStages
 
@@ -47,11 +47,11 @@ class TorchEngine:
             return Latent(code, self.name, frame, blends_by_field=True, source=source)
         if isinstance(prepared, PreparedViews):
             arrays = {k: torch.from_numpy(getattr(prepared, k))[None].to(self.device) for k in VIEW_ARRAYS}
-            arrays["sheets"] = torch.from_numpy(plain_sheets(prepared.masks))[None].to(self.device)
-            features = self.network.encode(arrays).features[0].float().cpu().numpy()
             judged = self.config.thickness_width and len(prepared.masks) == 1
             thickness = self.network.thickness(arrays["images"][0]).float().cpu().numpy() if judged else None
             sheets = first_sheets(prepared.masks, thickness)
+            arrays["sheets"] = torch.from_numpy(sheets)[None].to(self.device)
+            features = self.network.encode(arrays).features[0].float().cpu().numpy()
             code = ViewLatentLayout.of(self.config).join(prepared.affines, features, prepared.masks, sheets)
             return Latent(with_found_sheets(self, code), self.name, frame, blends_by_field=True, source=source)
         code = self.network.encode(torch.from_numpy(prepared)[None].to(self.device))[0]

@@ -68,13 +68,14 @@ def _own_points(vertices: np.ndarray, labels: np.ndarray, small: np.ndarray, sca
             continue
         low, high = points.min(axis=0) - reach, points.max(axis=0) + reach
         others = vertices[(labels != label) & np.all((vertices >= low) & (vertices <= high), axis=1)]
-        own = _nearest_distance(points, small_vertices[mine])
-        counts[i] = (own < _nearest_distance(points, others)).sum()
+        own = nearest_distance(points, small_vertices[mine])
+        counts[i] = (own < nearest_distance(points, others)).sum()
     return counts
 
 
-def _nearest_distance(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """Each point's distance to its nearest vertex (inf when there are none), in chunks of about 4M pairs."""
+def nearest_distance(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """Each point's (N, D) distance to its nearest vertex (M, D; inf when there are none), by brute force in chunks
+    of about 4M pairs: for the few hundred to thousands of points that a small piece or a silhouette's edge has."""
     if not len(vertices):
         return np.full(len(points), np.inf)
     chunk = max(1, 4_000_000 // len(vertices))

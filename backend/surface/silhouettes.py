@@ -23,6 +23,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..config import BOX_SIZE
+from .pieces import nearest_distance
 
 SHEET = 0.03  # a plate's half-thickness, in crop half-widths: the thinnest sheet, which marching cubes still sees
 THICKNESS_SCALES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 25))  # what a thickness head picks among
@@ -81,20 +82,12 @@ def inflation(mask: np.ndarray) -> np.ndarray:
     Igarashi et al.'s Teddy)."""
     m = mask.shape[0]
     inside = mask >= 0.5
-    padded = np.pad(inside, 1)
-    outside_rim = ~padded & (
-        np.roll(padded, 1, 0) | np.roll(padded, -1, 0) | np.roll(padded, 1, 1) | np.roll(padded, -1, 1)
-    )
-    edge = np.argwhere(outside_rim).astype(np.float64) - 1.0
-    cells = np.argwhere(inside).astype(np.float64)
     distance = np.zeros((m, m))
-    if len(cells) == 0:
+    if not inside.any():
         return distance
-    nearest = np.empty(len(cells))
-    for start in range(0, len(cells), 512):  # a ragged outline's thousands of edge pixels stay in memory
-        block = cells[start : start + 512]
-        nearest[start : start + 512] = np.sqrt(((block[:, None, :] - edge[None]) ** 2).sum(-1).min(axis=1))
-    distance[inside] = nearest * 2.0 / m
+    outside = _rim(~np.pad(inside, 1))  # the outside pixels beside the silhouette (and the frame's edge)
+    edge = np.argwhere(outside).astype(np.float64) - 1.0
+    distance[inside] = nearest_distance(np.argwhere(inside).astype(np.float64), edge) * 2.0 / m
     deepest = distance.max()
     return np.sqrt(np.clip(distance * (2 * deepest - distance), 0.0, None))
 
