@@ -7,10 +7,13 @@ neighbour graph (Hoppe et al. 1992) fails on thin parts and close strands, where
 and one wrong step flips a whole region. Here the model decides instead: its field, read without normals, is
 probed a spacing ahead of and behind each point along the axis, the normal points to the emptier side, and each
 point's verdict is pooled with its neighbours' (signs carried across by the axes' agreement), so a patch votes as
-one. Points whose neighbours do not lie flat (edges and corners, noise as wide as a neighbourhood, a sparse
-cloud's wide neighbourhoods) get none: a wrong normal costs more than a missing one. The model then reads the
-cloud again with these normals: what it cannot tell from points alone (the air side of a floor, the open side of
-a partial scan) it is told.
+one. Points whose neighbours do not lie flat (edges and corners, noise as wide as a neighbourhood, a sparse cloud's
+wide neighbourhoods) get none: a wrong normal costs more than a missing one. A thin part (a wall, a floor slab, a
+board) tells its own side: where a point's wider neighbourhood holds two parallel faces, their offsets along its
+axis fall in two clusters, and the air lies away from the other face. That side, pooled the same way, overrules
+the field, which in a room, far from the solid objects it learned on, often turns a whole floor or wall the wrong
+way (8 validation rooms at 100,000 points: IoU 0.686 -> 0.791). The model then reads the cloud again with these
+normals: what it cannot tell from points alone (the air side of a floor, the open side of a partial scan) it is told.
 
 A dense scan's neighbourhoods are so small that its noise is a good part of their width, and few of them lie
 flat: at 30,000 points on an object, 2% of the points got a normal. So a dense cloud's normals are found on a
@@ -37,6 +40,13 @@ SPARSEST = 0.06  # spacing (of the canonical box) above which a cloud is read wi
 DENSEST = 0.02  # spacing below which normals are found on a subset thinned to it, then lent (about 25,000 points)
 LENDERS = 16  # a point's nearest subset points whose planes it may lie on
 ON_PLANE = 1.0  # how near (in the cloud's own spacings) a point must lie to a lender's plane to take its normal
+WIDE = 48  # a point's nearest that may hold a thin part's other face (at 100,000 points on a room: 2.7 spacings)
+PARALLEL = 0.8  # neighbours whose axes lie this near the point's (|cosine|) face the same way
+SEPARATION = 4.5  # the two faces' offsets lie this many of their own spreads apart (noise on one face: about 2.7)
+FACE_POINTS = 4  # the fewest points that make a face
+THIN_AGREEMENT = 0.2  # how far a patch's pooled thin-part sides must lean one way to be taken
+# The last three chosen on the first 8 validation rooms at 100,000 points (IoU: separation 3 0.741, 4.5 0.755,
+# 6 0.761, 9 0.688 unpooled; pooled at 4.5, agreement 0.1 0.783, 0.2 0.791, 0.35 0.741)
 
 
 def field_normals(
@@ -84,4 +94,33 @@ def _found_normals(
     for _ in range(POOLING_ROUNDS):
         verdict = (verdict[neighbours] * agreement).mean(axis=1)
     side = np.where(verdict >= 0, 1.0, -1.0) * flat
+    thin = _thin_sides(points, axes, neighbours, nearest(points, WIDE))
+    side = np.where(thin != 0, thin, side)
     return (axes * side[:, None]).astype(np.float32)
+
+
+def _thin_sides(points: np.ndarray, axes: np.ndarray, neighbours: np.ndarray, wide: np.ndarray) -> np.ndarray:
+    """(N,) +1 or -1 where a point lies on one face of a thin part (its normal's sign along its axis: away from
+    the other face), 0 elsewhere. The offsets along the axis of its WIDE nearest that face the same way are split
+    in two by 1-D k-means; two faces when the split's means lie SEPARATION of their spread apart, the point on the
+    one its own offset (0) falls in. Pooled as the field's verdicts are, so a patch takes one side."""
+    offsets = np.einsum("nkc,nc->nk", points[wide].astype(np.float64) - points[:, None, :], axes)
+    facing = np.abs(np.einsum("nkc,nc->nk", axes[wide], axes)) > PARALLEL
+    low = np.where(facing, offsets, np.inf).min(axis=1)
+    high = np.where(facing, offsets, -np.inf).max(axis=1)
+    for _ in range(8):
+        upper = facing & (offsets > ((low + high) / 2)[:, None])
+        lower = facing & ~upper
+        high = np.where(upper.any(axis=1), (offsets * upper).sum(axis=1) / np.maximum(upper.sum(axis=1), 1), high)
+        low = np.where(lower.any(axis=1), (offsets * lower).sum(axis=1) / np.maximum(lower.sum(axis=1), 1), low)
+    split = (low + high) / 2
+    upper = facing & (offsets > split[:, None])
+    lower = facing & ~upper
+    square = np.where(upper, (offsets - high[:, None]) ** 2, 0) + np.where(lower, (offsets - low[:, None]) ** 2, 0)
+    spread = np.sqrt(square.sum(axis=1) / np.maximum(facing.sum(axis=1), 1))
+    faces = (high - low > SEPARATION * spread) & (np.minimum(upper.sum(axis=1), lower.sum(axis=1)) >= FACE_POINTS)
+    vote = np.where(split < 0, 1.0, -1.0) * faces
+    agreement = np.sign(np.einsum("nkc,nc->nk", axes[neighbours], axes))
+    for _ in range(POOLING_ROUNDS):
+        vote = (vote[neighbours] * agreement).mean(axis=1)
+    return np.where(np.abs(vote) > THIN_AGREEMENT, np.sign(vote), 0.0)
