@@ -69,20 +69,25 @@ def shape_mesh(shape: Node, resolution: int = 96) -> Mesh:
 
 
 def surface_samples(shape: Node, mesh: Mesh, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Points on the exact surface (mesh samples moved along the gradient) and their outward normals."""
+    """Points on the exact surface (mesh samples moved along the gradient) and their outward normals. Where the
+    distance has no gradient (a sample exactly on a crease, where autograd's subgradient of abs or max is zero;
+    whether one lands there depends on the CPU's rounding), the sampled face's normal stands in."""
     tri = mesh.vertices[mesh.faces]
-    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    area = np.linalg.norm(cross, axis=1)
     faces = rng.choice(len(tri), size=count, p=area / area.sum())
     uv = rng.random((count, 2))
     flip = uv.sum(1) > 1
     uv[flip] = 1 - uv[flip]
     points = tri[faces, 0] + uv[:, :1] * (tri[faces, 1] - tri[faces, 0]) + uv[:, 1:] * (tri[faces, 2] - tri[faces, 0])
     p = torch.tensor(points, dtype=torch.float32)
+    face_normals = torch.tensor(cross[faces] / np.maximum(area[faces], 1e-12)[:, None], dtype=torch.float32)
     for _ in range(2):
         p.requires_grad_(True)
         d = shape(p)
         (grad,) = torch.autograd.grad(d.sum(), p)
-        normal = grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-9)
+        length = grad.norm(dim=1, keepdim=True)
+        normal = torch.where(length > 1e-6, grad / length.clamp_min(1e-9), face_normals)
         p = (p - d[:, None] * normal).detach()
     return p.numpy(), normal.detach().numpy()
 
