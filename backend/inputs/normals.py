@@ -57,10 +57,11 @@ def field_normals(
     reads them), `unit` is the spacing and `logits` the field whose emptier side each normal points to (when
     encoding, the cloud read without normals; when carving open space, the latent's own)."""
     if unit >= DENSEST:
-        return _found_normals(points, nearest(points, K) if neighbours is None else neighbours, unit, logits)
+        wide = nearest(points, WIDE)
+        return _found_normals(points, wide[:, :K] if neighbours is None else neighbours, wide, unit, logits)
     subset = points[: max(K, math.ceil(len(points) * (unit / DENSEST) ** 2))]
-    near = nearest(subset, K)
-    found = _found_normals(subset, near, spacing(subset, near), logits)
+    wide = nearest(subset, WIDE)  # nearest first, so its first K are the subset's neighbours
+    found = _found_normals(subset, wide[:, :K], wide, spacing(subset, wide[:, :K]), logits)
     return _lent_normals(points, subset, found, unit)
 
 
@@ -78,9 +79,14 @@ def _lent_normals(points: np.ndarray, subset: np.ndarray, found: np.ndarray, uni
 
 
 def _found_normals(
-    points: np.ndarray, neighbours: np.ndarray, unit: float, logits: Callable[[np.ndarray], np.ndarray]
+    points: np.ndarray,
+    neighbours: np.ndarray,
+    wide: np.ndarray,
+    unit: float,
+    logits: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """Normals from each point's own neighbourhood and the field's verdict, pooled (see the module's docstring)."""
+    """Normals from each point's own neighbourhood (`neighbours`, its K nearest) and the field's verdict, pooled,
+    unless its WIDE nearest (`wide`) show a thin part's side (see the module's docstring)."""
     around = points[neighbours].astype(np.float64)
     around -= around.mean(axis=1, keepdims=True)
     spread, frames = np.linalg.eigh(np.einsum("nki,nkj->nij", around, around))
@@ -89,21 +95,27 @@ def _found_normals(
     step = PROBE_STEP * unit * axes
     probes = np.concatenate([points - step, points + step]).astype(np.float32)
     behind, ahead = np.split(np.asarray(logits(probes), dtype=np.float64), 2)
-    verdict = behind - ahead
     agreement = np.sign(np.einsum("nkc,nc->nk", axes[neighbours], axes))
-    for _ in range(POOLING_ROUNDS):
-        verdict = (verdict[neighbours] * agreement).mean(axis=1)
+    verdict = _pooled(behind - ahead, neighbours, agreement)
     side = np.where(verdict >= 0, 1.0, -1.0) * flat
-    thin = _thin_sides(points, axes, neighbours, nearest(points, WIDE))
-    side = np.where(thin != 0, thin, side)
+    thin = _pooled(_thin_sides(points, axes, wide), neighbours, agreement)
+    side = np.where(np.abs(thin) > THIN_AGREEMENT, np.sign(thin), side)
     return (axes * side[:, None]).astype(np.float32)
 
 
-def _thin_sides(points: np.ndarray, axes: np.ndarray, neighbours: np.ndarray, wide: np.ndarray) -> np.ndarray:
+def _pooled(values: np.ndarray, neighbours: np.ndarray, agreement: np.ndarray) -> np.ndarray:
+    """Each point's value averaged with its neighbours' POOLING_ROUNDS times, a neighbour's sign turned where its
+    axis points the other way (`agreement`), so a patch's points come to one verdict."""
+    for _ in range(POOLING_ROUNDS):
+        values = (values[neighbours] * agreement).mean(axis=1)
+    return values
+
+
+def _thin_sides(points: np.ndarray, axes: np.ndarray, wide: np.ndarray) -> np.ndarray:
     """(N,) +1 or -1 where a point lies on one face of a thin part (its normal's sign along its axis: away from
-    the other face), 0 elsewhere. The offsets along the axis of its WIDE nearest that face the same way are split
-    in two by 1-D k-means; two faces when the split's means lie SEPARATION of their spread apart, the point on the
-    one its own offset (0) falls in. Pooled as the field's verdicts are, so a patch takes one side."""
+    the other face), 0 elsewhere, before pooling. The offsets along the axis of its WIDE nearest that face the same
+    way are split in two by 1-D k-means; two faces when the split's means lie SEPARATION of their spread apart, the
+    point on the one its own offset (0) falls in."""
     offsets = np.einsum("nkc,nc->nk", points[wide].astype(np.float64) - points[:, None, :], axes)
     facing = np.abs(np.einsum("nkc,nc->nk", axes[wide], axes)) > PARALLEL
     low = np.where(facing, offsets, np.inf).min(axis=1)
@@ -119,8 +131,4 @@ def _thin_sides(points: np.ndarray, axes: np.ndarray, neighbours: np.ndarray, wi
     square = np.where(upper, (offsets - high[:, None]) ** 2, 0) + np.where(lower, (offsets - low[:, None]) ** 2, 0)
     spread = np.sqrt(square.sum(axis=1) / np.maximum(facing.sum(axis=1), 1))
     faces = (high - low > SEPARATION * spread) & (np.minimum(upper.sum(axis=1), lower.sum(axis=1)) >= FACE_POINTS)
-    vote = np.where(split < 0, 1.0, -1.0) * faces
-    agreement = np.sign(np.einsum("nkc,nc->nk", axes[neighbours], axes))
-    for _ in range(POOLING_ROUNDS):
-        vote = (vote[neighbours] * agreement).mean(axis=1)
-    return np.where(np.abs(vote) > THIN_AGREEMENT, np.sign(vote), 0.0)
+    return np.where(split < 0, 1.0, -1.0) * faces
